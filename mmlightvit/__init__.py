@@ -1,0 +1,7 @@
+"""mmlightvit: lightweight vision backbones for OpenMMLab 2.x dense prediction."""
+from .utils.checkpoint import install_safe_checkpoint_loading
+
+__version__ = '0.1.0'
+
+# Importing the package (which resolving any 'mmlightvit.*' type name does) makes checkpoint loading safe.
+install_safe_checkpoint_loading()

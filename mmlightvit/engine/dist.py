@@ -1,0 +1,45 @@
+"""Distributed runs without CUDA (gloo), which mmengine 0.10.7 does not support out of the box.
+
+Two things stand in the way, both in mmengine: its ``pytorch`` launcher calls ``torch.cuda.set_device``, and
+``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which rejects them for CPU
+modules. :func:`setup_cpu_distributed` initialises the process group itself (the Runner then skips its own
+``init_dist``) and selects :class:`CPUDistributedDataParallel`, which drops ``device_ids`` for CPU modules.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.model import MMDistributedDataParallel
+
+from mmlightvit.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """MMDistributedDataParallel that also wraps modules living on the CPU (gloo backend)."""
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        if all(p.device.type == 'cpu' for p in module.parameters()):
+            device_ids = None  # DDP wants no device ids for CPU modules
+        super().__init__(module=module, device_ids=device_ids, **kwargs)
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """On a machine without CUDA, start the gloo process group and the CPU-capable DDP wrapper.
+
+    Does nothing when CUDA is available or ``launcher`` is ``'none'``: mmengine's own path is right there.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise RuntimeError(f'Launcher {launcher!r} needs CUDA on this version of mmengine; on a CPU-only machine '
+                           "use '--launcher pytorch' (tools/dist_train.sh, tools/dist_test.sh).")
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    if wrapper.get('type', 'MMDistributedDataParallel') in ('MMDistributedDataParallel',
+                                                             'DistributedDataParallel'):
+        cfg.model_wrapper_cfg = dict(wrapper, type='mmlightvit.CPUDistributedDataParallel')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo', init_method='env://', rank=int(os.environ['RANK']),
+                                world_size=int(os.environ['WORLD_SIZE']))

@@ -1,0 +1,218 @@
+"""Checkpoint handling shared by every entry point: safe loading, layout unwrapping and strict backbone loading.
+
+Loading never executes code from the file: every ``torch.load`` here runs with ``weights_only=True`` and an
+allowlist of exactly the non-tensor types that mmengine training checkpoints contain (numpy arrays, dtypes and
+scalars in the message hub). :func:`install_safe_checkpoint_loading` routes mmengine's own loaders (``Runner.resume``,
+``load_checkpoint``, ``init_cfg=dict(type='Pretrained')``) through :func:`load_checkpoint_file`.
+"""
+import argparse
+import os
+import os.path as osp
+import pickle
+import zipfile
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.logging import HistoryBuffer
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used: unreadable, unsafe, or not matching the model."""
+
+
+def _numpy_globals() -> List:
+    """What pickled numpy arrays, dtypes and scalars refer to, under numpy 2 names and the numpy 1 aliases."""
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    reconstruct, scalar = multiarray._reconstruct, multiarray.scalar
+    # Unpickling a dtype instance needs its class (numpy.dtypes.Float32DType, ...): the numeric and bool ones.
+    dtype_classes = sorted({type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDG'}, key=lambda c: c.__name__)
+    return [reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes,
+            (reconstruct, 'numpy.core.multiarray._reconstruct'), (scalar, 'numpy.core.multiarray.scalar')]
+
+
+# Exactly what mmengine's checkpoints need beyond tensors and containers: the message hub's HistoryBuffer and
+# numpy data; argparse.Namespace appears in official training checkpoints (DeiT-style `args`). All of them only
+# restore data: none of them can call arbitrary functions.
+SAFE_GLOBALS = [HistoryBuffer, argparse.Namespace, *_numpy_globals()]
+
+
+def _history_buffer_state(self) -> dict:
+    # mmengine stores the statistics *functions* in the state, which pickles as `builtins.getattr` calls that a
+    # safe loader must refuse. The default statistics are restored by `__setstate__` anyway, so drop them.
+    state = self.__dict__.copy()
+    state.pop('statistics_methods', None)
+    return state
+
+
+_TORCH_BOILERPLATE = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+_UNSAFE_MARKERS = ('GLOBAL', 'Unsupported global', 'Can only build', 'is blocked')
+
+
+def _format_exception(err: BaseException) -> str:
+    """The informative line of an exception (torch wraps the unpickler's reason in boilerplate)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    return (detail or lines or [type(err).__name__])[0]
+
+
+def load_checkpoint_file(filename: str, map_location='cpu') -> dict:
+    """Load a checkpoint with ``weights_only=True`` and the project's allowlist.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointError: the file is truncated, is not a PyTorch checkpoint, or holds objects that could run
+            code when unpickled (those are never executed).
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'Checkpoint file {filename!r} does not exist.')
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = _unsafe_globals(filename)
+        if unsafe or any(marker in str(err) for marker in _UNSAFE_MARKERS):
+            found = ', '.join(unsafe) if unsafe else _format_exception(err)
+            raise CheckpointError(
+                f'Refusing to load checkpoint {filename!r}: it contains Python objects that are not plain data '
+                f'({found}). Loading it would allow arbitrary code to run, so it was not unpickled. If you trust '
+                'the file, re-save its tensors (e.g. the state dict alone) and load that.') from None
+        raise CheckpointError(f'Checkpoint file {filename!r} is not a readable PyTorch checkpoint: '
+                              f'{_format_exception(err)}') from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(
+            f'Checkpoint file {filename!r} is not a readable PyTorch checkpoint (truncated or not a checkpoint): '
+            f'{_format_exception(err)}') from None
+
+
+def _unsafe_globals(filename: str) -> List[str]:
+    allowed = {entry[1] if isinstance(entry, tuple) else f'{entry.__module__}.{entry.__qualname__}'
+               for entry in SAFE_GLOBALS}
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+    except Exception:  # not a zip checkpoint: nothing more to tell
+        return []
+    return sorted(name for name in found if name not in allowed)
+
+
+def _load_from_local(filename, map_location=None):
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+def _load_from_http(filename, map_location=None, model_dir=None, progress=False):
+    """Download once into torch's hub cache (rank 0 first), then load safely like a local file."""
+    from mmengine.dist import barrier, get_dist_info
+    model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(filename.split('?')[0]))
+    rank, world_size = get_dist_info()
+    if rank == 0 and not osp.isfile(cached):
+        os.makedirs(model_dir, exist_ok=True)
+        torch.hub.download_url_to_file(filename, cached, progress=progress)
+    if world_size > 1:
+        barrier()
+        if not osp.isfile(cached):
+            raise CheckpointError(f'Rank {rank} cannot see {cached!r} downloaded by rank 0 from {filename}.')
+    return load_checkpoint_file(cached, map_location=map_location)
+
+
+def install_safe_checkpoint_loading() -> None:
+    """Make mmengine save and load checkpoints safely under torch >= 2.6 (idempotent).
+
+    * local paths and http(s) URLs load through :func:`load_checkpoint_file` (weights only, allowlisted types),
+      which makes ``--resume`` work again without ``weights_only=False``;
+    * HistoryBuffer pickles as plain data, so the checkpoints the Runner writes pass that allowlist.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=_load_from_http, force=True)
+    HistoryBuffer.__getstate__ = _history_buffer_state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# State dicts
+
+
+_WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module', 'net')
+
+
+def extract_state_dict(checkpoint: dict, source: str = '<checkpoint>') -> 'OrderedDict[str, torch.Tensor]':
+    """Return the tensors of a checkpoint, whatever wraps them.
+
+    Accepts a bare state dict or one under ``state_dict`` (mmengine, FasterViT), ``model`` / ``model_ema``
+    (DeiT-style official releases; ``model`` is preferred), ``module`` or ``net``; strips a ``module.`` prefix
+    (DataParallel).
+    """
+    state = checkpoint
+    while isinstance(state, dict) and not _is_tensor_dict(state):
+        key = next((k for k in _WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
+        if key is None:
+            raise CheckpointError(
+                f'{source}: no state dict found. Expected tensors at the top level or under one of '
+                f'{list(_WRAPPER_KEYS)}; found keys {sorted(state)[:10]}.')
+        state = state[key]
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f'{source}: the checkpoint holds no tensors.')
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state.items())
+
+
+def _is_tensor_dict(state: dict) -> bool:
+    return len(state) > 0 and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> 'OrderedDict[str, torch.Tensor]':
+    """Keep only the keys under ``prefix`` (e.g. ``backbone.`` of a detector checkpoint), without it."""
+    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+
+
+def drop_keys(state: Dict[str, torch.Tensor], prefixes: Iterable[str]) -> 'OrderedDict[str, torch.Tensor]':
+    """Remove every key that starts with one of ``prefixes`` (classifier heads and the like)."""
+    prefixes = tuple(prefixes)
+    return OrderedDict((k, v) for k, v in state.items() if not k.startswith(prefixes))
+
+
+def _summarise(keys: List[str], limit: int = 12) -> str:
+    shown = ', '.join(keys[:limit])
+    return f'{shown}, ... ({len(keys)} in all)' if len(keys) > limit else shown
+
+
+def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` naming every missing, unexpected and mis-shaped key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [f'{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
+                   for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f'missing keys: {_summarise(missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys: {_summarise(unexpected)}')
+    if wrong_shape:
+        problems.append(f'wrong shapes: {_summarise(wrong_shape)}')
+    if problems:
+        raise CheckpointError(f'{source} does not match {type(model).__name__}: ' + '; '.join(problems) + '.')
+
+
+def load_backbone_checkpoint(model: nn.Module, filename: str,
+                             convert: Optional[Callable[[dict], dict]] = None,
+                             prefix: Optional[str] = None) -> None:
+    """Load a backbone checkpoint strictly, whatever its layout.
+
+    ``filename`` may hold the backbone alone, a whole detector/segmentor/classifier (``prefix``, default
+    ``backbone.`` when such keys exist), or a foreign layout that ``convert`` maps onto the model's keys
+    (dropping classifier heads). Anything that still does not match is an error, never a partial load.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    state = extract_state_dict(checkpoint, source=filename)
+    if prefix is None and any(k.startswith('backbone.') for k in state):
+        prefix = 'backbone.'
+    if prefix:
+        state = strip_prefix(state, prefix)
+    if convert is not None:
+        state = convert(state)
+    check_state_dict(model, state, source=f'Checkpoint {filename!r}')
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,13 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='mmlightvit',
+    version='0.1.0',
+    description='Lightweight vision backbones (RepViT, EdgeNeXt, FasterViT, TransNeXt) for OpenMMLab 2.x '
+    'detection and segmentation',
+    packages=find_packages(include=['mmlightvit', 'mmlightvit.*']),
+    python_requires='>=3.9',
+    # The backbones need only torch and mmengine; the detection/segmentation stack is in requirements/runtime.txt.
+    install_requires=['torch', 'mmengine>=0.10'],
+    zip_safe=False,
+)

@@ -1,0 +1,144 @@
+"""Reference implementations the tests compare against, importable without their heavy optional dependencies."""
+import enum
+import importlib
+import sys
+import types
+
+import torch
+import torch.nn as nn
+
+# What timm 1.0.x reads from torchvision when its model modules are imported.
+_TIMM_MODEL_MODULES = ('timm.models.repvit', )
+
+
+class _FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters stored as buffers (torchvision's semantics)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer('weight', torch.ones(num_features))
+        self.register_buffer('bias', torch.zeros(num_features))
+        self.register_buffer('running_mean', torch.zeros(num_features))
+        self.register_buffer('running_var', torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + 'num_batches_tracked', None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f'{self.weight.shape[0]}, eps={self.eps}'
+
+
+class _InterpolationMode(enum.Enum):
+    NEAREST = 'nearest'
+    NEAREST_EXACT = 'nearest-exact'
+    BILINEAR = 'bilinear'
+    BICUBIC = 'bicubic'
+    BOX = 'box'
+    HAMMING = 'hamming'
+    LANCZOS = 'lanczos'
+
+
+class _Unavailable:
+    """Stands for any torchvision object timm refers to at import time; using it raises a clear error."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(f'{self._name} is a stand-in: torchvision is not installed, so timm was imported with '
+                           'tests.reference_impls.import_timm() for its model definitions only.')
+
+    def __mro_entries__(self, bases):  # timm subclasses e.g. transforms.ToTensor at import time
+        unavailable = self
+
+        class _Base:
+
+            def __init__(self, *args, **kwargs):
+                unavailable()
+
+        _Base.__name__ = self._name.rsplit('.', 1)[-1]
+        return (_Base, )
+
+    def __getattr__(self, attr: str):
+        if attr.startswith('__'):
+            raise AttributeError(attr)
+        return _Unavailable(f'{self._name}.{attr}')
+
+
+def _stub_module(name: str, **attrs) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attrs)
+    module.__path__ = []  # a package, so submodule imports resolve through sys.modules
+
+    def __getattr__(attr: str):
+        if attr.startswith('__'):
+            raise AttributeError(attr)
+        return _Unavailable(f'{name}.{attr}')
+
+    module.__getattr__ = __getattr__
+    return module
+
+
+def _torchvision_stand_in() -> dict:
+    ops_misc = _stub_module('torchvision.ops.misc', FrozenBatchNorm2d=_FrozenBatchNorm2d)
+    functional = _stub_module('torchvision.transforms.functional', InterpolationMode=_InterpolationMode)
+    transforms = _stub_module('torchvision.transforms', functional=functional, InterpolationMode=_InterpolationMode)
+    ops = _stub_module('torchvision.ops', misc=ops_misc)
+    datasets = _stub_module('torchvision.datasets')
+    root = _stub_module('torchvision', ops=ops, transforms=transforms, datasets=datasets, __version__='0.0.0+stub')
+    return {
+        'torchvision': root,
+        'torchvision.ops': ops,
+        'torchvision.ops.misc': ops_misc,
+        'torchvision.transforms': transforms,
+        'torchvision.transforms.functional': functional,
+        'torchvision.datasets': datasets,
+    }
+
+
+def import_timm():
+    """Import timm (and its RepViT model module) for use as a reference implementation; return the module.
+
+    Why: timm 1.0.31 imports torchvision at import time (``torchvision.ops.misc.FrozenBatchNorm2d`` in its layers,
+    ``torchvision.transforms`` / ``.functional.InterpolationMode`` / ``torchvision.datasets`` in ``timm.data``),
+    but no torchvision build works with the CPU torch 2.13 this project pins, so ``import timm`` fails although
+    the model definitions the tests need use none of it. When ``import torchvision`` fails, a minimal stand-in
+    package is put into ``sys.modules`` for the duration of the import: ``FrozenBatchNorm2d`` is a correct small
+    frozen-BN module, ``InterpolationMode`` a small Enum, and everything else in transforms / functional /
+    datasets raises a clear error when used. Afterwards every ``torchvision*`` entry is removed from
+    ``sys.modules``, so nothing else in the process (mmengine, mmdet, a later real import) sees the stand-in;
+    timm's modules keep their references to the few names they imported. With a working torchvision, this is
+    plain ``import timm``.
+    """
+    if 'timm' in sys.modules:
+        timm = sys.modules['timm']
+        for name in _TIMM_MODEL_MODULES:
+            importlib.import_module(name)
+        return timm
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # missing or broken (e.g. built for another torch)
+        for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
+            del sys.modules[name]
+    else:
+        import timm
+        for name in _TIMM_MODEL_MODULES:
+            importlib.import_module(name)
+        return timm
+
+    sys.modules.update(_torchvision_stand_in())
+    try:
+        import timm
+        for name in _TIMM_MODEL_MODULES:
+            importlib.import_module(name)
+    finally:
+        for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
+            del sys.modules[name]
+    return timm

@@ -1,0 +1,78 @@
+"""Generate the synthetic demo datasets (COCO-style shapes and ADE20K-style scenes) and summarise them.
+
+    python tools/misc/generate_demo_data.py [--coco-root data/demo/coco] [--ade-root data/demo/ade20k]
+                                            [--seed 0] [--force]
+
+An existing complete set is kept (and only summarised) unless --force. The dataset classes
+``mmlightvit.DemoCocoDataset`` / ``mmlightvit.DemoADE20KDataset`` generate the same data on first use, so running
+this script is optional.
+"""
+import argparse
+import collections
+import glob
+import json
+import os.path as osp
+import time
+
+import cv2
+import numpy as np
+
+from mmlightvit.datasets.demo_data import (ADE_CLASSES, COCO_CLASSES, META_FILE, ensure_demo_ade20k,
+                                           ensure_demo_coco, generate_demo_ade20k, generate_demo_coco)
+
+
+def summarise_coco(root: str) -> None:
+    for split in ('train', 'val'):
+        with open(osp.join(root, 'annotations', f'instances_{split}.json')) as f:
+            coco = json.load(f)
+        names = {c['id']: c['name'] for c in coco['categories']}
+        per_class = collections.Counter(names[a['category_id']] for a in coco['annotations'])
+        areas = np.array([a['area'] for a in coco['annotations']])
+        sizes = dict(small=int((areas < 32**2).sum()),
+                     medium=int(((areas >= 32**2) & (areas < 96**2)).sum()),
+                     large=int((areas >= 96**2).sum()))
+        print(f'  {split}: {len(coco["images"])} images, {len(coco["annotations"])} annotations; '
+              f'per class {dict((n, per_class[n]) for n in COCO_CLASSES)}; by COCO size {sizes}')
+
+
+def summarise_ade(root: str) -> None:
+    names = ('other', ) + ADE_CLASSES
+    for split in ('training', 'validation'):
+        labels = sorted(glob.glob(osp.join(root, 'annotations', split, '*.png')))
+        images = glob.glob(osp.join(root, 'images', split, '*.jpg'))
+        counts = np.zeros(len(names), np.int64)
+        present = np.zeros(len(names), np.int64)
+        for path in labels:
+            hist = np.bincount(cv2.imread(path, cv2.IMREAD_UNCHANGED).ravel(), minlength=len(names))
+            counts += hist[:len(names)]
+            present += hist[:len(names)] > 0
+        frac = counts / max(counts.sum(), 1)
+        per_class = ', '.join(f'{n} {p} img/{f:.1%}' for n, p, f in zip(names, present, frac))
+        print(f'  {split}: {len(images)} images, {len(labels)} label maps; per class (images / pixels): {per_class}')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--coco-root', default='data/demo/coco')
+    parser.add_argument('--ade-root', default='data/demo/ade20k')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--force', action='store_true', help='regenerate even if the sets exist')
+    args = parser.parse_args()
+
+    for name, root, generate, ensure, summarise in (
+            ('COCO-style demo set', args.coco_root, generate_demo_coco, ensure_demo_coco, summarise_coco),
+            ('ADE20K-style demo set', args.ade_root, generate_demo_ade20k, ensure_demo_ade20k, summarise_ade)):
+        start = time.time()
+        existed = osp.isfile(osp.join(root, META_FILE))
+        if args.force:
+            generate(root, seed=args.seed, overwrite=True)
+            action = 'generated'
+        else:
+            ensure(root, seed=args.seed)
+            action = 'kept existing' if existed else 'generated'
+        print(f'{name} in {root} ({action}, {time.time() - start:.1f} s):')
+        summarise(root)
+
+
+if __name__ == '__main__':
+    main()

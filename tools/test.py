@@ -1,0 +1,68 @@
+"""Evaluate a checkpoint with a config (detection, segmentation or classification)."""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from mmengine.config import DictAction  # noqa: E402
+
+from mmlightvit.engine import build_runner, check_dataset_paths, load_config  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', help='dump the raw predictions to this pickle file (e.g. results.pkl)')
+    parser.add_argument('--show', action='store_true', help='show prediction results in a window')
+    parser.add_argument('--show-dir', help='save images with predictions drawn on them to this directory')
+    parser.add_argument('--wait-time', type=float, default=2, help='seconds each image is shown with --show')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value, e.g. test_dataloader.batch_size=2')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_visualization(cfg, show: bool, show_dir, wait_time: float) -> None:
+    """Turn on the config's visualization hook (mmdet's and mmseg's take slightly different options)."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise RuntimeError('--show/--show-dir need default_hooks.visualization in the config.')
+    hook.update(draw=True, show=show, wait_time=wait_time)
+    if show_dir:
+        if 'Det' in hook.get('type', ''):
+            hook.test_out_dir = osp.abspath(show_dir)  # mmdet writes one image per sample there
+        else:
+            hook.interval = 1
+            cfg.visualizer.save_dir = osp.abspath(show_dir)  # mmseg saves through the visualizer
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    check_dataset_paths(cfg, loaders=('test_dataloader', ))
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
+    runner = build_runner(cfg)
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError('--out must be a .pkl or .pickle file')
+        scope = cfg.get('default_scope')
+        if scope == 'mmdet':
+            from mmdet.evaluation import DumpDetResults  # masks as RLE, as mmdet's tools do
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        else:
+            from mmengine.evaluator import DumpResults
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
