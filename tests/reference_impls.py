@@ -3,6 +3,7 @@ import enum
 import importlib
 import sys
 import types
+import warnings
 
 import torch
 import torch.nn as nn
@@ -135,9 +136,11 @@ def import_timm():
 
     sys.modules.update(_torchvision_stand_in())
     try:
-        import timm
-        for name in _TIMM_MODEL_MODULES:
-            importlib.import_module(name)
+        with warnings.catch_warnings():  # timm's own deprecation notices are not what the tests are about
+            warnings.simplefilter('ignore', DeprecationWarning)
+            import timm
+            for name in _TIMM_MODEL_MODULES:
+                importlib.import_module(name)
     finally:
         for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
             del sys.modules[name]

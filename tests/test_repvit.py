@@ -24,6 +24,16 @@ TIMM_NAMES = {a: 'repvit_' + a.replace('.', '_') for a in ARCHS}
 FUSED_PARAMS_M = {'m0.9': 5.07, 'm1.0': 6.81, 'm1.1': 8.24, 'm1.5': 14.05, 'm2.3': 22.93}
 
 
+@pytest.fixture(scope='module', autouse=True)
+def single_thread():
+    """One intra-op thread: the tiny CPU workloads here gain little from more, and on a small machine that is
+    busy with something else (a compile) multi-threaded kernels slow down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='module')
 def timm():
     return import_timm()
@@ -91,7 +101,7 @@ def test_unknown_arch_lists_known_names():
 
 
 def test_custom_arch_and_registry():
-    model = MODELS.build(dict(type='RepViT', arch=dict(widths=(16, 32, 48, 64), depths=(1, 1, 2, 1))))
+    model = MODELS.build(dict(type='mmlightvit.RepViT', arch=dict(widths=(16, 32, 48, 64), depths=(1, 1, 2, 1))))
     assert isinstance(model, RepViT) and model.stage_channels == [16, 32, 48, 64]
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [16, 32, 48, 64]

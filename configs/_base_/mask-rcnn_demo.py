@@ -38,3 +38,5 @@ param_scheduler = [
 ]
 default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=max_epochs))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
+# Exact resumption: the random generators travel in the checkpoints.
+custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

@@ -9,7 +9,6 @@ import argparse
 import os
 import os.path as osp
 import pickle
-import zipfile
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -82,7 +81,7 @@ def load_checkpoint_file(filename: str, map_location='cpu') -> dict:
                 'the file, re-save its tensors (e.g. the state dict alone) and load that.') from None
         raise CheckpointError(f'Checkpoint file {filename!r} is not a readable PyTorch checkpoint: '
                               f'{_format_exception(err)}') from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
+    except Exception as err:  # torch raises many kinds for damaged or foreign files
         raise CheckpointError(
             f'Checkpoint file {filename!r} is not a readable PyTorch checkpoint (truncated or not a checkpoint): '
             f'{_format_exception(err)}') from None

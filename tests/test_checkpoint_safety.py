@@ -1,0 +1,91 @@
+"""Checkpoints load with weights_only=True and an allowlist: payloads never run, bad files fail clearly."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.logging import MessageHub
+from mmengine.runner import load_checkpoint
+
+import mmlightvit  # noqa: F401  (installs the safe loaders)
+from mmlightvit.utils import CheckpointError, check_state_dict, extract_state_dict, load_checkpoint_file
+
+
+class _CreatesFile:
+    """Unpickling this would create a file: the payload of the malicious checkpoints below."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.makedirs, (self.path, ))
+
+
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_pickled_callable_is_refused_and_never_runs(tmp_path, zip_format):
+    marker = tmp_path / 'payload-ran'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': _CreatesFile(str(marker))}, path,
+               _use_new_zipfile_serialization=zip_format)
+    for load in (load_checkpoint_file, lambda p: load_checkpoint(nn.Linear(1, 1), p)):
+        with pytest.raises(CheckpointError, match='Refusing to load checkpoint') as info:
+            load(str(path))
+        assert str(path) in str(info.value)
+        assert 'makedirs' in str(info.value)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files_name_the_file(tmp_path):
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.randn(64, 64)}}, good)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(good.read_bytes()[:200])
+    text = tmp_path / 'notes.pth'
+    text.write_text('this is not a checkpoint\n')
+    for path in (truncated, text):
+        with pytest.raises(CheckpointError, match='not a readable PyTorch checkpoint') as info:
+            load_checkpoint_file(str(path))
+        assert str(path) in str(info.value)
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        load_checkpoint_file(str(tmp_path / 'missing.pth'))
+
+
+def test_runner_checkpoint_contents_are_allowlisted(tmp_path):
+    """What mmengine's Runner saves (message hub with HistoryBuffers, numpy data) loads safely."""
+    hub = MessageHub.get_instance('safety-test')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_scalar('train/loss', np.float32(0.5))
+    hub.update_info('iter', np.int64(3))
+    path = tmp_path / 'runner.pth'
+    torch.save({'meta': {'message_hub': hub.state_dict(), 'seed': np.int64(0), 'dtype': np.dtype('float32')},
+                'state_dict': {'w': torch.ones(1)}, 'rng': np.random.get_state()}, path)
+    loaded = load_checkpoint_file(str(path))
+    assert loaded['meta']['message_hub']['log_scalars']['train/loss'].mean() == pytest.approx(1.0)
+    assert loaded['meta']['message_hub']['log_scalars']['train/loss'].current() == pytest.approx(0.5)
+    assert loaded['meta']['seed'] == 0 and loaded['meta']['dtype'] == np.float32
+    # the default statistics work after loading, custom functions are not pickled
+    restored = pickle.loads(pickle.dumps(loaded['meta']['message_hub']['log_scalars']['train/loss']))
+    assert restored.statistics('mean') == pytest.approx(1.0)
+
+
+def test_state_dict_unwrapping_and_strict_errors():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    state = model.state_dict()
+    for wrapped in (state, {'state_dict': state}, {'model': state, 'optimizer': {}},
+                    {'model_ema': {f'module.{k}': v for k, v in state.items()}}):
+        assert list(extract_state_dict(wrapped)) == list(state)
+    with pytest.raises(CheckpointError, match='no state dict found'):
+        extract_state_dict({'epoch': 3, 'config': 'x'})
+
+    missing = {k: v for k, v in state.items() if k != '0.bias'}
+    with pytest.raises(CheckpointError, match=r'missing keys: 0\.bias'):
+        check_state_dict(model, missing, 'ckpt')
+    extra = dict(state, **{'head.weight': torch.zeros(1)})
+    with pytest.raises(CheckpointError, match=r'unexpected keys: head\.weight'):
+        check_state_dict(model, extra, 'ckpt')
+    wrong = dict(state, **{'1.weight': torch.zeros(5)})
+    with pytest.raises(CheckpointError, match=r'wrong shapes: 1\.weight \(checkpoint \(5,\), model \(4,\)\)'):
+        check_state_dict(model, wrong, 'ckpt')
+    check_state_dict(model, state, 'ckpt')  # a full match passes

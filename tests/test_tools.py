@@ -1,0 +1,138 @@
+"""tools/train.py, tools/test.py and the distributed scripts on the CPU, with a tiny Mask R-CNN on demo data."""
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmlightvit.engine import DatasetNotFoundError, check_dataset_paths
+from mmlightvit.utils import load_checkpoint_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ITER_CONFIG = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_iter.py'
+# Eight validation images keep the evaluation runs short.
+SMALL_TEST = ['test_dataloader.dataset.indices=8', 'test_dataloader.batch_size=2']
+
+
+def run(args, cwd=ROOT, env=None, check=True):
+    env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+def train(work_dir, *extra):
+    return run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(work_dir), *extra])
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """4 iterations, checkpoints at 2 and 4."""
+    work_dir = tmp_path_factory.mktemp('uninterrupted')
+    train(work_dir)
+    return work_dir
+
+
+def test_resume_matches_uninterrupted_run(trained, tmp_path):
+    # Stop after 2 iterations (its checkpoint is the one the uninterrupted run wrote), resume in a fresh work dir.
+    train(tmp_path, '--resume', str(trained / 'iter_2.pth'))
+    resumed = load_checkpoint_file(str(tmp_path / 'iter_4.pth'))
+    reference = load_checkpoint_file(str(trained / 'iter_4.pth'))
+    assert resumed['meta']['iter'] == reference['meta']['iter'] == 4
+    assert resumed['state_dict'].keys() == reference['state_dict'].keys()
+    for key, value in reference['state_dict'].items():
+        assert torch.equal(resumed['state_dict'][key], value), key
+    # the resumed run really trained: its weights moved away from the iteration-2 checkpoint
+    start = load_checkpoint_file(str(trained / 'iter_2.pth'))['state_dict']
+    assert any(not torch.equal(start[k], v) for k, v in reference['state_dict'].items())
+
+
+def test_resume_auto_finds_latest(trained, tmp_path):
+    # '--resume' without a path resumes from the work dir's last checkpoint; there is nothing left to train.
+    for name in ('iter_4.pth', 'last_checkpoint'):
+        (tmp_path / name).write_bytes((trained / name).read_bytes())
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    proc = train(tmp_path, '--resume')
+    assert 'resumed epoch: 0, iter: 4' in proc.stdout + proc.stderr
+
+
+def _predictions(path):
+    with open(path, 'rb') as f:
+        results = pickle.load(f)
+    return {r['img_id']: r for r in results}
+
+
+def test_dist_test_matches_single_process(trained, tmp_path):
+    checkpoint = str(trained / 'iter_4.pth')
+    single = run([sys.executable, 'tools/test.py', str(ITER_CONFIG), checkpoint, '--work-dir',
+                  str(tmp_path / 'single'), '--out', str(tmp_path / 'single.pkl'), '--cfg-options', *SMALL_TEST])
+    dist = run(['bash', 'tools/dist_test.sh', str(ITER_CONFIG), checkpoint, '2', '--work-dir',
+                str(tmp_path / 'dist'), '--out', str(tmp_path / 'dist.pkl'), '--cfg-options', *SMALL_TEST],
+               env={'PYTHON': sys.executable, 'PORT': '29533'})
+    one, two = _predictions(tmp_path / 'single.pkl'), _predictions(tmp_path / 'dist.pkl')
+    assert len(one) == 8 and one.keys() == two.keys()
+    for img_id, pred in one.items():
+        a, b = pred['pred_instances'], two[img_id]['pred_instances']
+        np.testing.assert_allclose(a['bboxes'].numpy(), b['bboxes'].numpy(), atol=1e-4)
+        np.testing.assert_array_equal(a['labels'].numpy(), b['labels'].numpy())
+    assert sum(len(p['pred_instances']['labels']) for p in one.values()) > 0
+
+    def metrics(proc):
+        line = next(line for line in (proc.stdout + proc.stderr).splitlines() if 'coco/bbox_mAP:' in line)
+        return line[line.index('coco/bbox_mAP:'):].split('data_time')[0].split()
+
+    assert metrics(single) == metrics(dist)
+
+
+def test_dist_train_on_cpu(tmp_path):
+    run(['bash', 'tools/dist_train.sh', str(ITER_CONFIG), '2', '--work-dir', str(tmp_path), '--cfg-options',
+         'train_cfg.max_iters=2'], env={'PYTHON': sys.executable, 'PORT': '29534'})
+    checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
+    assert checkpoint['meta']['iter'] == 2
+
+
+def test_show_dir_writes_images(trained, tmp_path):
+    run([sys.executable, 'tools/test.py', str(ITER_CONFIG), str(trained / 'iter_4.pth'), '--work-dir',
+         str(tmp_path), '--show-dir', str(tmp_path / 'vis'), '--cfg-options', 'test_dataloader.dataset.indices=2'])
+    assert len(list((tmp_path / 'vis').rglob('*.jpg'))) == 2
+
+
+def test_missing_dataset_names_path_and_remedy(tmp_path):
+    cfg = Config.fromfile(str(ROOT / 'configs/_base_/datasets/coco_instance.py'))
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere/')
+    with pytest.raises(DatasetNotFoundError) as info:
+        check_dataset_paths(cfg)
+    message = str(info.value)
+    assert str(tmp_path / 'nowhere') in message and 'train_dataloader.dataset.data_root' in message
+    assert 'cocodataset.org' in message and 'demo' in message
+
+    cfg = Config.fromfile(str(ROOT / 'configs/_base_/datasets/ade20k.py'))
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'ade/')
+    with pytest.raises(DatasetNotFoundError, match='ADEChallengeData2016'):
+        check_dataset_paths(cfg)
+
+    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                'train_dataloader.dataset.type=CocoDataset',
+                f'train_dataloader.dataset.data_root={tmp_path}/coco/'], check=False)
+    assert proc.returncode != 0 and 'DatasetNotFoundError' in proc.stderr and f'{tmp_path}/coco' in proc.stderr
+
+
+def test_unknown_model_type_lists_registries(tmp_path):
+    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                'model.backbone.type=NoSuchNet'], check=False)
+    assert proc.returncode != 0
+    assert "Unknown model type 'NoSuchNet': looked in the registries mmdet::model -> mmengine::model" in proc.stderr
+
+
+def test_amp_on_cpu_fails_clearly(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('only meaningful without CUDA')
+    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--amp'],
+               check=False)
+    assert proc.returncode != 0 and '--amp needs a CUDA GPU' in proc.stderr
