@@ -1,0 +1,33 @@
+# Semantic FPN, RepViT-M1.1, ADE20K 512x512, 40k iterations: the RepViT paper's segmentation recipe.
+# Paper: mIoU 40.6. Reference batch: 32 images (8 GPUs x 4).
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py',
+    '../_base_/datasets/ade20k.py',
+    'mmseg::_base_/schedules/schedule_40k.py',
+    'mmseg::_base_/default_runtime.py',
+]
+crop_size = (512, 512)
+checkpoint = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/repvit_m1_1_distill_300e.pth'
+model = dict(
+    pretrained=None,  # the backbone loads its own weights through init_cfg
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='mmlightvit.RepViT',
+        arch='m1.1',
+        out_indices=(0, 1, 2, 3),
+        # the official segmentation code takes each stage's output after the next stage's pre-block
+        out_after_preblock=True,
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+    decode_head=dict(num_classes=150))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4),
+    clip_grad=None)
+param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)]
+train_dataloader = dict(batch_size=4)
+auto_scale_lr = dict(enable=False, base_batch_size=32)
