@@ -1,0 +1,126 @@
+"""Every shipped config builds; our backbones build from mmdet, mmseg and mmpretrain configs by 'mmlightvit.X'."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+
+
+def _without_downloads(cfg: Config) -> Config:
+    backbone = cfg.model.backbone
+    if isinstance(backbone.get('init_cfg'), dict) and backbone.init_cfg.get('type') == 'Pretrained':
+        backbone.init_cfg = None
+    return cfg
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[str(p.relative_to(ROOT / 'configs')) for p in CONFIGS])
+def test_config_builds(path):
+    cfg = _without_downloads(Config.fromfile(str(path)))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 64, 96)) if hasattr(model, 'extract_feat') else None
+    assert feats is not None and all(f.shape[0] == 1 for f in feats)
+    assert cfg.model.backbone.type.startswith('mmlightvit.')
+
+
+def test_paper_configs_name_the_official_checkpoints():
+    for path in CONFIGS:
+        if 'demo' in path.name or 'ablations' in path.parts:
+            continue
+        init_cfg = Config.fromfile(str(path)).model.backbone.init_cfg
+        assert init_cfg.type == 'Pretrained' and init_cfg.checkpoint.startswith('https://'), path
+
+
+BUILD_EVERYWHERE = textwrap.dedent('''
+    import sys
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    assert 'mmlightvit' not in sys.modules
+
+    def build(scope, model_cfg):
+        init_default_scope(scope)
+        registry = __import__(scope + '.registry', fromlist=['MODELS']).MODELS
+        return registry.build(model_cfg)
+
+    backbone = dict(type='mmlightvit.RepViT', arch='m0.9')
+    channels = [48, 96, 192, 384]
+    x = torch.randn(1, 3, 64, 64)
+
+    det = Config.fromfile('{root}/configs/repvit/mask-rcnn_repvit-m1.1_coco.py').model
+    det.backbone = backbone
+    det.neck.in_channels = channels
+    assert len(build('mmdet', det).extract_feat(x)) == 5
+
+    for base in ('fpn_r50', 'upernet_r50'):
+        seg = Config.fromstring("_base_ = 'mmseg::_base_/models/%s.py'" % base, '.py').model
+        seg.pretrained = None
+        seg.backbone = backbone
+        seg.decode_head.num_classes = 150
+        if base == 'fpn_r50':
+            seg.neck.in_channels = channels
+        else:
+            seg.decode_head.in_channels = channels
+            seg.auxiliary_head.in_channels = channels[2]
+        seg.norm_cfg = dict(type='BN')
+        model = build('mmseg', seg).eval()
+        assert model.encode_decode(x, [dict(img_shape=(64, 64))]).shape == (1, 150, 64, 64)
+
+    cls = dict(type='ImageClassifier', backbone=dict(backbone, out_indices=(3, )),
+               neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='LinearClsHead', num_classes=1000, in_channels=384))
+    model = build('mmpretrain', cls).eval()
+    assert model(x).shape == (1, 1000)
+    print('built in mmdet, mmseg and mmpretrain')
+''')
+
+
+def test_backbone_builds_from_every_package_without_custom_imports():
+    script = BUILD_EVERYWHERE.replace('{root}', str(ROOT))
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert 'built in mmdet, mmseg and mmpretrain' in proc.stdout
+
+
+def _run(args):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert proc.returncode == 0, f'{args}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
+    return proc.stdout + proc.stderr
+
+
+SMOKE = {
+    # config: (options for 2 training iterations, options for a 2-image test, metric printed)
+    'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py':
+    (['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8', 'train_dataloader.num_workers=0',
+      'train_dataloader.persistent_workers=False', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'],
+     ['test_dataloader.dataset.indices=2', 'test_dataloader.num_workers=0',
+      'test_dataloader.persistent_workers=False'], 'coco/segm_mAP'),
+    'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py':
+    (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+      'train_dataloader.persistent_workers=False', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+      'default_hooks.checkpoint.interval=2'],
+     ['test_dataloader.dataset.indices=2', 'test_dataloader.num_workers=0',
+      'test_dataloader.persistent_workers=False'], 'mIoU'),
+}
+
+
+@pytest.mark.parametrize('config', sorted(SMOKE))
+def test_demo_smoke_train_and_test(config, tmp_path):
+    train_options, test_options, metric = SMOKE[config]
+    _run(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', *train_options])
+    checkpoint = (tmp_path / 'last_checkpoint').read_text().strip()
+    output = _run(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                   *test_options])
+    assert metric in output
