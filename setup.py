@@ -7,7 +7,8 @@ setup(
     'detection and segmentation',
     packages=find_packages(include=['mmlightvit', 'mmlightvit.*']),
     python_requires='>=3.9',
-    # The backbones need only torch and mmengine; the detection/segmentation stack is in requirements/runtime.txt.
-    install_requires=['torch', 'mmengine>=0.10'],
+    # The backbones need only torch and mmengine (torch >= 2.6 for the allowlisted weights-only loading); the
+    # detection/segmentation stack is pinned in requirements/runtime.txt.
+    install_requires=['torch>=2.6', 'mmengine>=0.10'],
     zip_safe=False,
 )
