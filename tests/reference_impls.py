@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 # What timm 1.0.x reads from torchvision when its model modules are imported.
-_TIMM_MODEL_MODULES = ('timm.models.repvit', )
+_TIMM_MODEL_MODULES = ('timm.models.repvit', 'timm.models.edgenext')
 
 
 class _FrozenBatchNorm2d(nn.Module):

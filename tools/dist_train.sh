@@ -1,19 +1,4 @@
 #!/usr/bin/env bash
-# Usage: bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in OpenMMLab's scripts. Without CUDA the processes
-# train on the CPU over gloo. PYTHON picks the interpreter (default: .venv/bin/python if present, else python).
+# Usage: bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options]   (environment: see tools/dist_launch.sh)
 set -euo pipefail
-CONFIG=$1
-NUM_PROCS=$2
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PYTHON=${PYTHON:-$([[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python)}
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NUM_PROCS" --master_port="$PORT" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_launch.sh" "$2" train.py "$1" "${@:3}"

@@ -35,25 +35,29 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+pip_install() {
+    # Some machines' pip.conf names file:// indexes that do not exist; their warnings would drown the output.
+    "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" 2>&1 \
+        | { grep -v "^WARNING: Location 'file:" || true; }
+}
 
 # torch first and pinned: any looser requirement would pull a multi-GB CUDA build.
-"${PIP[@]}" -q torch==2.13.0
-"${PIP[@]}" -q -r requirements/build.txt
+pip_install -q torch==2.13.0
+pip_install -q -r requirements/build.txt
 
 if "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
     log "mmcv 2.1.0 with ops already installed"
 else
     log "building mmcv 2.1.0 with ops (first time on this machine: ~9 min; later installs reuse pip's wheel cache)"
-    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" --no-build-isolation mmcv==2.1.0
+    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" pip_install --no-build-isolation mmcv==2.1.0
 fi
 
-"${PIP[@]}" -q -r requirements/runtime.txt -r requirements/tests.txt
+pip_install -q -r requirements/runtime.txt -r requirements/tests.txt
 # timm is the reference implementation in the tests. It declares torchvision, which has no CPU build for
 # torch 2.13 on PyPI (and would pull another torch), so it goes in without its declared dependencies; the rest
 # of what it needs is in requirements/tests.txt.
-"${PIP[@]}" -q --no-deps timm==1.0.31
-"${PIP[@]}" -q --no-build-isolation --no-deps -e .
+pip_install -q --no-deps timm==1.0.31
+pip_install -q --no-build-isolation --no-deps -e .
 
 stack_imports || { log "the installed stack does not import; see the errors above"; exit 1; }
 echo "$STAMP_VALUE" > "$STAMP"

@@ -10,7 +10,7 @@ import os
 import os.path as osp
 import pickle
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -137,20 +137,23 @@ def install_safe_checkpoint_loading() -> None:
 _WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module', 'net')
 
 
-def extract_state_dict(checkpoint: dict, source: str = '<checkpoint>') -> 'OrderedDict[str, torch.Tensor]':
+def extract_state_dict(checkpoint: dict, source: str = '<checkpoint>',
+                       preferred_keys: Optional[Sequence[str]] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Return the tensors of a checkpoint, whatever wraps them.
 
     Accepts a bare state dict or one under ``state_dict`` (mmengine, FasterViT), ``model`` / ``model_ema``
     (DeiT-style official releases; ``model`` is preferred), ``module`` or ``net``; strips a ``module.`` prefix
-    (DataParallel).
+    (DataParallel). ``preferred_keys`` are tried before those, in order (e.g. ``('model_ema', ...)`` for a
+    family whose published accuracies are the EMA weights).
     """
+    wrapper_keys = tuple(preferred_keys or ()) + tuple(k for k in _WRAPPER_KEYS if k not in (preferred_keys or ()))
     state = checkpoint
     while isinstance(state, dict) and not _is_tensor_dict(state):
-        key = next((k for k in _WRAPPER_KEYS if isinstance(state.get(k), dict)), None)
+        key = next((k for k in wrapper_keys if isinstance(state.get(k), dict)), None)
         if key is None:
             raise CheckpointError(
                 f'{source}: no state dict found. Expected tensors at the top level or under one of '
-                f'{list(_WRAPPER_KEYS)}; found keys {sorted(state)[:10]}.')
+                f'{list(wrapper_keys)}; found keys {sorted(state)[:10]}.')
         state = state[key]
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f'{source}: the checkpoint holds no tensors.')
@@ -197,16 +200,18 @@ def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], source: s
 
 def load_backbone_checkpoint(model: nn.Module, filename: str,
                              convert: Optional[Callable[[dict], dict]] = None,
-                             prefix: Optional[str] = None) -> None:
+                             prefix: Optional[str] = None,
+                             preferred_keys: Optional[Sequence[str]] = None) -> None:
     """Load a backbone checkpoint strictly, whatever its layout.
 
     ``filename`` may hold the backbone alone, a whole detector/segmentor/classifier (``prefix``, default
     ``backbone.`` when such keys exist), or a foreign layout that ``convert`` maps onto the model's keys
     (dropping classifier heads). Anything that still does not match is an error, never a partial load.
+    ``preferred_keys`` is passed to :func:`extract_state_dict`.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    state = extract_state_dict(checkpoint, source=filename)
+    state = extract_state_dict(checkpoint, source=filename, preferred_keys=preferred_keys)
     if prefix is None and any(k.startswith('backbone.') for k in state):
         prefix = 'backbone.'
     if prefix:

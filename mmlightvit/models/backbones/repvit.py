@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
-from ..layers import ConvBN, DropPath, LightBackbone, conv_like, drop_path_rates, fold_bn
+from ..layers import ConvBN, DropPath, LightBackbone, build_activation, conv_like, drop_path_rates, fold_bn
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -25,27 +25,6 @@ from ..layers import ConvBN, DropPath, LightBackbone, conv_like, drop_path_rates
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Nearest multiple of ``divisor`` (at least ``divisor``), as timm's ``SEModule`` rounds its reduced width."""
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
-_ACTIVATIONS = {
-    'gelu': nn.GELU,
-    'hswish': nn.Hardswish,
-    'hardswish': nn.Hardswish,
-    'relu': nn.ReLU,
-    'silu': nn.SiLU,
-    'swish': nn.SiLU,
-}
-
-
-def build_activation(act_cfg: Union[str, dict]) -> nn.Module:
-    """``'GELU'`` / ``dict(type='HSwish')`` / ... -> an activation module (torch only, no mmcv)."""
-    cfg = dict(type=act_cfg) if isinstance(act_cfg, str) else dict(act_cfg)
-    act_type = cfg.pop('type')
-    layer = _ACTIVATIONS.get(str(act_type).lower())
-    if layer is None:
-        raise ValueError(f'Unknown activation {act_type!r}; known: GELU, HSwish (Hardswish), ReLU, SiLU (Swish).')
-    cfg.pop('inplace', None)
-    return layer(**cfg)
 
 
 class SqueezeExcite(nn.Module):

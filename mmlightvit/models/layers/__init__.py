@@ -1,3 +1,4 @@
+from .activation import build_activation
 from .backbone import NUM_STAGES, STAGE_STRIDES, LightBackbone
 from .conv_bn import ConvBN, conv_like, fold_bn
 from .drop_path import DropPath, drop_path, drop_path_rates
@@ -6,5 +7,5 @@ from .reparam import fuse_model
 
 __all__ = [
     'NUM_STAGES', 'STAGE_STRIDES', 'LightBackbone', 'DropPath', 'drop_path', 'drop_path_rates', 'LayerNorm2d',
-    'build_norm2d', 'ConvBN', 'conv_like', 'fold_bn', 'fuse_model'
+    'build_norm2d', 'build_activation', 'ConvBN', 'conv_like', 'fold_bn', 'fuse_model'
 ]

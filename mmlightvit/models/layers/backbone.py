@@ -52,6 +52,9 @@ class LightBackbone(BaseModule):
     arch_settings: Dict[str, dict] = {}
     #: alias -> variant name, e.g. ``{'xxs': 'xx-small'}``.
     arch_aliases: Dict[str, str] = {}
+    #: wrapper keys of a checkpoint file tried first when loading (``None``: the default order of
+    #: :func:`~mmlightvit.utils.checkpoint.extract_state_dict`).
+    checkpoint_keys: Optional[Sequence[str]] = None
 
     def __init__(self,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -199,7 +202,7 @@ class LightBackbone(BaseModule):
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             # mmengine's PretrainedInit loads non-strictly; we load strictly and convert layouts.
             load_backbone_checkpoint(self, init_cfg['checkpoint'], convert=self.convert_checkpoint,
-                                     prefix=init_cfg.get('prefix'))
+                                     prefix=init_cfg.get('prefix'), preferred_keys=self.checkpoint_keys)
             self._is_init = True
             return
         super().init_weights()

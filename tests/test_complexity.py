@@ -1,0 +1,149 @@
+"""mmlightvit.utils.complexity and tools/analysis/get_flops.py (CPU, about half a minute)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmlightvit.utils.complexity import BNLinear, count_arch, count_macs, count_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DET_DEMO = ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
+SEG_DEMO = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
+
+# /work/shared/reference/repvit.md: the deploy (fused) model with a single BN+Linear head, 224x224, fvcore MACs.
+PAPER = {'m0.9': (5.07, 0.82), 'm1.1': (8.24, 1.34)}
+
+
+@pytest.mark.parametrize('arch', sorted(PAPER))
+def test_repvit_matches_paper_table(arch):
+    result = count_arch(f'RepViT:{arch}', (224, 224), with_classifier=True, fused=True)
+    params_m, macs_g = PAPER[arch]
+    assert abs(result.params / 1e6 - params_m) <= 0.01
+    assert abs(result.macs / 1e9 - macs_g) <= 0.01
+
+
+def test_bn_linear_fuse_is_equivalent():
+    head = BNLinear(16, 10)
+    nn.init.normal_(head.norm.running_mean)
+    nn.init.uniform_(head.norm.running_var, 0.5, 2.)
+    nn.init.normal_(head.norm.weight)
+    nn.init.normal_(head.norm.bias)
+    head.eval()
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(head.fuse()(x), head(x), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention: every way of writing the two products is counted, and counted right.
+
+B, N, C, HEADS = 2, 10, 32, 4  # batch, tokens, width, heads
+D = C // HEADS
+
+
+def analytic_attention_macs():
+    projections = B * N * C * 3 * C + B * N * C * C  # qkv and output linear layers
+    products = 2 * B * HEADS * N * N * D  # q @ k^T and attn @ v
+    return projections + products
+
+
+class ToyAttention(nn.Module):
+    """ViT-style multi-head self-attention, its two products written with the op named by ``mode``."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+        self.qkv = nn.Linear(C, 3 * C)
+        self.proj = nn.Linear(C, C)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).reshape(B, N, 3, HEADS, D).permute(2, 0, 3, 1, 4)  # each (B, HEADS, N, D)
+        if self.mode == 'sdpa':
+            out = F.scaled_dot_product_attention(q, k, v)
+        elif self.mode == 'matmul':
+            out = (q @ k.transpose(-2, -1) * D**-0.5).softmax(-1) @ v
+        elif self.mode == 'einsum':
+            attn = torch.einsum('bhqd,bhkd->bhqk', q, k).softmax(-1)
+            out = torch.einsum('bhqk,bhkd->bhqd', attn, v)
+        else:  # 'bmm' and 'baddbmm' on (B*HEADS, N, D)
+            q, k, v = (t.reshape(B * HEADS, N, D) for t in (q, k, v))
+            if self.mode == 'bmm':
+                attn = torch.bmm(q, k.transpose(1, 2))
+            else:
+                attn = torch.baddbmm(torch.zeros(B * HEADS, N, N), q, k.transpose(1, 2))
+            out = torch.bmm(attn.softmax(-1), v)
+        return self.proj(out.reshape(B, HEADS, N, D).transpose(1, 2).reshape(B, N, C))
+
+
+@pytest.mark.parametrize('mode', ['sdpa', 'matmul', 'einsum', 'bmm', 'baddbmm'])
+def test_attention_products_are_counted(mode):
+    macs, uncounted = count_macs(ToyAttention(mode).eval(), (torch.randn(B, N, C), ))
+    assert macs == analytic_attention_macs()
+    assert 'aten::scaled_dot_product_attention' not in uncounted and 'aten::baddbmm' not in uncounted
+
+
+@pytest.mark.parametrize('need_weights,masked', [(True, False), (True, True), (False, False)])
+def test_multihead_attention_is_counted(need_weights, masked):
+    # bmm, baddbmm (with a mask) or scaled_dot_product_attention inside nn.MultiheadAttention; counting under
+    # no_grad must not switch it to its fused fast path.
+    mha = nn.MultiheadAttention(C, HEADS, batch_first=True).eval()
+    mask = torch.zeros(N, N) if masked else None
+
+    class Wrapper(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=need_weights, attn_mask=mask)[0]
+
+    with torch.no_grad():
+        macs, _ = count_macs(Wrapper(), (torch.randn(B, N, C), ))
+    assert macs == analytic_attention_macs()
+
+
+def test_matmul_broadcasts_both_operands():
+    # (N, C) @ (B, HEADS, C, N): the batch comes from the second operand only.
+    class Product(nn.Module):
+
+        def forward(self, a, b):
+            return a @ b
+
+    macs, _ = count_macs(Product(), (torch.randn(N, C), torch.randn(B, HEADS, C, N)))
+    assert macs == B * HEADS * N * C * N
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Detectors, segmentors and the CLI
+
+
+def test_detector_counts():
+    whole = count_model(str(DET_DEMO), shape=(128, 128))
+    backbone = count_model(str(DET_DEMO), shape=(128, 128), backbone_only=True)
+    assert whole.params > 0 and whole.macs > 0
+    assert whole.input_shape == (128, 128) and whole.proposals is not None and whole.proposals > 0
+    assert 0 < backbone.macs < whole.macs and 0 < backbone.params < whole.params
+    # the same count twice: seeded weights and input give the same proposals
+    assert count_model(str(DET_DEMO), shape=(128, 128)).macs == whole.macs
+
+
+def test_cli_prints_one_row_per_config():
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/get_flops.py', str(DET_DEMO), str(SEG_DEMO), '--shape', '128', '128'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'MACs' in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| ')]
+    header, separator, *body = rows
+    assert separator.startswith('| ---') and len(body) == 2
+    assert body[0].startswith('| mask-rcnn_repvit-m1.1_coco-demo |')
+    assert body[1].startswith('| fpn_repvit-m1.1_ade20k-demo |')
+    for row in body:
+        params_m, macs_g = (float(cell) for cell in row.strip('| ').split(' | ')[3:5])
+        assert params_m > 0 and macs_g > 0

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Shared by dist_train.sh and dist_test.sh: run tools/SCRIPT under torchrun with NUM_PROCS processes per node.
+# Usage: bash tools/dist_launch.sh NUM_PROCS SCRIPT [script arguments]
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in OpenMMLab's scripts. Without CUDA the processes run
+# on the CPU over gloo. PYTHON picks the interpreter (default: .venv/bin/python if present, else python).
+set -euo pipefail
+NUM_PROCS=$1
+SCRIPT=$2
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHON=${PYTHON:-$([[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python)}
+
+PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec "$PYTHON" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$NUM_PROCS" --master_port="${PORT:-29500}" \
+    "$ROOT/tools/$SCRIPT" "${@:3}" --launcher pytorch
