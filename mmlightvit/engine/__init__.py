@@ -1,9 +1,9 @@
 """Runner glue: CPU distributed runs, hooks, and what the tools share. Imports mmengine (and mmdet/mmseg lazily)."""
 from .dist import CPUDistributedDataParallel, setup_cpu_distributed
-from .hooks import RNGStateHook
+from .hooks import FuseModelHook, RNGStateHook
 from .setup import DatasetNotFoundError, build_runner, check_dataset_paths, enable_amp, load_config
 
 __all__ = [
-    'CPUDistributedDataParallel', 'setup_cpu_distributed', 'RNGStateHook', 'DatasetNotFoundError',
+    'CPUDistributedDataParallel', 'setup_cpu_distributed', 'RNGStateHook', 'FuseModelHook', 'DatasetNotFoundError',
     'build_runner', 'check_dataset_paths', 'enable_amp', 'load_config'
 ]

@@ -1,11 +1,16 @@
 """Runner hooks of the project."""
 import random
+from typing import List
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+import torch.nn as nn
+from mmengine.hooks import EMAHook, Hook
+from mmengine.model import is_model_wrapper
 
+from mmlightvit.models.layers import fuse_model
 from mmlightvit.registry import HOOKS
+from mmlightvit.utils.checkpoint import CheckpointError, check_state_dict, extract_state_dict
 
 
 @HOOKS.register_module()
@@ -43,3 +48,94 @@ class RNGStateHook(Hook):
         torch.set_rng_state(state['torch'])
         if state['cuda'] and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state['cuda'])
+
+
+@HOOKS.register_module()
+class FuseModelHook(Hook):
+    """Evaluate the re-parameterised (deploy) form of the model: every conv-BN pair and RepVGG branch folded.
+
+    Add it to ``custom_hooks`` of a test/val run (``tools/test.py CONFIG CKPT --cfg-options
+    "custom_hooks=[dict(type='mmlightvit.FuseModelHook')]"``, or a config that appends it). Two kinds of checkpoint
+    work with the same hook:
+
+    * an ordinary (unfused) checkpoint: mmengine loads it into the model as built, then this hook folds the
+      model in ``before_test`` / ``before_val`` (the loops call those before ``model.eval()`` and the first batch);
+    * a checkpoint written by ``tools/model_converters/fuse_checkpoint.py`` (``meta['fused']`` is True): its
+      weights only fit the folded structure, so the hook folds the (not yet loaded) model in
+      ``after_load_checkpoint``, which ``Runner.load_checkpoint`` calls after reading the file and *before*
+      loading the state dict into the model (mmengine 0.10: ``before_run`` -> ``load_or_resume`` ->
+      ``after_load_checkpoint`` -> state dict loaded -> loop ``before_test`` -> ``model.eval()``).
+
+    mmengine loads checkpoints non-strictly (mismatches are only logged), which would silently evaluate a
+    half-random model; so this hook checks that the checkpoint's ``state_dict`` matches the (folded or unfolded)
+    model exactly and raises otherwise.
+
+    An ``EMAHook`` (RTMDet configs) keeps a copy of the model whose parameters it swaps with the model's before
+    testing, pairing them by position; the hook folds that copy too, so both keep the same structure. The priority
+    (HIGH) puts this hook's ``after_load_checkpoint`` before EMAHook's (49), which copies the checkpoint's weights
+    into its copy.
+
+    Folding is for evaluation only: while training (the runner's train loop is built) the hook does nothing, so a
+    config with it can still be trained and validated unfused.
+    """
+
+    priority = 'HIGH'
+
+    def __init__(self):
+        self._fused = False  # fold once per run: a second fuse_model would find nothing, but keep the log honest
+
+    @staticmethod
+    def _training(runner) -> bool:
+        # Runner.train() builds the train loop (a BaseLoop) before loading checkpoints and validating; in
+        # Runner.test() / Runner.val() it stays a config dict (or None).
+        from mmengine.runner import BaseLoop
+        return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
+
+    @staticmethod
+    def _models(runner) -> List[nn.Module]:
+        """The runner's model (unwrapped from DDP) and the EMA copy of any EMAHook."""
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        models = [model]
+        for hook in getattr(runner, 'hooks', []):
+            ema_model = getattr(hook, 'ema_model', None)
+            if isinstance(hook, EMAHook) and ema_model is not None:
+                models.append(ema_model.module)
+        return models
+
+    def _fuse(self, runner, when: str) -> None:
+        if self._fused or self._training(runner):
+            return
+        models = self._models(runner)
+        for model in models:
+            model.eval()  # BN folding uses the running statistics: fold what eval mode computes
+            num_fusable = sum(1 for m in model.modules() if callable(getattr(m, 'fuse', None)))
+            params_before = sum(p.numel() for p in model.parameters())
+            fused = fuse_model(model)
+            if fused is not model:
+                raise RuntimeError(f'FuseModelHook cannot replace the top-level {type(model).__name__}: '
+                                   'its own fuse() returned a new module.')
+            params_after = sum(p.numel() for p in model.parameters())
+            if model is models[0]:
+                runner.logger.info(f'FuseModelHook ({when}): folded {num_fusable} modules '
+                                   f'(conv-BN pairs and RepVGG branches); parameters {params_before / 1e6:.3f}M '
+                                   f'-> {params_after / 1e6:.3f}M.')
+        if len(models) > 1:
+            runner.logger.info('FuseModelHook: folded the EMAHook copy of the model as well.')
+        self._fused = True
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._training(runner):
+            return
+        if (checkpoint.get('meta') or {}).get('fused'):
+            self._fuse(runner, 'before loading a fused checkpoint')
+        elif self._fused:
+            raise CheckpointError('FuseModelHook: the model was already folded, but the checkpoint being loaded '
+                                  'is not a fused one (meta.fused is not set).')
+        state = extract_state_dict(checkpoint, source='checkpoint')
+        check_state_dict(self._models(runner)[0], state, source='FuseModelHook: the checkpoint')
+
+    def before_val(self, runner) -> None:
+        self._fuse(runner, 'before_val')
+
+    def before_test(self, runner) -> None:
+        self._fuse(runner, 'before_test')

@@ -1,3 +1,4 @@
+from .edgenext import EdgeNeXt
 from .repvit import RepViT
 
-__all__ = ['RepViT']
+__all__ = ['RepViT', 'EdgeNeXt']

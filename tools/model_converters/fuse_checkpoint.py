@@ -1,0 +1,93 @@
+"""Fold a trained checkpoint into its deploy form: every conv-BN pair and RepVGG branch becomes one conv.
+
+    python tools/model_converters/fuse_checkpoint.py CONFIG CHECKPOINT OUT
+
+CONFIG is the config the checkpoint was trained with (detector, segmentor or classifier). CHECKPOINT is either a
+whole-model checkpoint (what tools/train.py writes: ``state_dict`` with ``backbone.*``, ``neck.*``, ... keys) or a
+backbone checkpoint (the backbone's keys alone, or a foreign layout that the backbone's ``convert_checkpoint``
+understands, e.g. an official RepViT release); only the config's backbone is folded and saved in the second case.
+The weights are loaded strictly (every key must match), the model is put in eval mode (BN folding uses the running
+statistics) and folded with ``fuse_model``, and ``{'state_dict': ..., 'meta': {..., 'fused': True}}`` is saved.
+
+Evaluate a fused whole-model checkpoint with the same config plus ``mmlightvit.FuseModelHook``, which sees
+``meta['fused']`` and folds the model before the weights are loaded into it:
+
+    python tools/test.py CONFIG OUT --cfg-options "custom_hooks=[dict(type='mmlightvit.FuseModelHook')]"
+
+(An unfused checkpoint evaluates fused through the same command; the hook then folds after loading.)
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
+
+from mmengine.config import Config  # noqa: E402
+from mmengine.registry import MODELS, init_default_scope  # noqa: E402
+
+from mmlightvit.models.layers import fuse_model  # noqa: E402
+from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file  # noqa: E402
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='the config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='trained whole-model checkpoint, or a backbone checkpoint')
+    parser.add_argument('out', help='output file for the fused checkpoint')
+    return parser.parse_args(argv)
+
+
+def count_fusable(model: torch.nn.Module) -> int:
+    return sum(1 for m in model.modules() if callable(getattr(m, 'fuse', None)))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    # The trained weights replace everything; init_cfg would only try to download the ImageNet checkpoint.
+    cfg.model.backbone.init_cfg = None
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
+    init_default_scope(cfg.get('default_scope', 'mmlightvit'))
+    model = MODELS.build(cfg.model)
+
+    state = extract_state_dict(load_checkpoint_file(args.checkpoint), source=args.checkpoint)
+    whole_model = any(k.startswith('backbone.') for k in state)
+    if not whole_model:
+        # A backbone checkpoint: fold the backbone alone (after converting a foreign layout, if it is one).
+        model = model.backbone
+        if hasattr(model, 'convert_checkpoint'):
+            state = model.convert_checkpoint(state)
+    check_state_dict(model, state, source=f'Checkpoint {args.checkpoint!r}')
+    model.load_state_dict(state, strict=True)
+
+    num_fusable = count_fusable(model)
+    params_before = sum(p.numel() for p in model.parameters())
+    fused = fuse_model(model.eval())
+    params_after = sum(p.numel() for p in fused.parameters())
+    if count_fusable(fused):
+        raise RuntimeError('fuse_model left modules with a fuse() method unfolded.')
+
+    meta = dict(
+        fused=True,
+        config=osp.basename(args.config),
+        source=osp.basename(args.checkpoint),
+        content='model' if whole_model else 'backbone',
+        folded_modules=num_fusable,
+        converter='tools/model_converters/fuse_checkpoint.py')
+    fused_state = {k: v.detach().clone().contiguous() for k, v in fused.state_dict().items()}
+    torch.save({'state_dict': fused_state, 'meta': meta}, args.out)
+    print(f'{args.checkpoint} -> {args.out}\n'
+          f'  {meta["content"]}: folded {num_fusable} modules, parameters {params_before / 1e6:.3f}M -> '
+          f'{params_after / 1e6:.3f}M, {len(fused_state)} tensors.')
+    if whole_model:
+        print('  Evaluate it with: python tools/test.py CONFIG FUSED_CHECKPOINT --cfg-options '
+              '"custom_hooks=[dict(type=\'mmlightvit.FuseModelHook\')]"')
+    return dict(meta=meta, params_before=params_before, params_after=params_after, out=args.out)
+
+
+if __name__ == '__main__':
+    main()
