@@ -110,19 +110,19 @@ def _run(args):
     return proc.stdout + proc.stderr
 
 
+_NO_WORKERS = ['num_workers=0', 'persistent_workers=False']
+_TEST_2_IMAGES = ['test_dataloader.dataset.indices=2'] + [f'test_dataloader.{o}' for o in _NO_WORKERS]
+_NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+# options for 2 training iterations, options for a 2-image test, the metric the test prints
+DET_SMOKE = (['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8'] + _NO_VAL
+             + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'coco/segm_mAP')
+SEG_SMOKE = (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=2']
+             + _NO_VAL + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'mIoU')
 SMOKE = {
-    # config: (options for 2 training iterations, options for a 2-image test, metric printed)
-    'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py':
-    (['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8', 'train_dataloader.num_workers=0',
-      'train_dataloader.persistent_workers=False', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'],
-     ['test_dataloader.dataset.indices=2', 'test_dataloader.num_workers=0',
-      'test_dataloader.persistent_workers=False'], 'coco/segm_mAP'),
-    'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py':
-    (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-      'train_dataloader.persistent_workers=False', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
-      'default_hooks.checkpoint.interval=2'],
-     ['test_dataloader.dataset.indices=2', 'test_dataloader.num_workers=0',
-      'test_dataloader.persistent_workers=False'], 'mIoU'),
+    'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py': DET_SMOKE,
+    'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py': SEG_SMOKE,
+    'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py': DET_SMOKE,
+    'configs/edgenext/fpn_edgenext-small_ade20k-demo.py': SEG_SMOKE,
 }
 
 
