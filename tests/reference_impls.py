@@ -123,25 +123,50 @@ def import_timm():
         for name in _TIMM_MODEL_MODULES:
             importlib.import_module(name)
         return timm
+
+    def _import():
+        import timm
+        for name in _TIMM_MODEL_MODULES:
+            importlib.import_module(name)
+        return timm
+
+    return _import_with_torchvision_stand_in(_import)
+
+
+def _import_with_torchvision_stand_in(importer):
+    """Run ``importer()`` with a real torchvision if one imports, else with the stand-in of
+    :func:`_torchvision_stand_in` in ``sys.modules``, removed again afterwards (see :func:`import_timm`)."""
     try:
         import torchvision  # noqa: F401
     except Exception:  # missing or broken (e.g. built for another torch)
         for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
             del sys.modules[name]
     else:
-        import timm
-        for name in _TIMM_MODEL_MODULES:
-            importlib.import_module(name)
-        return timm
+        return importer()
 
     sys.modules.update(_torchvision_stand_in())
     try:
         with warnings.catch_warnings():  # timm's own deprecation notices are not what the tests are about
             warnings.simplefilter('ignore', DeprecationWarning)
-            import timm
-            for name in _TIMM_MODEL_MODULES:
-                importlib.import_module(name)
+            return importer()
     finally:
         for name in [n for n in sys.modules if n == 'torchvision' or n.startswith('torchvision.')]:
             del sys.modules[name]
-    return timm
+
+
+def import_fastervit():
+    """Import the ``fastervit`` package's model module (official FasterViT, PyPI 1.0.0) and return it.
+
+    ``fastervit.models.faster_vit`` imports timm at import time (its layers and model registry), which needs the
+    same torchvision stand-in as :func:`import_timm`; ``create_model`` lives in ``fastervit.models.registry``.
+    """
+    if 'fastervit.models.faster_vit' in sys.modules:
+        return sys.modules['fastervit.models.faster_vit']
+    import_timm()
+
+    def _import():
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # re-registering names in timm's registry, deprecated timm paths
+            return importlib.import_module('fastervit.models.faster_vit')
+
+    return _import_with_torchvision_stand_in(_import)

@@ -57,6 +57,8 @@ pip_install -q -r requirements/runtime.txt -r requirements/tests.txt
 # torch 2.13 on PyPI (and would pull another torch), so it goes in without its declared dependencies; the rest
 # of what it needs is in requirements/tests.txt.
 pip_install -q --no-deps timm==1.0.31
+# The fastervit package (FasterViT's reference implementation in the tests) declares torchvision as well.
+pip_install -q --no-deps fastervit==1.0.0
 pip_install -q --no-build-isolation --no-deps -e .
 
 stack_imports || { log "the installed stack does not import; see the errors above"; exit 1; }

@@ -1,4 +1,5 @@
 from .edgenext import EdgeNeXt
+from .fastervit import FasterViT
 from .repvit import RepViT
 
-__all__ = ['RepViT', 'EdgeNeXt']
+__all__ = ['RepViT', 'EdgeNeXt', 'FasterViT']

@@ -1,0 +1,629 @@
+"""FasterViT: Fast Vision Transformers with Hierarchical Attention (ICLR 2024, arXiv 2306.06189).
+Official code: https://github.com/NVlabs/FasterViT (PyPI ``fastervit`` 1.0.0).
+
+A conv stem (two 3x3 stride-2 conv + BN + ReLU), two stages of residual conv blocks, then two stages of window
+transformer blocks (window 7). Stage 3 uses Hierarchical Attention (HAT): a token initialiser (depth-wise 3x3 conv
+position embedding + average pooling) summarises the map into a grid of *carrier tokens*, ``ct_size x ct_size`` per
+window; in every block the carrier tokens attend to each other globally (``hat_attn``, ``hat_mlp``), then each
+window attends over ``[its carrier tokens ; its tokens]``. Variants 3-6 propagate the carrier tokens back into their
+windows after the stage's last block and use layer scale. Every transformer block adds an MLP absolute position
+embedding, and attention biases are Swin-v2 continuous position biases (``16 * sigmoid(MLP(log-spaced coords))``).
+
+Any input size. The official model fixes the carrier-token grid and the window layout from ``resolution`` at
+construction; here everything is derived from each batch's size: every transformer stage pads its map (zeros,
+right / bottom) to a multiple of the window size, computes the carrier-token pooling, the carrier-token grid, the
+position embeddings and the attention biases for that padded size, and crops back at the end. The pooling uses the
+official formula per axis (``fastervit``'s ``TokenInitializer`` / ``faster_vit_any_res``) for the padded size
+``n * window``: ``ct_size * n`` outputs, stride ``window // ct_size``, kernel ``size - (ct_size * n - 1) * stride``
+(14x14 at 224: kernel 5, stride 3, a 4x4 grid), so a 224 input computes exactly what the official model computes.
+Nothing size-dependent is stored in the state dict (coordinate tables are cached per size); the official files'
+``relative_bias`` / ``relative_coords_table`` / ``relative_position_index`` buffers are dropped on loading.
+
+The module tree follows the official one inside the blocks (``norm1``, ``attn.{qkv,proj,pos_emb_funct.cpb_mlp}``,
+``mlp.{fc1,fc2}``, ``pos_embed.cpb_mlp``, ``hat_*``, ``gamma1-4``, conv blocks ``conv1/norm1/conv2/norm2``);
+:meth:`FasterViT.convert_checkpoint` maps ``patch_embed.conv_down`` -> ``stem``, ``levels.{i}`` -> ``stages.{i}``
+and each ``levels.{i}.downsample`` (the end of an official level) -> ``stages.{i+1}.downsample`` (the start of
+ours, so stage outputs are taken before the next down-sampling).
+
+Depends on torch, mmengine and mmlightvit only.
+"""
+import math
+import re
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+
+from mmlightvit.registry import MODELS
+from ..layers import DropPath, LayerNorm2d, LightBackbone, drop_path_rates
+
+# ----------------------------------------------------------------------------------------------------------------
+# Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
+
+_COORD_CACHE: Dict[tuple, torch.Tensor] = {}
+
+
+def _cached(key: tuple, build) -> torch.Tensor:
+    table = _COORD_CACHE.get(key)
+    if table is None:
+        if len(_COORD_CACHE) > 512:  # many distinct sizes (multi-scale training): start over
+            _COORD_CACHE.clear()
+        table = _COORD_CACHE[key] = build()
+    return table
+
+
+def _grid_coords(h: int, w: int, device) -> torch.Tensor:
+    """``(h * w, 2)`` centred, normalised (row, col) coordinates ``(i - n // 2) / (n // 2)`` of an ``h x w`` grid
+    (the official absolute MLP position embedding; a side of 1 gives 0)."""
+
+    def build():
+        axes = []
+        for n in (h, w):
+            c = torch.arange(n, dtype=torch.float32, device=device)
+            axes.append((c - n // 2) / max(n // 2, 1))
+        return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
+
+    return _cached(('grid', h, w, device), build)
+
+
+def _log_relative_coords(h: int, w: int, device) -> torch.Tensor:
+    """``((2h-1) * (2w-1), 2)`` Swin-v2 log-spaced relative coordinates: ``d / (n - 1)`` scaled to [-8, 8], then
+    ``sign * log2(|x| + 1) / log2(8)``."""
+
+    def build():
+        axes = []
+        for n in (h, w):
+            c = torch.arange(-(n - 1), n, dtype=torch.float32, device=device)
+            if n > 1:
+                c = c / (n - 1)
+            axes.append(c)
+        table = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1) * 8
+        table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+        return table.reshape(-1, 2)
+
+    return _cached(('log', h, w, device), build)
+
+
+def _relative_position_index(h: int, w: int, device) -> torch.Tensor:
+    """``(h*w, h*w)`` index of each token pair's relative offset into the ``(2h-1) x (2w-1)`` table."""
+
+    def build():
+        coords = torch.stack(torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
+                                            indexing='ij')).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+        return (rel[..., 0] + h - 1) * (2 * w - 1) + rel[..., 1] + w - 1
+
+    return _cached(('index', h, w, device), build)
+
+
+def _cpb_mlp(out_features: int) -> nn.Sequential:
+    """Linear(2, 512) - ReLU - Linear(512, out, no bias): the MLP of both position encodings."""
+    return nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, out_features, bias=False))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class MlpPositionEmbedding(nn.Module):
+    """Absolute position embedding: ``x + MLP(normalised (row, col))`` for tokens of an ``h x w`` grid."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.cpb_mlp = _cpb_mlp(channels)
+
+    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        coords = _grid_coords(h, w, x.device).to(self.cpb_mlp[0].weight.dtype)
+        return x + self.cpb_mlp(coords).to(x.dtype)
+
+
+class ContinuousPositionBias(nn.Module):
+    """Swin-v2 continuous position bias ``16 * sigmoid(MLP(log coords))`` for attention within an ``h x w`` grid,
+    shape ``(heads, h*w, h*w)``."""
+
+    def __init__(self, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.cpb_mlp = _cpb_mlp(num_heads)
+
+    def forward(self, h: int, w: int) -> torch.Tensor:
+        device = self.cpb_mlp[0].weight.device
+        table = self.cpb_mlp(_log_relative_coords(h, w, device).to(self.cpb_mlp[0].weight.dtype))
+        bias = table[_relative_position_index(h, w, device).reshape(-1)].reshape(h * w, h * w, self.num_heads)
+        return 16 * torch.sigmoid(bias.permute(2, 0, 1))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention over a token sequence whose last ``h * w`` tokens form a grid (continuous position
+    bias); ``num_extra`` leading tokens (carrier tokens) get a zero bias, as in the official code."""
+
+    def __init__(self, channels: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0.):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f'channels {channels} must be divisible by num_heads {num_heads}.')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(channels, channels)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.pos_emb_funct = ContinuousPositionBias(num_heads)
+
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int], num_extra: int = 0) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, channels // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.pos_emb_funct(*grid)
+        if num_extra:
+            bias = F.pad(bias, (num_extra, 0, num_extra, 0))
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0),
+                                           dropout_p=self.attn_drop if self.training else 0.)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(batch, tokens, channels)))
+
+
+class Mlp(nn.Module):
+    """Linear - GELU - Linear (with dropout)."""
+
+    def __init__(self, channels: int, hidden_channels: int, drop: float = 0.):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, hidden_channels)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_channels, channels)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def _layer_scale(channels: int, value: Optional[float]) -> Optional[nn.Parameter]:
+    return nn.Parameter(value * torch.ones(channels)) if value is not None else None
+
+
+def _scale(x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
+    return x if gamma is None else gamma * x
+
+
+class ConvBlock(nn.Module):
+    """Residual conv block: conv3x3 - BN - GELU - conv3x3 - BN (optional layer scale), stochastic depth."""
+
+    def __init__(self, channels: int, drop_path: float = 0., layer_scale: Optional[float] = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = nn.BatchNorm2d(channels, eps=1e-5)
+        self.act1 = nn.GELU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = nn.BatchNorm2d(channels, eps=1e-5)
+        self.gamma = _layer_scale(channels, layer_scale)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        if self.gamma is not None:
+            y = y * self.gamma.reshape(1, -1, 1, 1)
+        return x + self.drop_path(y)
+
+
+class Downsample(nn.Module):
+    """LayerNorm2d (eps 1e-6) + conv3x3 stride 2 (no bias), channels x2."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.norm = LayerNorm2d(in_channels, eps=1e-6)
+        self.reduction = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduction(self.norm(x))
+
+
+def carrier_pool_geometry(size: int, window_size: int, ct_size: int) -> Tuple[int, int, int]:
+    """``(outputs, kernel, stride)`` of the carrier-token average pooling along one axis of a map of ``size``
+    (a multiple of ``window_size``): the official ``TokenInitializer`` formula, evaluated at the runtime size."""
+    outputs = int(ct_size * size / window_size)
+    stride = int(size / outputs)
+    kernel = size - (outputs - 1) * stride
+    return outputs, kernel, stride
+
+
+class TokenInitializer(nn.Module):
+    """Carrier tokens of a padded ``(B, C, nh * ws, nw * ws)`` map: depth-wise 3x3 conv position embedding, then
+    average pooling to ``(nh * ct, nw * ct)``; returned per window, ``(B * nh * nw, ct * ct, C)``."""
+
+    def __init__(self, channels: int, window_size: int, ct_size: int):
+        super().__init__()
+        self.pos_embed = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.window_size = window_size
+        self.ct_size = ct_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        geo_h = carrier_pool_geometry(height, self.window_size, self.ct_size)
+        geo_w = carrier_pool_geometry(width, self.window_size, self.ct_size)
+        x = F.avg_pool2d(self.pos_embed(x), kernel_size=(geo_h[1], geo_w[1]), stride=(geo_h[2], geo_w[2]))
+        cs = self.ct_size
+        nh, nw = x.shape[2] // cs, x.shape[3] // cs
+        x = x.reshape(batch, channels, nh, cs, nw, cs).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(batch * nh * nw, cs * cs, channels)
+
+
+def _carrier_to_grid(ct: torch.Tensor, batch: int, nh: int, nw: int, cs: int) -> torch.Tensor:
+    """Per-window carrier tokens ``(B * nh * nw, cs * cs, C)`` -> raster order over the whole grid
+    ``(B, nh * cs * nw * cs, C)``."""
+    channels = ct.shape[-1]
+    ct = ct.reshape(batch, nh, nw, cs, cs, channels).permute(0, 1, 3, 2, 4, 5)
+    return ct.reshape(batch, nh * cs * nw * cs, channels)
+
+
+def _grid_to_carrier(ct: torch.Tensor, batch: int, nh: int, nw: int, cs: int) -> torch.Tensor:
+    """Inverse of :func:`_carrier_to_grid`."""
+    channels = ct.shape[-1]
+    ct = ct.reshape(batch, nh, cs, nw, cs, channels).permute(0, 1, 3, 2, 4, 5)
+    return ct.reshape(batch * nh * nw, cs * cs, channels)
+
+
+class HATBlock(nn.Module):
+    """Transformer block on windows, with Hierarchical Attention when ``carrier_tokens`` is on.
+
+    Args:
+        channels, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path: as usual.
+        window_size (int): side of the (square) windows.
+        layer_scale (float, optional): initial layer scale (``gamma1``-``gamma4``); None: none.
+        carrier_tokens (bool): HAT: carrier-token attention + MLP, then window attention over
+            ``[carrier tokens ; window tokens]``.
+        ct_size (int): carrier tokens per window side.
+        propagate (bool): add the carrier tokens, nearest-upsampled to the window, to the window tokens at the end
+            (the official ``last and do_propagation``).
+    """
+
+    def __init__(self,
+                 channels: int,
+                 num_heads: int,
+                 window_size: int = 7,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 drop: float = 0.,
+                 attn_drop: float = 0.,
+                 drop_path: float = 0.,
+                 layer_scale: Optional[float] = None,
+                 carrier_tokens: bool = False,
+                 ct_size: int = 2,
+                 propagate: bool = False):
+        super().__init__()
+        hidden = int(channels * mlp_ratio)
+        self.window_size = window_size
+        self.carrier_tokens = carrier_tokens
+        self.ct_size = ct_size
+        self.propagate = propagate and carrier_tokens
+        self.pos_embed = MlpPositionEmbedding(channels)
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = WindowAttention(channels, num_heads, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = Mlp(channels, hidden, drop)
+        self.gamma3 = _layer_scale(channels, layer_scale)
+        self.gamma4 = _layer_scale(channels, layer_scale)
+        if carrier_tokens:
+            self.hat_norm1 = nn.LayerNorm(channels)
+            self.hat_norm2 = nn.LayerNorm(channels)
+            self.hat_attn = WindowAttention(channels, num_heads, qkv_bias, attn_drop, drop)
+            self.hat_mlp = Mlp(channels, hidden, drop)
+            self.hat_pos_embed = MlpPositionEmbedding(channels)
+            self.gamma1 = _layer_scale(channels, layer_scale)
+            self.gamma2 = _layer_scale(channels, layer_scale)
+
+    def forward(self, x: torch.Tensor, ct: Optional[torch.Tensor], batch: int, nh: int,
+                nw: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``x``: window tokens ``(B * nh * nw, ws * ws, C)``; ``ct``: carrier tokens ``(B * nh * nw, cs * cs, C)``
+        (None without HAT). Returns both, updated."""
+        ws = self.window_size
+        x = self.pos_embed(x, ws, ws)
+        num_ct = 0
+        if self.carrier_tokens:
+            cs = self.ct_size
+            gh, gw = nh * cs, nw * cs
+            g = self.hat_pos_embed(_carrier_to_grid(ct, batch, nh, nw, cs), gh, gw)
+            g = g + self.drop_path(_scale(self.hat_attn(self.hat_norm1(g), (gh, gw)), self.gamma1))
+            g = g + self.drop_path(_scale(self.hat_mlp(self.hat_norm2(g)), self.gamma2))
+            ct = _grid_to_carrier(g, batch, nh, nw, cs)
+            num_ct = ct.shape[1]
+            x = torch.cat((ct, x), dim=1)
+        x = x + self.drop_path(_scale(self.attn(self.norm1(x), (ws, ws), num_ct), self.gamma3))
+        x = x + self.drop_path(_scale(self.mlp(self.norm2(x)), self.gamma4))
+        if self.carrier_tokens:
+            ct, x = x.split([num_ct, ws * ws], dim=1)
+            if self.propagate:
+                cs = self.ct_size
+                ct_map = ct.transpose(1, 2).reshape(ct.shape[0], -1, cs, cs)
+                up = F.interpolate(ct_map.float(), size=(ws, ws), mode='nearest').to(x.dtype)
+                x = x + _scale(up.flatten(2).transpose(1, 2), self.gamma1)
+        return x, ct
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """``(B, C, H, W)`` (multiples of ``ws``) -> ``(B * H/ws * W/ws, ws * ws, C)``, windows in raster order."""
+    batch, channels, height, width = x.shape
+    x = x.reshape(batch, channels, height // ws, ws, width // ws, ws).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(-1, ws * ws, channels)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, batch: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`."""
+    x = windows.reshape(batch, height // ws, width // ws, ws, ws, -1).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(batch, -1, height, width)
+
+
+class FasterViTStage(nn.Module):
+    """``downsample`` (identity in stage 0), then conv blocks, or transformer blocks on windows of the map padded
+    to a multiple of ``window_size`` (with a ``global_tokenizer`` for HAT), cropped back to the input size."""
+
+    def __init__(self, downsample: nn.Module, blocks: List[nn.Module], transformer: bool = False,
+                 window_size: int = 7, global_tokenizer: Optional[nn.Module] = None):
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.ModuleList(blocks)
+        self.transformer = transformer
+        self.window_size = window_size
+        self.global_tokenizer = global_tokenizer
+
+    def forward_blocks(self, x: torch.Tensor, use_cp: bool = False) -> torch.Tensor:
+        if not self.transformer:
+            for block in self.blocks:
+                x = cp.checkpoint(block, x, use_reentrant=False) if use_cp else block(x)
+            return x
+        ws = self.window_size
+        batch, _, height, width = x.shape
+        pad_h, pad_w = -height % ws, -width % ws
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        hp, wp = height + pad_h, width + pad_w
+        nh, nw = hp // ws, wp // ws
+        ct = self.global_tokenizer(x) if self.global_tokenizer is not None else None
+        x = window_partition(x, ws)
+        for block in self.blocks:
+            if use_cp:
+                x, ct = cp.checkpoint(block, x, ct, batch, nh, nw, use_reentrant=False)
+            else:
+                x, ct = block(x, ct, batch, nh, nw)
+        x = window_reverse(x, ws, batch, hp, wp)
+        if pad_h or pad_w:
+            x = x[:, :, :height, :width].contiguous()
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_blocks(self.downsample(x))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoint layouts
+
+#: Classifier-side keys of the official layout: the head and the final BatchNorm before pooling.
+HEAD_PREFIXES = ('head.', 'norm.')
+#: Size-dependent buffers of the official files (recomputed here at run time).
+SIZE_BUFFERS = ('relative_bias', 'relative_coords_table', 'relative_position_index')
+
+
+def is_size_buffer(key: str) -> bool:
+    return key.rsplit('.', 1)[-1] in SIZE_BUFFERS
+
+
+def detect_layout(state: Dict[str, torch.Tensor]) -> str:
+    """``'official'`` (``patch_embed.*`` / ``levels.*``) or ``'mmlightvit'``."""
+    if any(k.startswith(('patch_embed.', 'levels.')) for k in state):
+        return 'official'
+    return 'mmlightvit'
+
+
+def official_to_mmlightvit(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Official keys -> ours; drops the classifier (``head.*``, ``norm.*``), the size-dependent buffers and the
+    duplicate ``global_tokenizer.to_global_feature.pos`` (the same conv as ``global_tokenizer.pos_embed``)."""
+    out = OrderedDict()
+    for key, value in state.items():
+        if key.startswith(HEAD_PREFIXES) or is_size_buffer(key):
+            continue
+        if key.startswith('patch_embed.conv_down.'):
+            key = 'stem.' + key[len('patch_embed.conv_down.'):]
+        else:
+            m = re.match(r'levels\.(\d+)\.(.*)$', key)
+            if m:
+                level, rest = int(m.group(1)), m.group(2)
+                if rest.startswith('downsample.'):
+                    rest = rest.replace('downsample.reduction.0.', 'downsample.reduction.')
+                    key = f'stages.{level + 1}.{rest}'
+                elif rest.startswith('global_tokenizer.to_global_feature.pos.'):
+                    twin = f'levels.{level}.global_tokenizer.pos_embed.' + rest.rsplit('.', 1)[-1]
+                    if twin in state:
+                        continue
+                    key = f'stages.{level}.global_tokenizer.pos_embed.' + rest.rsplit('.', 1)[-1]
+                else:
+                    key = f'stages.{level}.{rest}'
+        out[key] = value
+    return out
+
+
+def mmlightvit_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Our keys -> the official layout (no head, no size-dependent buffers; the tokenizer conv under both names)."""
+    out = OrderedDict()
+    for key, value in state.items():
+        if key.startswith('stem.'):
+            out['patch_embed.conv_down.' + key[len('stem.'):]] = value
+            continue
+        m = re.match(r'stages\.(\d+)\.(.*)$', key)
+        if not m:
+            out[key] = value
+            continue
+        stage, rest = int(m.group(1)), m.group(2)
+        if rest.startswith('downsample.'):
+            rest = rest.replace('downsample.reduction.', 'downsample.reduction.0.')
+            out[f'levels.{stage - 1}.{rest}'] = value
+        elif rest.startswith('global_tokenizer.pos_embed.'):
+            out[f'levels.{stage}.{rest}'] = value
+            out[f'levels.{stage}.global_tokenizer.to_global_feature.pos.' + rest.rsplit('.', 1)[-1]] = value
+        else:
+            out[f'levels.{stage}.{rest}'] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backbone
+
+
+@MODELS.register_module()
+class FasterViT(LightBackbone):
+    """FasterViT backbone (variants 0-6).
+
+    Args:
+        arch (str | dict): ``'0'`` ... ``'6'`` (aliases ``'faster_vit_0'``, ``'fastervit-0'``,
+            ``'faster_vit_0_224'``, ...) or ``dict(dim=int, in_dim=int, depths=(4 ints), num_heads=(4 ints)
+            [, layer_scale=None | float, layer_scale_conv=None | float, do_propagation=False, mlp_ratio=4])``.
+            Stage widths are ``dim * 2**i``; ``in_dim`` is the width of the stem's first conv.
+        in_channels (int): input channels.
+        window_size (int | Sequence[int]): window side of the two transformer stages (official 7).
+        ct_size (int): carrier tokens per window side in the HAT stage (official 2), ``1 <= ct_size <=
+            window_size``.
+        use_carrier_tokens (bool): HAT in stage 3 (official). False: plain window attention there (ablation; the
+            HAT modules and the token initialiser are not built, so official checkpoints do not load).
+        do_propagation (bool, optional): add the carrier tokens back into their windows after the HAT stage's last
+            block; None: the arch's (variants 3-6).
+        mlp_ratio (float, optional): MLP expansion; None: the arch's (4).
+        qkv_bias (bool): bias of the qkv projections.
+        drop_path_rate (float): stochastic depth, increasing linearly over all blocks (official schedule; the
+            official ImageNet training used 0.2 for 0-2, 0.3 for 3-5, 0.5 for 6).
+        out_indices, frozen_stages, norm_eval, with_cp, out_norm_cfg, init_cfg: see :class:`LightBackbone`.
+
+    Any input size works: the stem and down-sampling convs (3x3, stride 2, padding 1) give ``ceil(n / 2)`` each,
+    so stage ``i`` outputs ``ceil(H / 2**(i + 2))``; the transformer stages pad to a multiple of the window and
+    crop back (see the module docstring). A 224x224 input computes exactly what the official model computes.
+    """
+
+    arch_settings = {
+        '0': dict(dim=64, in_dim=64, depths=(2, 3, 6, 5), num_heads=(2, 4, 8, 16)),
+        '1': dict(dim=80, in_dim=32, depths=(1, 3, 8, 5), num_heads=(2, 4, 8, 16)),
+        '2': dict(dim=96, in_dim=64, depths=(3, 3, 8, 5), num_heads=(2, 4, 8, 16)),
+        '3': dict(dim=128, in_dim=64, depths=(3, 3, 12, 5), num_heads=(2, 4, 8, 16), layer_scale=1e-5,
+                  do_propagation=True),
+        '4': dict(dim=196, in_dim=64, depths=(3, 3, 12, 5), num_heads=(4, 8, 16, 32), layer_scale=1e-5,
+                  do_propagation=True),
+        '5': dict(dim=320, in_dim=64, depths=(3, 3, 12, 5), num_heads=(4, 8, 16, 32), layer_scale=1e-5,
+                  do_propagation=True),
+        '6': dict(dim=320, in_dim=64, depths=(3, 3, 16, 8), num_heads=(4, 8, 16, 32), layer_scale=1e-5,
+                  do_propagation=True),
+    }
+    arch_aliases = {}
+    for _name in arch_settings:
+        arch_aliases[f'faster_vit_{_name}'] = _name
+        arch_aliases[f'faster_vit_{_name}_224'] = _name
+    del _name
+
+    #: Stages with hierarchical attention (official ``hat``).
+    hat_stages = (False, False, True, False)
+
+    def __init__(self,
+                 arch: Union[str, dict] = '0',
+                 in_channels: int = 3,
+                 window_size: Union[int, Sequence[int]] = 7,
+                 ct_size: int = 2,
+                 use_carrier_tokens: bool = True,
+                 do_propagation: Optional[bool] = None,
+                 mlp_ratio: Optional[float] = None,
+                 qkv_bias: bool = True,
+                 drop_path_rate: float = 0.,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 out_norm_cfg: Optional[dict] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+        settings = self.resolve_arch(arch, required_keys=('dim', 'in_dim', 'depths', 'num_heads'))
+        dim, in_dim = int(settings['dim']), int(settings['in_dim'])
+        depths, num_heads = tuple(settings['depths']), tuple(settings['num_heads'])
+        for name, value in (('depths', depths), ('num_heads', num_heads)):
+            if len(value) != 4:
+                raise ValueError(f'FasterViT needs 4 {name} (one per stage), got {value}.')
+        window_sizes = (window_size, ) * 2 if isinstance(window_size, int) else tuple(window_size)
+        if len(window_sizes) != 2 or min(window_sizes) < 1:
+            raise ValueError(f'window_size must be a positive int or one per transformer stage (2), got '
+                             f'{window_size}.')
+        if not 1 <= ct_size <= window_sizes[0]:
+            raise ValueError(f'ct_size must be in [1, window_size={window_sizes[0]}], got {ct_size}.')
+        self.dim, self.depths, self.num_heads = dim, depths, num_heads
+        self.window_sizes, self.ct_size = window_sizes, ct_size
+        self.use_carrier_tokens = use_carrier_tokens
+        self.layer_scale = settings.get('layer_scale')
+        layer_scale_conv = settings.get('layer_scale_conv')
+        self.do_propagation = bool(settings.get('do_propagation', False)) if do_propagation is None \
+            else bool(do_propagation)
+        mlp_ratio = settings.get('mlp_ratio', 4.) if mlp_ratio is None else mlp_ratio
+        self.stage_channels = [dim * 2**i for i in range(4)]
+
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, in_dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(in_dim, eps=1e-4),
+            nn.ReLU(), nn.Conv2d(in_dim, dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(dim, eps=1e-4),
+            nn.ReLU())
+        rates = drop_path_rates(drop_path_rate, depths)
+        stages = []
+        for i, depth in enumerate(depths):
+            channels = self.stage_channels[i]
+            downsample = nn.Identity() if i == 0 else Downsample(self.stage_channels[i - 1], channels)
+            if i < 2:
+                blocks = [ConvBlock(channels, rates[i][j], layer_scale_conv) for j in range(depth)]
+                stages.append(FasterViTStage(downsample, blocks))
+                continue
+            ws = window_sizes[i - 2]
+            hat = self.hat_stages[i] and use_carrier_tokens
+            blocks = [
+                HATBlock(channels, num_heads[i], ws, mlp_ratio, qkv_bias, drop_path=rates[i][j],
+                         layer_scale=self.layer_scale, carrier_tokens=hat, ct_size=ct_size,
+                         propagate=self.do_propagation and j == depth - 1) for j in range(depth)
+            ]
+            tokenizer = TokenInitializer(channels, ws, ct_size) if hat and depth > 0 else None
+            stages.append(FasterViTStage(downsample, blocks, transformer=True, window_size=ws,
+                                         global_tokenizer=tokenizer))
+        self.stages = nn.ModuleList(stages)
+        self.apply(self._init_module)
+        self._init_contract()
+
+    @staticmethod
+    def _init_module(module: nn.Module) -> None:
+        """The official initialisation: truncated normal (std 0.02) linear weights, zero biases; norms 1 / 0."""
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        stage = self.stages[index]
+        x = stage.downsample(x)
+        use_cp = self.with_cp and self.training and x.requires_grad
+        return stage.forward_blocks(x, use_cp=use_cp)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Accept our layout or the official release layout (``patch_embed.*``, ``levels.*``).
+
+        The classifier (``head.*`` and the final BatchNorm ``norm.*``) and the size-dependent buffers
+        (``*.relative_bias``, ``relative_coords_table``, ``relative_position_index``; recomputed for every input
+        size here) are dropped; anything else is returned as is, so the strict check names what does not match.
+        For the official layout, the optional output norms (``norm{i}``) keep their current initialisation.
+        """
+        if detect_layout(state_dict) == 'official':
+            state = official_to_mmlightvit(state_dict)
+            if self.out_norm_cfg is not None:
+                for key, value in self.state_dict().items():
+                    if re.match(r'norm\d\.', key) and key not in state:
+                        state[key] = value
+            return state
+        return OrderedDict((k, v) for k, v in state_dict.items() if not is_size_buffer(k))
+
+    def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
+        """This model's weights (or ``state_dict`` in our layout) in the official layout, without the classifier
+        and the size-dependent buffers (the official loader is non-strict)."""
+        return mmlightvit_to_official(self.state_dict() if state_dict is None else state_dict)

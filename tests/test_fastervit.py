@@ -1,0 +1,510 @@
+"""FasterViT backbone: variants, equivalence with the ``fastervit`` package, any input size, contract, loading."""
+import copy
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmlightvit.models.backbones import FasterViT
+from mmlightvit.models.backbones.fastervit import HATBlock, TokenInitializer, carrier_pool_geometry
+from mmlightvit.registry import MODELS
+from mmlightvit.utils import CheckpointError
+from tests.reference_impls import import_fastervit
+
+ARCHS = ['0', '1', '2', '3', '4', '5', '6']
+# Parameter counts (millions) of the models `fastervit` 1.0.0 builds, classifier included (reference table).
+REFERENCE_PARAMS_M = {'0': 31.4, '1': 53.4, '2': 75.9, '3': 159.5, '4': 365.6, '5': 957.5, '6': 1360.3}
+# A small model with everything variants 3-6 have (layer scale, carrier-token propagation), for cheap tests.
+TINY = dict(dim=32, in_dim=16, depths=(1, 1, 3, 2), num_heads=(2, 2, 4, 8), layer_scale=1e-5, do_propagation=True)
+TINY_REF_KWARGS = dict(dim=32, in_dim=16, depths=[1, 1, 3, 2], num_heads=[2, 2, 4, 8], layer_scale=1e-5,
+                       do_propagation=True)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def single_thread():
+    """One intra-op thread: the machine is small and shared (see tests/test_repvit.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def fastervit():
+    import_fastervit()
+    return sys.modules['fastervit']
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics / affine parameters and layer scales (1e-5 would hide the residual branches)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
+        for name, p in model.named_parameters():
+            if name.rsplit('.', 1)[-1].startswith('gamma'):
+                p.copy_(torch.rand(p.shape, generator=gen))
+    return model
+
+
+def expected_hw(h: int, w: int):
+    """Stage sizes: the two stem convs and the three down-sampling convs (3x3, s2, p1) map n -> ceil(n / 2)."""
+    sizes = []
+    for step in range(5):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+        if step >= 1:
+            sizes.append((h, w))
+    return sizes
+
+
+def reference_stage_outputs(ref: nn.Module, x: torch.Tensor):
+    """The official model's stage outputs: each level's blocks without its trailing down-sampling."""
+    x = ref.patch_embed(x)
+    outs = []
+    for level in ref.levels:
+        downsample, level.downsample = level.downsample, None
+        try:
+            x = level(x)
+        finally:
+            level.downsample = downsample
+        outs.append(x)
+        if downsample is not None:
+            x = downsample(x)
+    return outs
+
+
+def assert_outputs_close(outs, expected, tol=2e-5):
+    assert len(outs) == len(expected)
+    for a, b in zip(outs, expected):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def _shape_check(model, h, w, channels):
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, h, w))
+    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(h, w)
+    assert [o.shape[1] for o in outs] == channels
+    assert all(torch.isfinite(o).all() for o in outs)
+    return outs
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Variants
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_param_counts_match_reference_table(arch):
+    # Built on the meta device: no memory for the 1.36B-parameter variant 6.
+    with torch.device('meta'):
+        model = FasterViT(arch)
+    channels = model.stage_channels[-1]
+    classifier = channels * 1000 + 1000 + 2 * channels  # the official head and final BatchNorm
+    assert round((num_params(model) + classifier) / 1e6, 1) == REFERENCE_PARAMS_M[arch]
+    assert model.stage_channels == [model.dim * 2**i for i in range(4)]
+
+
+def test_param_count_equals_official_model_exactly(fastervit):
+    ref = fastervit.create_model('faster_vit_0_224', pretrained=False)
+    ref_backbone = sum(p.numel() for n, p in ref.named_parameters() if not n.startswith(('head.', 'norm.')))
+    assert num_params(FasterViT('0')) == ref_backbone
+
+
+@pytest.mark.parametrize('alias, name', [('faster_vit_0', '0'), ('fastervit-1', '1'), ('FasterViT_2', '2'),
+                                         ('faster_vit_6_224', '6'), (3, '3')])
+def test_arch_aliases(alias, name):
+    assert FasterViT.resolve_arch(str(alias)) == FasterViT.arch_settings[name]
+
+
+def test_architecture_facts():
+    with torch.device('meta'):
+        model = FasterViT('0')
+        deep = FasterViT('3')
+    assert model.out_channels == [64, 128, 256, 512]
+    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
+    assert model.stem[1].eps == 1e-4 and model.stem[4].eps == 1e-4
+    assert isinstance(model.stages[2].global_tokenizer, TokenInitializer)
+    assert model.stages[3].global_tokenizer is None
+    assert all(b.carrier_tokens for b in model.stages[2].blocks)
+    assert not any(b.carrier_tokens for b in model.stages[3].blocks)
+    # Propagation and layer scale for 3-6 only; propagation after the HAT stage's last block only.
+    assert not any(b.propagate for b in model.stages[2].blocks) and model.stages[2].blocks[0].gamma3 is None
+    assert [b.propagate for b in deep.stages[2].blocks] == [False] * 11 + [True]
+    assert deep.stages[2].blocks[0].gamma1.shape == (512, )
+    assert not any(hasattr(b, 'gamma') and b.gamma is not None for s in deep.stages[:2] for b in s.blocks)
+    # No size-dependent tensor is part of the state dict.
+    assert not any(k.endswith(('relative_bias', 'relative_coords_table', 'relative_position_index'))
+                   for k in model.state_dict())
+
+
+def test_carrier_token_pooling_matches_official_formula():
+    # 224: the 14x14 stage-3 map (2x2 windows) -> a 4x4 grid, kernel 5, stride 3 (official TokenInitializer).
+    assert carrier_pool_geometry(14, 7, 2) == (4, 5, 3)
+    assert carrier_pool_geometry(7, 7, 2) == (2, 4, 3)
+    assert carrier_pool_geometry(56, 7, 2) == (16, 11, 3)
+    assert carrier_pool_geometry(28, 7, 1) == (4, 7, 7)
+
+
+def test_unknown_arch_lists_known_names():
+    with pytest.raises(ValueError, match=r"Unknown FasterViT arch '7'.*'0', '1', '2', '3', '4', '5', '6'"):
+        FasterViT('7')
+
+
+def test_custom_arch_and_registry():
+    model = MODELS.build(dict(type='FasterViT', arch=TINY, out_indices=(1, 3)))
+    assert isinstance(model, FasterViT) and model.out_channels == [64, 256]
+    assert model.do_propagation and model.layer_scale == 1e-5
+    with pytest.raises(ValueError, match='missing'):
+        FasterViT(dict(dim=32, depths=(1, 1, 1, 1)))
+    with pytest.raises(ValueError, match='ct_size'):
+        FasterViT(TINY, ct_size=8)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Equivalence with the official implementation (same weights, eval mode, 224x224)
+
+
+def _paired(fastervit, ref_name='faster_vit_0_224', arch='0', ref_kwargs=None, resolution=224, **kwargs):
+    torch.manual_seed(0)
+    ref = fastervit.create_model(ref_name, pretrained=False, resolution=resolution, **(ref_kwargs or {}))
+    randomise(ref).eval()
+    model = FasterViT(arch, **kwargs).eval()
+    model.load_state_dict(model.convert_checkpoint(ref.state_dict()), strict=True)
+    return ref, model
+
+
+def test_equivalence_variant_0(fastervit):
+    ref, model = _paired(fastervit)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert_outputs_close(model(x), reference_stage_outputs(ref, x))
+
+
+@pytest.mark.parametrize('resolution, ct_size', [(224, 2), (224, 1), (224, 3), (448, 2)])
+def test_equivalence_propagation_and_layer_scale(fastervit, resolution, ct_size):
+    """Variants 3-6's features (propagation, layer scale) on a small model; other ct sizes; and at 448 the runtime
+    carrier-token geometry equals the official model constructed for 448."""
+    ref, model = _paired(fastervit, arch=TINY, ref_kwargs=dict(TINY_REF_KWARGS, ct_size=ct_size),
+                         resolution=resolution, ct_size=ct_size)
+    assert ref.levels[2].blocks[-1].do_propagation and ref.levels[2].blocks[-1].last
+    x = torch.randn(1, 3, resolution, resolution)
+    with torch.no_grad():
+        assert_outputs_close(model(x), reference_stage_outputs(ref, x))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Any input size
+
+
+@pytest.fixture(scope='module')
+def model0():
+    torch.manual_seed(0)
+    return randomise(FasterViT('0')).eval()
+
+
+@pytest.mark.parametrize('size', [(800, 1216), (600, 1000)])
+def test_detection_sizes(model0, size):
+    _shape_check(model0, *size, [64, 128, 256, 512])
+
+
+@pytest.mark.parametrize('size', [(225, 333), (32, 32), (33, 47), (97, 161), (64, 96)])
+def test_odd_and_small_sizes(size):
+    torch.manual_seed(0)
+    model = randomise(FasterViT(TINY)).eval()
+    _shape_check(model, *size, [32, 64, 128, 256])
+
+
+def test_padding_does_not_mix_images(model0):
+    """Each image is processed on its own: batch results equal single-image results at a padded size."""
+    x = torch.randn(2, 3, 225, 333)
+    with torch.no_grad():
+        batch = model0(x)
+        single = model0(x[1:])
+    assert_outputs_close([o[1:] for o in batch], single, tol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Contract: outputs, training controls
+
+
+def test_out_indices_subset():
+    model = FasterViT(TINY, out_indices=(0, 2)).eval()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 128] and model.out_channels == [32, 128]
+
+
+def test_out_norm_cfg_option():
+    model = FasterViT(TINY, out_norm_cfg=dict(type='LN2d'))
+    assert hasattr(model, 'norm0') and hasattr(model, 'norm3')
+
+
+def test_frozen_stages():
+    model = FasterViT(TINY, frozen_stages=2)
+    model.train()
+    for module in [model.stem, model.stages[0], model.stages[1]]:
+        assert all(not p.requires_grad for p in module.parameters())
+        assert all(not m.training for m in module.modules())
+    for module in [model.stages[2], model.stages[3]]:
+        assert all(p.requires_grad for p in module.parameters())
+        assert all(m.training for m in module.modules())
+
+
+def test_norm_eval():
+    model = randomise(FasterViT(TINY, norm_eval=True))
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    before = copy.deepcopy(model.state_dict())
+    model(torch.randn(2, 3, 64, 64))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    moving = FasterViT(TINY).train()
+    mean = moving.stem[1].running_mean.clone()
+    moving(torch.randn(2, 3, 64, 64))
+    assert not torch.equal(moving.stem[1].running_mean, mean)
+
+
+def test_with_cp_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = randomise(FasterViT(TINY))
+    ckpt = FasterViT(TINY, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    plain.train(), ckpt.train()
+    x = torch.randn(2, 3, 100, 120)
+    outs_a, outs_b = plain(x), ckpt(x)
+    sum(o.square().mean() for o in outs_a).backward()
+    sum(o.square().mean() for o in outs_b).backward()
+    for a, b in zip(outs_a, outs_b):
+        torch.testing.assert_close(a, b)
+    grads_b = dict(ckpt.named_parameters())
+    for name, p in plain.named_parameters():
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, grads_b[name].grad, msg=name)
+
+
+def test_drop_path_rate():
+    model = FasterViT(TINY, drop_path_rate=0.3)
+    rates = [getattr(b.drop_path, 'drop_prob', 0.) for s in model.stages for b in s.blocks]
+    assert rates[0] == 0 and rates[-1] == pytest.approx(0.3) and len(rates) == 7
+
+
+def test_get_layer_depth():
+    model = FasterViT(TINY)
+    assert model.get_layer_depth('backbone.stem.0.weight', 'backbone.') == (0, 6)
+    assert model.get_layer_depth('stages.2.blocks.1.hat_attn.qkv.weight') == (3, 6)
+    assert model.get_layer_depth('stages.3.downsample.reduction.weight') == (4, 6)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ablation switches
+
+
+def test_use_carrier_tokens_switch():
+    model = FasterViT(TINY, use_carrier_tokens=False).eval()
+    assert model.stages[2].global_tokenizer is None
+    assert not any('hat_' in k or 'gamma1' in k for k in model.state_dict())
+    assert not any(b.carrier_tokens or b.propagate for b in model.stages[2].blocks)
+    full = FasterViT(TINY)
+    assert num_params(model) < num_params(full)
+    _shape_check(model, 225, 333, [32, 64, 128, 256])
+    # Same weights without the HAT parts: a different function.
+    full_state = full.state_dict()
+    model.load_state_dict({k: full_state[k] for k in model.state_dict()})
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert not torch.allclose(model.eval()(x)[2], full.eval()(x)[2])
+
+
+@pytest.mark.parametrize('ct_size', [1, 3])
+def test_ct_size_switch(ct_size):
+    model = FasterViT(TINY, ct_size=ct_size).eval()
+    tokens = model.stages[2].global_tokenizer(torch.randn(1, 128, 14, 14))
+    assert tokens.shape == (4, ct_size**2, 128)  # 2x2 windows, ct_size x ct_size carrier tokens each
+    _shape_check(model, 225, 333, [32, 64, 128, 256])
+
+
+@pytest.mark.parametrize('window_size', [4, (14, 7)])
+def test_window_size_switch(window_size):
+    model = FasterViT(TINY, window_size=window_size).eval()
+    expected = (window_size, window_size) if isinstance(window_size, int) else window_size
+    assert (model.stages[2].window_size, model.stages[3].window_size) == expected
+    assert all(b.window_size == expected[0] for b in model.stages[2].blocks)
+    _shape_check(model, 225, 333, [32, 64, 128, 256])
+    _shape_check(model, 224, 224, [32, 64, 128, 256])
+
+
+def test_hat_block_carrier_tokens_roundtrip():
+    """The carrier tokens keep their per-window layout through a block, also for non-square window grids."""
+    block = HATBlock(32, 2, window_size=7, carrier_tokens=True, ct_size=2).eval()
+    x, ct = torch.randn(2 * 2 * 3, 49, 32), torch.randn(2 * 2 * 3, 4, 32)
+    with torch.no_grad():
+        y, ct2 = block(x, ct, 2, 2, 3)
+    assert y.shape == x.shape and ct2.shape == ct.shape
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _load_via_init_cfg(arch, path, **kwargs):
+    model = FasterViT(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
+    model.init_weights()
+    return model
+
+
+def _assert_same_weights(model, state):
+    own = model.state_dict()
+    assert set(own) == set(state)
+    for key, value in state.items():
+        assert torch.equal(own[key], value), key
+
+
+@pytest.fixture(scope='module')
+def tiny_pair(fastervit):
+    return _paired(fastervit, arch=TINY, ref_kwargs=TINY_REF_KWARGS)
+
+
+def test_load_own_layout(tmp_path):
+    source = randomise(FasterViT(TINY))
+    path = tmp_path / 'own.pth'
+    torch.save({'state_dict': source.state_dict(), 'meta': {}}, path)
+    _assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
+
+
+def test_load_official_layout(tmp_path, tiny_pair):
+    ref, model = tiny_pair
+    official = ref.state_dict()
+    assert any(k.endswith('relative_bias') for k in official) and 'head.weight' in official
+    path = tmp_path / 'official.pth.tar'
+    torch.save({'state_dict': {'module.' + k: v for k, v in official.items()}, 'epoch': 300}, path)
+    loaded = _load_via_init_cfg(TINY, path).eval()
+    _assert_same_weights(loaded, model.state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert_outputs_close(loaded(x), reference_stage_outputs(ref, x))
+
+
+def test_load_official_buffers_of_another_size(tmp_path, fastervit):
+    """An official model built for 448 (other relative-bias / index / coords buffers) loads all the same."""
+    torch.manual_seed(0)
+    ref = randomise(fastervit.create_model('faster_vit_0_224', pretrained=False, resolution=448, **TINY_REF_KWARGS))
+    key = 'levels.2.blocks.0.hat_attn.pos_emb_funct.relative_bias'
+    assert ref.state_dict()[key].shape == (1, 4, 64, 64)  # 8x8 carrier tokens
+    path = tmp_path / 'official_448.pth'
+    torch.save({'model': ref.state_dict()}, path)
+    model = _load_via_init_cfg(TINY, path).eval()
+    x = torch.randn(1, 3, 448, 448)
+    with torch.no_grad():
+        assert_outputs_close(model(x), reference_stage_outputs(ref.eval(), x))
+
+
+def test_official_round_trip(tiny_pair):
+    ref, model = tiny_pair
+    official = model.to_official_state_dict()
+    ref_keys = {k for k in ref.state_dict()
+                if not k.startswith(('head.', 'norm.'))
+                and not k.endswith(('relative_bias', 'relative_coords_table', 'relative_position_index'))}
+    assert set(official) == ref_keys
+    _assert_same_weights(model, model.convert_checkpoint(official))
+
+
+def test_load_detector_checkpoint(tmp_path):
+    source = randomise(FasterViT(TINY))
+    state = {'backbone.' + k: v for k, v in source.state_dict().items()}
+    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(8, 32, 1, 1)
+    path = tmp_path / 'mask_rcnn.pth'
+    torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
+    _assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
+
+
+@pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
+@pytest.mark.parametrize('layout', ['own', 'official'])
+def test_load_errors_name_the_key(tmp_path, tiny_pair, problem, layout):
+    _, source = tiny_pair
+    state = dict(source.state_dict())
+    key = 'stages.2.blocks.1.hat_attn.qkv.weight'
+    if problem == 'missing':
+        del state[key]
+    elif problem == 'extra':
+        key = 'stages.2.blocks.1.extra.weight'
+        state[key] = torch.zeros(3)
+    else:
+        state[key] = torch.zeros(3, 3)
+    if layout == 'official':
+        state = source.to_official_state_dict(state)
+    path = tmp_path / f'{problem}.pth'
+    torch.save({'state_dict': state}, path)
+    with pytest.raises(CheckpointError, match=key.replace('.', r'\.')):
+        _load_via_init_cfg(TINY, path)
+
+
+def test_official_checkpoint_needs_carrier_tokens(tmp_path, tiny_pair):
+    ref, _ = tiny_pair
+    path = tmp_path / 'official.pth'
+    torch.save(ref.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r'unexpected keys: .*hat_'):
+        _load_via_init_cfg(TINY, path, use_carrier_tokens=False)
+
+
+def test_wrong_variant_is_an_error(tmp_path, tiny_pair):
+    _, source = tiny_pair
+    path = tmp_path / 'tiny.pth'
+    torch.save(source.to_official_state_dict(), path)
+    with pytest.raises(CheckpointError, match='wrong shapes'):
+        _load_via_init_cfg(dict(TINY, dim=48), path)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Converter tool and import lightness
+
+
+def test_converter_tool(tmp_path, fastervit, capsys):
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'model_converters' / 'fastervit_to_mmlightvit.py'
+    spec = importlib.util.spec_from_file_location('fastervit_to_mmlightvit', tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main = module.main
+
+    torch.manual_seed(0)
+    ref = randomise(fastervit.create_model('faster_vit_0_224', pretrained=False))
+    src = tmp_path / 'fastervit_0_224_1k.pth.tar'
+    torch.save({'state_dict': ref.state_dict(), 'epoch': 310}, src)
+    dst = tmp_path / 'converted.pth'
+    summary = main([str(src), str(dst)])
+    assert summary['arch'] == '0' and summary['layout'] == 'official'
+    assert {'head.weight', 'head.bias', 'norm.weight', 'norm.running_var'} <= set(summary['dropped'])
+    assert any(k.endswith('relative_position_index') for k in summary['dropped'])
+    assert 'official layout' in capsys.readouterr().out
+    model = _load_via_init_cfg('0', dst)
+    saved = torch.load(dst, weights_only=True)
+    assert saved['meta']['arch'] == '0' and not any(k.startswith('backbone.') for k in saved['state_dict'])
+    _assert_same_weights(model, FasterViT('0').convert_checkpoint(ref.state_dict()))
+
+    dst2 = tmp_path / 'prefixed.pth'
+    summary = main([str(src), str(dst2), '--prefix', 'backbone.', '--arch', 'faster_vit_0'])
+    assert all(k.startswith('backbone.') for k in torch.load(dst2, weights_only=True)['state_dict'])
+    _load_via_init_cfg('0', dst2)
+    with pytest.raises(SystemExit, match='not --arch'):
+        main([str(src), str(dst2), '--arch', '1'])
+
+
+def test_backbone_import_needs_torch_and_mmengine_only():
+    code = ('import sys, mmlightvit.models.backbones.fastervit; '
+            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
+            "'timm', 'torchvision', 'fastervit'}); assert not bad, bad")
+    subprocess.run([sys.executable, '-c', code], check=True)
