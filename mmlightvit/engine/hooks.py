@@ -54,9 +54,11 @@ class RNGStateHook(Hook):
 class FuseModelHook(Hook):
     """Evaluate the re-parameterised (deploy) form of the model: every conv-BN pair and RepVGG branch folded.
 
-    Add it to ``custom_hooks`` of a test/val run (``tools/test.py CONFIG CKPT --cfg-options
-    "custom_hooks=[dict(type='mmlightvit.FuseModelHook')]"``, or a config that appends it). Two kinds of checkpoint
-    work with the same hook:
+    From the command line: ``tools/test.py CONFIG CKPT --cfg-options default_hooks.fuse.type=mmlightvit.FuseModelHook``
+    (the Runner registers every entry of ``default_hooks``, and this form keeps the config's ``custom_hooks``; a
+    ``custom_hooks=[dict(...)]`` option does not work, as mmengine's DictAction reads ``dict(...)`` as a string). In a
+    config: ``custom_hooks = _base_.custom_hooks + [dict(type='mmlightvit.FuseModelHook')]``. Two kinds of
+    checkpoint work with the same hook:
 
     * an ordinary (unfused) checkpoint: mmengine loads it into the model as built, then this hook folds the
       model in ``before_test`` / ``before_val`` (the loops call those before ``model.eval()`` and the first batch);

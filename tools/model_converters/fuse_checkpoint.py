@@ -12,9 +12,10 @@ statistics) and folded with ``fuse_model``, and ``{'state_dict': ..., 'meta': {.
 Evaluate a fused whole-model checkpoint with the same config plus ``mmlightvit.FuseModelHook``, which sees
 ``meta['fused']`` and folds the model before the weights are loaded into it:
 
-    python tools/test.py CONFIG OUT --cfg-options "custom_hooks=[dict(type='mmlightvit.FuseModelHook')]"
+    python tools/test.py CONFIG OUT --cfg-options default_hooks.fuse.type=mmlightvit.FuseModelHook
 
-(An unfused checkpoint evaluates fused through the same command; the hook then folds after loading.)
+(An unfused checkpoint evaluates fused through the same command; the hook then folds after loading. The option
+adds the hook without touching the config's custom_hooks, e.g. RTMDet's EMAHook.)
 """
 import argparse
 import os.path as osp
@@ -84,8 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
           f'  {meta["content"]}: folded {num_fusable} modules, parameters {params_before / 1e6:.3f}M -> '
           f'{params_after / 1e6:.3f}M, {len(fused_state)} tensors.')
     if whole_model:
-        print('  Evaluate it with: python tools/test.py CONFIG FUSED_CHECKPOINT --cfg-options '
-              '"custom_hooks=[dict(type=\'mmlightvit.FuseModelHook\')]"')
+        print(f'  Evaluate it with: python tools/test.py {args.config} {args.out} '
+              '--cfg-options default_hooks.fuse.type=mmlightvit.FuseModelHook')
     return dict(meta=meta, params_before=params_before, params_after=params_after, out=args.out)
 
 
