@@ -166,7 +166,7 @@ def test_unknown_arch_lists_known_names():
 
 
 def test_custom_arch_and_registry():
-    model = MODELS.build(dict(type='FasterViT', arch=TINY, out_indices=(1, 3)))
+    model = MODELS.build(dict(type='mmlightvit.FasterViT', arch=TINY, out_indices=(1, 3)))
     assert isinstance(model, FasterViT) and model.out_channels == [64, 256]
     assert model.do_propagation and model.layer_scale == 1e-5
     with pytest.raises(ValueError, match='missing'):
