@@ -123,6 +123,8 @@ SMOKE = {
     'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py': SEG_SMOKE,
     'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py': DET_SMOKE,
     'configs/edgenext/fpn_edgenext-small_ade20k-demo.py': SEG_SMOKE,
+    'configs/fastervit/mask-rcnn_fastervit-0_coco-demo.py': DET_SMOKE,
+    'configs/fastervit/fpn_fastervit-0_ade20k-demo.py': SEG_SMOKE,
 }
 
 

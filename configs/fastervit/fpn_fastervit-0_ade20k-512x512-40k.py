@@ -1,0 +1,39 @@
+# Semantic FPN, FasterViT-0, ADE20K 512x512, 40k iterations.
+# The FasterViT paper reports ADE20K only with UperNet (variants 2-4; see upernet_fastervit-2_ade20k-512x512-160k.py):
+# this config is ours, with RepViT's Semantic FPN recipe (AdamW 2e-4, wd 1e-4, poly 0.9, no warm-up, reference
+# batch 32 = 8 GPUs x 4), the nearest published one for a model of this size; no decay on norms, position-bias MLPs
+# and layer scales. Backbone as in mask-rcnn_fastervit-0_coco.py (drop path 0.1, BatchNorm on each returned map).
+_base_ = [
+    'mmseg::_base_/models/fpn_r50.py',
+    '../_base_/datasets/ade20k.py',
+    'mmseg::_base_/schedules/schedule_40k.py',
+    'mmseg::_base_/default_runtime.py',
+]
+crop_size = (512, 512)
+checkpoint = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_0_224_1k.pth.tar'  # official README
+model = dict(
+    pretrained=None,  # the backbone loads its own weights through init_cfg
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        _delete_=True,
+        type='mmlightvit.FasterViT',
+        arch='0',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.1,
+        out_norm_cfg=dict(type='BN'),
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+    decode_head=dict(num_classes=150))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4),
+    paramwise_cfg=dict(
+        norm_decay_mult=0., custom_keys={
+            'cpb_mlp': dict(decay_mult=0.),
+            'gamma': dict(decay_mult=0.),
+        }))
+param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)]
+train_dataloader = dict(batch_size=4)
+auto_scale_lr = dict(enable=False, base_batch_size=32)
