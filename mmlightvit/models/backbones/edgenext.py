@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
-from ..layers import DropPath, LayerNorm2d, LightBackbone, build_activation, drop_path_rates
+from ..layers import DropPath, LayerNorm2d, LightBackbone, Stage, build_activation, drop_path_rates
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -226,18 +226,6 @@ class SDTAEncoder(nn.Module):
         if self.gamma is not None:
             x = self.gamma * x
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
-
-
-class EdgeNeXtStage(nn.Module):
-    """``downsample`` (``nn.Identity`` in the first stage; else norm + 2x2 stride-2 conv) followed by ``blocks``."""
-
-    def __init__(self, downsample: nn.Module, blocks: List[nn.Module]):
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.Sequential(*blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -463,7 +451,7 @@ class EdgeNeXt(LightBackbone):
                     blocks.append(
                         ConvEncoder(widths[s], kernel_sizes[s], mlp_ratio, layer_scale_init_value, rates[s][j],
                                     self.bn_hs))
-            stages.append(EdgeNeXtStage(downsample, blocks))
+            stages.append(Stage(downsample, blocks))
         self.stages = nn.ModuleList(stages)
         self.apply(self._init_module)
         self._init_contract()
@@ -475,10 +463,6 @@ class EdgeNeXt(LightBackbone):
             nn.init.trunc_normal_(module.weight, std=.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-
-    def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        stage = self.stages[index]
-        return self.run_blocks(stage.blocks, stage.downsample(x))
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints

@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
-from ..layers import ConvBN, DropPath, LightBackbone, build_activation, conv_like, drop_path_rates, fold_bn
+from ..layers import (ConvBN, DropPath, LightBackbone, Stage, build_activation, conv_like, drop_path_rates,
+                      fold_bn)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -146,18 +147,6 @@ class RepViTDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reduce(self.pre_block(x))
-
-
-class RepViTStage(nn.Module):
-    """``downsample`` (``nn.Identity`` in the first stage) followed by ``blocks``."""
-
-    def __init__(self, downsample: nn.Module, blocks: List[nn.Module]):
-        super().__init__()
-        self.downsample = downsample
-        self.blocks = nn.Sequential(*blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -330,7 +319,7 @@ class RepViT(LightBackbone):
                 RepViTBlock(widths[s], mlp_ratio, self._block_se(j), act_cfg, use_rep_branch, stage_rates[j])
                 for j in range(depth)
             ]
-            stages.append(RepViTStage(downsample, blocks))
+            stages.append(Stage(downsample, blocks))
         self.stages = nn.ModuleList(stages)
         self._init_contract()
 

@@ -30,6 +30,19 @@ NUM_STAGES = 4
 STAGE_STRIDES = (4, 8, 16, 32)
 
 
+class Stage(nn.Module):
+    """``downsample`` (``nn.Identity`` in the first stage) followed by ``blocks``: the usual stage layout, which
+    :meth:`LightBackbone.forward_stage` runs by default."""
+
+    def __init__(self, downsample: nn.Module, blocks: List[nn.Module]):
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
 def _arch_key(name: str) -> str:
     return re.sub(r'[\s_.\-]', '', str(name).lower())
 
@@ -133,8 +146,9 @@ class LightBackbone(BaseModule):
         return x
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """One stage; the default treats it as a sequence of blocks. Families override it when needed."""
-        return self.run_blocks(self.stages[index], x)
+        """One :class:`Stage` (down-sampling, then the blocks); families with other stage layouts override it."""
+        stage = self.stages[index]
+        return self.run_blocks(stage.blocks, stage.downsample(x))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.stem(x)
