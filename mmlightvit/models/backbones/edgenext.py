@@ -494,10 +494,7 @@ class EdgeNeXt(LightBackbone):
                     f'The {layout} EdgeNeXt checkpoint has widths {found["widths"]}, depths {found["depths"]} and '
                     f'bn_hs={found["bn_hs"]}, but this EdgeNeXt has widths {self.widths}, depths {self.depths} '
                     f'and bn_hs={self.bn_hs} (wrong arch?).')
-            if self.out_norm_cfg is not None:
-                for key, value in self.state_dict().items():
-                    if re.match(r'norm\d\.', key) and key not in state:
-                        state[key] = value
+            state = self.with_own_out_norms(state)
         return state
 
     def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':

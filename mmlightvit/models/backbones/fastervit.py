@@ -616,11 +616,7 @@ class FasterViT(LightBackbone):
         """
         if detect_layout(state_dict) == 'official':
             state = official_to_mmlightvit(state_dict)
-            if self.out_norm_cfg is not None:
-                for key, value in self.state_dict().items():
-                    if re.match(r'norm\d\.', key) and key not in state:
-                        state[key] = value
-            return state
+            return self.with_own_out_norms(state)
         return OrderedDict((k, v) for k, v in state_dict.items() if not is_size_buffer(k))
 
     def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':

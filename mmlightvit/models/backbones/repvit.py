@@ -382,11 +382,7 @@ class RepViT(LightBackbone):
                     f'but this RepViT has widths {self.widths} and depths {self.depths} (wrong arch?).')
             state = official_to_mmlightvit(state, self.depths)
             foreign = True
-        if foreign and self.out_norm_cfg is not None:
-            for key, value in self.state_dict().items():
-                if re.match(r'norm\d\.', key) and key not in state:
-                    state[key] = value
-        return state
+        return self.with_own_out_norms(state) if foreign else state
 
     def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
         """This model's weights (or ``state_dict`` in our layout) in the official ``features.{i}`` layout."""

@@ -211,6 +211,15 @@ class LightBackbone(BaseModule):
         """
         return state_dict
 
+    def with_own_out_norms(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Released checkpoints have no extra output norms (``norm{i}`` from ``out_norm_cfg``): for a foreign
+        layout, keep the model's own initialisation of those keys instead of reporting them missing."""
+        if self.out_norm_cfg is not None:
+            for key, value in self.state_dict().items():
+                if re.match(r'norm\d\.', key) and key not in state_dict:
+                    state_dict[key] = value
+        return state_dict
+
     def init_weights(self) -> None:
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
