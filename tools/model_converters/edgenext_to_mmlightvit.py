@@ -10,92 +10,56 @@ strictly into ``EdgeNeXt(arch)``, and the result is saved as ``{'state_dict': ..
 keys unless ``--prefix`` is given). Converting is optional: ``init_cfg=dict(type='Pretrained', checkpoint=...)``
 accepts the original files directly.
 """
-import argparse
 import os.path as osp
+import re
 import sys
-from collections import OrderedDict
 from typing import Optional, Sequence
-
-import torch
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
 
-from mmlightvit.models.backbones.edgenext import (EdgeNeXt, detect_layout, infer_edgenext_arch,  # noqa: E402
-                                                  mmpretrain_to_mmlightvit, official_to_mmlightvit)
-from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file  # noqa: E402
+from mmlightvit.models.backbones.edgenext import (HEAD_PREFIXES, EdgeNeXt, detect_layout,  # noqa: E402
+                                                  infer_edgenext_arch, mmpretrain_to_mmlightvit,
+                                                  official_to_mmlightvit)
+from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser  # noqa: E402
 
 
-def arch_name(arch: dict) -> Optional[str]:
-    """The variant name whose widths, depths and norm type match ``arch``, if any."""
-    for name, settings in EdgeNeXt.arch_settings.items():
-        if (tuple(settings['widths']), tuple(settings['depths']), settings.get('bn_hs', False)) == (
-                arch['widths'], arch['depths'], arch['bn_hs']):
-            return name
-    return None
-
-
-def to_our_keys(state, layout: str):
+def infer_arch(state) -> dict:
+    # infer_edgenext_arch reads our key names: rename the official and mmpretrain layouts first.
+    layout = detect_layout(state)
     if layout == 'official':
-        return official_to_mmlightvit(state)
-    if layout == 'mmpretrain':
-        return mmpretrain_to_mmlightvit(state)
-    return state
+        state = official_to_mmlightvit(state)
+    elif layout == 'mmpretrain':
+        state = mmpretrain_to_mmlightvit(state)
+    return infer_edgenext_arch(state)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='official (downsample_layers.*), timm (stem.*, stages.*.blocks.*) or '
-                        'mmpretrain EdgeNeXt checkpoint')
-    parser.add_argument('dst', help='output file')
-    parser.add_argument('--arch', default=None,
-                        help="variant, e.g. 'small' or 'small-bn-hs'; inferred from the weights by default")
-    parser.add_argument('--prefix', default='', help="key prefix in the output, e.g. 'backbone.' (default: none)")
-    return parser.parse_args(argv)
+def arch_matches(settings: dict, found: dict) -> bool:
+    # The norm type tells 'small' from 'small-bn-hs', which have the same widths and depths.
+    return (tuple(settings['widths']), tuple(settings['depths']), settings.get('bn_hs', False)) == (
+        found['widths'], found['depths'], found['bn_hs'])
+
+
+def custom_arch(found: dict) -> Optional[dict]:
+    # The SDTA head counts are read from the XCA temperatures: without SDTA blocks they cannot be known.
+    if 'num_heads' not in found:
+        return None
+    return {k: found[k] for k in ('widths', 'depths', 'bn_hs', 'num_heads', 'kernel_sizes') if k in found}
+
+
+def is_mmpretrain_norm(key: str) -> bool:
+    # mmpretrain's norm{i} over the pooled features: classifier-side, dropped by EdgeNeXt.convert_checkpoint.
+    return re.match(r'norm\d+\.', key) is not None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = parse_args(argv)
-    state = extract_state_dict(load_checkpoint_file(args.src), source=args.src,
-                               preferred_keys=EdgeNeXt.checkpoint_keys)
-    if any(k.startswith('backbone.') for k in state):
-        state = OrderedDict((k[len('backbone.'):], v) for k, v in state.items() if k.startswith('backbone.'))
-    layout = detect_layout(state)
-    inferred = infer_edgenext_arch(to_our_keys(state, layout))
-    arch = arch_name(inferred)
-    if arch is None:  # a custom size: build it from the shapes
-        arch = {k: inferred[k] for k in ('widths', 'depths', 'bn_hs', 'num_heads', 'kernel_sizes') if k in inferred}
-        if 'num_heads' not in arch:
-            raise SystemExit(f'{args.src}: custom EdgeNeXt size without SDTA blocks; pass --arch.')
-    if args.arch is not None:
-        wanted = EdgeNeXt.resolve_arch(args.arch)
-        if (tuple(wanted['widths']), tuple(wanted['depths']), wanted.get('bn_hs', False)) != (
-                inferred['widths'], inferred['depths'], inferred['bn_hs']):
-            raise SystemExit(f'{args.src} holds an EdgeNeXt with widths {inferred["widths"]}, depths '
-                             f'{inferred["depths"]} and bn_hs={inferred["bn_hs"]} '
-                             f'({arch if isinstance(arch, str) else "custom"}), not --arch {args.arch}.')
-        arch = args.arch
-
-    model = EdgeNeXt(arch=arch)
-    converted = model.convert_checkpoint(state)
-    check_state_dict(model, converted, source=f'Converted {args.src!r}')
-    model.load_state_dict(converted, strict=True)
-
-    dropped = sorted(set(to_our_keys(state, layout)) - set(converted))
-    out_state = OrderedDict((args.prefix + k, v.detach().clone().contiguous()) for k, v in converted.items())
-    meta = dict(
-        arch=arch if isinstance(arch, str) else {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()},
-        source=osp.basename(args.src),
-        source_layout=layout,
-        prefix=args.prefix,
-        converter='tools/model_converters/edgenext_to_mmlightvit.py')
-    torch.save({'state_dict': out_state, 'meta': meta}, args.dst)
-
-    num_params = sum(p.numel() for p in model.parameters())
-    print(f'{args.src} ({layout} layout) -> {args.dst}\n'
-          f'  arch: {meta["arch"]}; {len(out_state)} tensors, {num_params / 1e6:.2f}M parameters; '
-          f'dropped {len(dropped)} classifier tensors; key prefix: {args.prefix or "(none)"}; '
-          f'loads strictly into EdgeNeXt.')
-    return dict(arch=meta['arch'], layout=layout, num_keys=len(out_state), dropped=dropped, dst=args.dst)
+    args = converter_arg_parser(__doc__.split('\n\n')[0],
+                                'official (downsample_layers.*), timm (stem.*, stages.*.blocks.*) or '
+                                'mmpretrain EdgeNeXt checkpoint', "'small' or 'small-bn-hs'").parse_args(argv)
+    return convert_backbone_checkpoint(
+        EdgeNeXt, args.src, args.dst, args.arch, args.prefix,
+        detect_layout=detect_layout, infer_arch=infer_arch, arch_matches=arch_matches, custom_arch=custom_arch,
+        head_prefixes=HEAD_PREFIXES, also_dropped=is_mmpretrain_norm,
+        converter_name='tools/model_converters/edgenext_to_mmlightvit.py')
 
 
 if __name__ == '__main__':

@@ -442,6 +442,23 @@ def official_to_mmlightvit(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, 
     return out
 
 
+def infer_fastervit_arch(state: Dict[str, torch.Tensor]) -> dict:
+    """``dim``, ``in_dim``, ``depths``, ``transformer_heads`` (heads of stages 2 and 3, None where a stage has no
+    blocks) and ``layer_scale`` (whether ``gamma*`` tensors exist) of a state dict in either layout."""
+    if detect_layout(state) == 'official':
+        state = official_to_mmlightvit(state)
+    depths = []
+    for i in range(4):
+        blocks = {int(m.group(1)) for k in state for m in [re.match(rf'stages\.{i}\.blocks\.(\d+)\.', k)] if m}
+        depths.append(max(blocks) + 1 if blocks else 0)
+    heads = []
+    for i in (2, 3):
+        key = f'stages.{i}.blocks.0.attn.pos_emb_funct.cpb_mlp.2.weight'
+        heads.append(state[key].shape[0] if key in state else None)
+    return dict(dim=state['stem.3.weight'].shape[0], in_dim=state['stem.0.weight'].shape[0], depths=tuple(depths),
+                transformer_heads=tuple(heads), layer_scale=any(k.endswith('.gamma3') for k in state))
+
+
 def mmlightvit_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
     """Our keys -> the official layout (no head, no size-dependent buffers; the tokenizer conv under both names)."""
     out = OrderedDict()

@@ -206,6 +206,15 @@ def mmlightvit_to_official(state: Dict[str, torch.Tensor], depths: Sequence[int]
     return _rename(state, [(b, a) for a, b in official_prefix_pairs(depths)])
 
 
+def detect_layout(state: Dict[str, torch.Tensor]) -> str:
+    """``'official'`` (``features.*``), ``'timm'`` (ours plus ``head.*``) or ``'mmlightvit'``."""
+    if any(k.startswith('features.') for k in state):
+        return 'official'
+    if any(k.startswith('head.') for k in state):
+        return 'timm'
+    return 'mmlightvit'
+
+
 def infer_repvit_arch(state: Dict[str, torch.Tensor]) -> dict:
     """``dict(widths=..., depths=...)`` read from a state dict in our/timm layout or the official layout."""
     if any(k.startswith('features.') for k in state):
