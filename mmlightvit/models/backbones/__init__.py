@@ -1,5 +1,6 @@
 from .edgenext import EdgeNeXt
 from .fastervit import FasterViT
 from .repvit import RepViT
+from .transnext import TransNeXt
 
-__all__ = ['RepViT', 'EdgeNeXt', 'FasterViT']
+__all__ = ['RepViT', 'EdgeNeXt', 'TransNeXt', 'FasterViT']

@@ -1,0 +1,656 @@
+"""TransNeXt: Robust Foveal Visual Perception for Vision Transformers (CVPR 2024, arXiv 2311.17132).
+Official code: https://github.com/DaiShiResearch/TransNeXt (this follows its dense-prediction backbone,
+``detection/*/transnext_native.py`` / ``segmentation/*/transnext_native.py``).
+
+Four stages with overlapping patch embeddings (7x7 stride 4, then 3x3 stride 2; conv + LayerNorm). Blocks are
+pre-norm: a token mixer, then a Convolutional GLU channel mixer, each with stochastic depth. Stages 1-3 mix tokens
+with Aggregated Attention (a 3x3 sliding window at full resolution and a pooled summary of the map, one softmax,
+length-scaled cosine similarity, query embedding, CPB bias for the pooled keys, learnable tokens after the softmax);
+stage 4 with full self-attention using the same scaling and CPB bias. Every stage ends with ``norm{i}``, whose output
+is both the stage's feature map and the next stage's input.
+
+The attention core lives in :mod:`mmlightvit.models.layers.aggregated_attention` with two implementations
+(``attn_impl='efficient'`` default, ``'reference'``).
+
+Module tree: ``stem`` (= official ``patch_embed1``), ``stages.{i}.patch_embed`` (= ``patch_embed{i+1}``, stages
+1-3), ``stages.{i}.blocks.{j}`` (= ``block{i+1}.{j}``, with the official sub-names: ``norm1``, ``attn.{q, kv, sr,
+norm, proj, query_embedding, temperature, relative_pos_bias_local, learnable_tokens, learnable_bias, cpb_fc1,
+cpb_fc2}`` / ``attn.qkv``, ``norm2``, ``mlp.{fc1, dwconv.dwconv, fc2}``), ``stages.{i}.norm`` (= ``norm{i+1}``).
+
+Depends on torch, mmengine and mmlightvit only.
+"""
+import math
+import re
+from collections import OrderedDict
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from mmlightvit.registry import MODELS
+from mmlightvit.utils.checkpoint import CheckpointError
+from ..layers import DropPath, LightBackbone, drop_path_rates
+from ..layers.aggregated_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
+                                           gather_cpb_bias, length_scale, linear_taps,
+                                           window_padding_mask)
+
+ATTENTION_SCALINGS = ('cosine_length', 'dot_product')
+
+
+def _pair(value) -> Tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        assert len(value) == 2, value
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Size-dependent context of a stage (tables without parameters, cached per runtime size by the backbone)
+
+
+class StageContext:
+    """What every block of a stage needs for one runtime size: the map and pooled sizes, the window padding mask,
+    the per-query length scale and the CPB coordinate tables (for the runtime size in extrapolation mode, for the
+    training size ``img_size`` in interpolation mode)."""
+
+    def __init__(self, hw, pool_hw, padding_mask, seq_length_scale, cpb_coords=None, cpb_index_h=None,
+                 cpb_index_w=None, cpb_hw=None, cpb_pool_hw=None, cpb_coords_w=0):
+        self.hw, self.pool_hw = hw, pool_hw
+        self.padding_mask, self.seq_length_scale = padding_mask, seq_length_scale
+        self.cpb_coords, self.cpb_index_h, self.cpb_index_w = cpb_coords, cpb_index_h, cpb_index_w
+        # Query / key grids the CPB tables were built for; the bias is resized from them when they differ from
+        # the runtime ``hw`` / ``pool_hw`` (interpolation mode).
+        self.cpb_hw, self.cpb_pool_hw = cpb_hw, cpb_pool_hw
+        # Distinct coordinates along the width (the table's inner size), known without a device sync.
+        self.cpb_coords_w = int(cpb_coords_w)
+
+
+#: Rows of the CPB coordinate table evaluated at once. Large inputs in extrapolation mode have large tables
+#: (800x1280, stage 1: ~400 x 640 rows, a 512-wide hidden layer of ~0.5 GB): they run in row blocks, checkpointed
+#: when gradients are needed, so only the (rows, heads) output is kept.
+CPB_ROWS_PER_BLOCK = 2**16
+
+
+def _cpb_mlp_rows(attn: nn.Module, coords: torch.Tensor) -> torch.Tensor:
+    return attn.cpb_fc2(attn.cpb_act(attn.cpb_fc1(coords)))
+
+
+def cpb_mlp(attn: nn.Module, coords: torch.Tensor) -> torch.Tensor:
+    """``cpb_fc2(relu(cpb_fc1(coords)))`` row block by row block (same numbers, bounded memory)."""
+    rows = coords.shape[0]
+    if rows <= CPB_ROWS_PER_BLOCK:
+        return _cpb_mlp_rows(attn, coords)
+    grad = torch.is_grad_enabled() and any(p.requires_grad for p in attn.cpb_fc1.parameters())
+    parts = []
+    for start in range(0, rows, CPB_ROWS_PER_BLOCK):
+        block = coords[start:start + CPB_ROWS_PER_BLOCK]
+        parts.append(checkpoint(_cpb_mlp_rows, attn, block, use_reentrant=False) if grad
+                     else _cpb_mlp_rows(attn, block))
+    return torch.cat(parts, dim=0)
+
+
+class CPBBias:
+    """The CPB bias of one attention layer for the runtime size, by blocks of queries: ``bias(start, end)`` is
+    ``(heads, end - start, P)`` for queries ``start..end`` (so the efficient attention never holds the whole
+    ``N x P`` bias); ``bias.full()`` is ``bias(0, N)``.
+
+    Extrapolation (or a runtime size equal to the table's): gathered from the MLP's output on the coordinate table.
+    Interpolation: the bias of the training size (``img_size``) resized bilinearly on the key axes
+    (``F.interpolate``), then on the query axes (the same ``align_corners=False`` taps, evaluated only for the
+    requested queries), the official order.
+    """
+
+    def __init__(self, attn: nn.Module, ctx: StageContext):
+        table = cpb_mlp(attn, ctx.cpb_coords.to(attn.cpb_fc1.weight.dtype))  # (U_h * U_w, heads)
+        self.heads = table.shape[1]
+        self.width = ctx.hw[1]
+        self.tokens = ctx.hw[0] * ctx.hw[1]
+        (h_t, w_t), (ph_t, pw_t) = ctx.cpb_hw, ctx.cpb_pool_hw
+        (height, width), (pool_h, pool_w) = ctx.hw, ctx.pool_hw
+        self.resize_queries = (h_t, w_t) != (height, width)
+        if not self.resize_queries and (ph_t, pw_t) == (pool_h, pool_w):
+            self.table = table.transpose(0, 1).reshape(self.heads, -1, ctx.cpb_coords_w)
+            self.index_h, self.index_w = ctx.cpb_index_h, ctx.cpb_index_w
+            self.keys_resized = None
+            return
+        bias = gather_cpb_bias(table, ctx.cpb_index_h, ctx.cpb_index_w, ctx.cpb_coords_w)  # (heads, N_t, P_t)
+        if (ph_t, pw_t) != (pool_h, pool_w):
+            bias = F.interpolate(bias.reshape(self.heads, h_t * w_t, ph_t, pw_t), (pool_h, pool_w), mode='bilinear')
+        self.keys_resized = bias.reshape(self.heads, h_t, w_t, pool_h * pool_w)
+        if self.resize_queries:
+            device = bias.device
+            self.taps_h = linear_taps(h_t, height, device)
+            self.taps_w = linear_taps(w_t, width, device)
+
+    def full(self) -> torch.Tensor:
+        return self(0, self.tokens)
+
+    def __call__(self, start: int, end: int) -> torch.Tensor:
+        queries = torch.arange(start, end, device=(self.table if self.keys_resized is None
+                                                   else self.keys_resized).device)
+        qy, qx = queries // self.width, queries % self.width
+        if self.keys_resized is None:
+            bias = self.table[:, self.index_h[qy][:, :, None], self.index_w[qx][:, None, :]]
+            return bias.reshape(self.heads, end - start, -1)
+        src = self.keys_resized
+        if not self.resize_queries:
+            return src[:, qy, qx]
+        (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) = self.taps_h, self.taps_w
+        y0, y1, x0, x1 = y0[qy], y1[qy], x0[qx], x1[qx]
+        dtype = src.dtype
+        wy0, wy1 = wy0[qy].to(dtype)[:, None], wy1[qy].to(dtype)[:, None]
+        wx0, wx1 = wx0[qx].to(dtype)[:, None], wx1[qx].to(dtype)[:, None]
+        return wy0 * (wx0 * src[:, y0, x0] + wx1 * src[:, y0, x1]) + wy1 * (wx0 * src[:, y1, x0] + wx1 * src[:, y1, x1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class OverlapPatchEmbed(nn.Module):
+    """``k x k`` conv with stride ``s`` and padding ``k // 2`` (output ``ceil(n / s)``), then LayerNorm (eps 1e-5)
+    over the channels; NCHW in and out."""
+
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, stride: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, channels, kernel_size, stride=stride, padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class DWConv(nn.Module):
+    """Depth-wise 3x3 conv on a token sequence ``(B, N, C)`` of an ``H x W`` map (key ``dwconv.dwconv``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        x = self.dwconv(x.transpose(1, 2).reshape(batch, channels, hw[0], hw[1]))
+        return x.flatten(2).transpose(1, 2)
+
+
+class ConvolutionalGLU(nn.Module):
+    """``fc1`` to ``2 x hidden``, split into (gate, value); depth-wise 3x3 conv + GELU on the gate, times value,
+    ``fc2``. ``hidden = int(2 * int(C * mlp_ratio) / 3)`` (official)."""
+
+    def __init__(self, channels: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(2 * int(channels * mlp_ratio) / 3)
+        self.fc1 = nn.Linear(channels, hidden * 2)
+        self.dwconv = DWConv(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        x, v = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(self.act(self.dwconv(x, hw)) * v)
+
+
+class _AttentionBase(nn.Module):
+    """Shared parameters and query scaling of both attention kinds."""
+
+    def _init_scaling(self, num_heads: int, head_dim: int, attention_scaling: str, use_query_embedding: bool):
+        if attention_scaling not in ATTENTION_SCALINGS:
+            raise ValueError(f'attention_scaling must be one of {ATTENTION_SCALINGS}, got {attention_scaling!r}.')
+        self.attention_scaling = attention_scaling
+        if attention_scaling == 'cosine_length':
+            # softplus(temperature) starts at 1 / 0.24.
+            self.temperature = nn.Parameter(torch.log((torch.ones(num_heads, 1, 1) / 0.24).exp() - 1))
+        self.query_embedding = nn.Parameter(
+            nn.init.trunc_normal_(torch.empty(num_heads, 1, head_dim), mean=0, std=0.02)) \
+            if use_query_embedding else None
+
+    def _scale_queries(self, q: torch.Tensor, seq_length_scale: torch.Tensor) -> torch.Tensor:
+        """Cosine: ``(normalize(q) + query_embedding) * softplus(temperature) * log(length)``; dot product:
+        ``(q + query_embedding) * head_dim ** -0.5``."""
+        if self.attention_scaling == 'cosine_length':
+            q = F.normalize(q, dim=-1)
+            if self.query_embedding is not None:
+                q = q + self.query_embedding
+            return q * F.softplus(self.temperature) * seq_length_scale.to(q.dtype)
+        if self.query_embedding is not None:
+            q = q + self.query_embedding
+        return q * self.head_dim**-0.5
+
+    def _keys(self, k: torch.Tensor) -> torch.Tensor:
+        return F.normalize(k, dim=-1) if self.attention_scaling == 'cosine_length' else k
+
+    def _init_cpb(self, num_heads: int):
+        self.cpb_fc1 = nn.Linear(2, 512, bias=True)
+        self.cpb_act = nn.ReLU(inplace=True)
+        self.cpb_fc2 = nn.Linear(512, num_heads, bias=True)
+
+
+class AggregatedAttention(_AttentionBase):
+    """Aggregated Attention of TransNeXt stages 1-3 (official parameter names).
+
+    Ablations: ``use_pooled_branch=False`` (window only: no ``sr``/``norm``/CPB), ``use_window_branch=False``
+    (pooled only: no local bias / learnable tokens), ``attention_scaling='dot_product'`` (plain
+    ``q k^T / sqrt(d)``, no temperature, no length scale), ``use_query_embedding=False``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int, window_size: int = 3, qkv_bias: bool = True,
+                 use_pooled_branch: bool = True, use_window_branch: bool = True,
+                 attention_scaling: str = 'cosine_length', use_query_embedding: bool = True,
+                 impl: str = 'efficient'):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim {dim} should be divisible by num_heads {num_heads}.')
+        if not (use_pooled_branch or use_window_branch):
+            raise ValueError('Aggregated attention needs the pooled branch, the window branch or both.')
+        if window_size % 2 != 1:
+            raise ValueError(f'window_size must be odd, got {window_size}.')
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.sr_ratio, self.window_size, self.local_len = sr_ratio, window_size, window_size**2
+        self.use_pooled_branch, self.use_window_branch = use_pooled_branch, use_window_branch
+        self.impl = check_impl(impl)
+        self._init_scaling(num_heads, self.head_dim, attention_scaling, use_query_embedding)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        if use_pooled_branch:
+            self.sr = nn.Conv2d(dim, dim, kernel_size=1)
+            self.norm = nn.LayerNorm(dim)
+            self.act = nn.GELU()
+            self._init_cpb(num_heads)
+        if use_window_branch:
+            self.relative_pos_bias_local = nn.Parameter(
+                nn.init.trunc_normal_(torch.empty(num_heads, self.local_len), mean=0, std=0.0004))
+            self.learnable_tokens = nn.Parameter(
+                nn.init.trunc_normal_(torch.empty(num_heads, self.head_dim, self.local_len), mean=0, std=0.02))
+            self.learnable_bias = nn.Parameter(torch.zeros(num_heads, 1, self.local_len))
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        heads, head_dim = self.num_heads, self.head_dim
+        q = self.q(x).reshape(batch, tokens, heads, head_dim).permute(0, 2, 1, 3)
+        q_scaled = self._scale_queries(q, ctx.seq_length_scale)
+
+        k_local = v_local = local_extra = None
+        if self.use_window_branch:
+            k_local, v_local = self.kv(x).reshape(batch, tokens, 2 * heads, head_dim).permute(0, 2, 1, 3).chunk(2, 1)
+            k_local = self._keys(k_local)
+            local_extra = F.normalize(q, dim=-1) @ self.learnable_tokens + self.learnable_bias
+
+        k_pool = v_pool = pool_bias = None
+        if self.use_pooled_branch:
+            pool_h, pool_w = ctx.pool_hw
+            x_ = x.transpose(1, 2).reshape(batch, channels, hw[0], hw[1])
+            x_ = F.adaptive_avg_pool2d(self.act(self.sr(x_)), (pool_h, pool_w)).flatten(2).transpose(1, 2)
+            x_ = self.norm(x_)
+            k_pool, v_pool = self.kv(x_).reshape(batch, -1, 2 * heads, head_dim).permute(0, 2, 1, 3).chunk(2, 1)
+            k_pool = self._keys(k_pool)
+            pool_bias = CPBBias(self, ctx)
+
+        out = aggregated_attention(
+            q_scaled, k_local, v_local, k_pool, v_pool, hw,
+            local_bias=self.relative_pos_bias_local if self.use_window_branch else None, pool_bias=pool_bias,
+            local_extra=local_extra, window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
+
+
+class Attention(_AttentionBase):
+    """Full self-attention of stage 4 (official names ``qkv``, ``proj``, ``query_embedding``, ``temperature``,
+    ``cpb_fc1``, ``cpb_fc2``): the same scaling as Aggregated Attention with ``log(N)``, CPB bias over all pairs.
+    Runs through the same attention core (pooled branch = all tokens, no window)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attention_scaling: str = 'cosine_length',
+                 use_query_embedding: bool = True, impl: str = 'efficient'):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim {dim} should be divisible by num_heads {num_heads}.')
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.impl = check_impl(impl)
+        self._init_scaling(num_heads, self.head_dim, attention_scaling, use_query_embedding)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self._init_cpb(num_heads)
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+        batch, tokens, channels = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        q, k, v = qkv.chunk(3, dim=1)
+        out = aggregated_attention(self._scale_queries(q, ctx.seq_length_scale), None, None, self._keys(k), v, hw,
+                                   pool_bias=CPBBias(self, ctx), impl=self.impl)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
+
+
+class TransNeXtBlock(nn.Module):
+    """Pre-norm block (LayerNorm eps 1e-6): ``x + drop_path(attn(norm1(x)))``, ``x + drop_path(mlp(norm2(x)))``.
+    ``sr_ratio == 1`` selects full attention, as in the official code."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, drop_path: float = 0.,
+                 window_size: int = 3, **attn_kwargs):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        if sr_ratio == 1:
+            attn_kwargs = {k: v for k, v in attn_kwargs.items()
+                           if k in ('qkv_bias', 'attention_scaling', 'use_query_embedding', 'impl')}
+            self.attn = Attention(dim, num_heads, **attn_kwargs)
+        else:
+            self.attn = AggregatedAttention(dim, num_heads, sr_ratio, window_size, **attn_kwargs)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = ConvolutionalGLU(dim, mlp_ratio)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw, ctx))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw))
+
+
+class TransNeXtStage(nn.Module):
+    """``patch_embed`` (``nn.Identity`` in stage 0, whose embedding is the backbone's ``stem``), ``blocks`` and the
+    stage norm ``norm`` (LayerNorm eps 1e-6: the stage output and the next stage's input)."""
+
+    def __init__(self, patch_embed: nn.Module, blocks: List[nn.Module], channels: int):
+        super().__init__()
+        self.patch_embed = patch_embed
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoint layouts
+
+#: Non-persistent buffers of the official models (never in their checkpoints, dropped if a file has them).
+_OFFICIAL_BUFFERS = re.compile(r'(relative_pos_index\d|relative_coords_table\d|.*seq_length_scale|.*padding_mask)$')
+
+
+def official_to_mmlightvit(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Official keys (ImageNet or dense-prediction backbone, no ``backbone.`` prefix) -> ours; ``head.*`` and
+    non-persistent buffers are dropped."""
+    out = OrderedDict()
+    for key, value in state.items():
+        if key.startswith('head.') or _OFFICIAL_BUFFERS.match(key):
+            continue
+        m = re.match(r'patch_embed(\d)\.(.*)$', key)
+        if m:
+            stage = int(m.group(1)) - 1
+            key = f'stem.{m.group(2)}' if stage == 0 else f'stages.{stage}.patch_embed.{m.group(2)}'
+        else:
+            m = re.match(r'block(\d)\.(\d+)\.(.*)$', key) or re.match(r'norm(\d)\.()(.*)$', key)
+            if m and key.startswith('block'):
+                key = f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.{m.group(3)}'
+            elif m:
+                key = f'stages.{int(m.group(1)) - 1}.norm.{m.group(3)}'
+        out[key] = value
+    return out
+
+
+def mmlightvit_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
+    """Our keys -> the official layout (no head; our optional output norms ``norm{i}`` are left out)."""
+    out = OrderedDict()
+    for key, value in state.items():
+        if re.match(r'norm\d\.', key):
+            continue
+        if key.startswith('stem.'):
+            key = 'patch_embed1.' + key[len('stem.'):]
+        else:
+            m = re.match(r'stages\.(\d)\.(patch_embed|blocks|norm)\.(.*)$', key)
+            if m:
+                stage, part, rest = int(m.group(1)) + 1, m.group(2), m.group(3)
+                key = {'patch_embed': f'patch_embed{stage}.{rest}', 'blocks': f'block{stage}.{rest}',
+                       'norm': f'norm{stage}.{rest}'}[part]
+        out[key] = value
+    return out
+
+
+def is_official_layout(state: Dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith(('patch_embed1.', 'block1.')) for k in state)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backbone
+
+
+@MODELS.register_module()
+class TransNeXt(LightBackbone):
+    """TransNeXt backbone (Micro / Tiny / Small / Base), the official dense-prediction model.
+
+    Args:
+        arch (str | dict): ``'micro'``, ``'tiny'``, ``'small'``, ``'base'`` (aliases ``'m'``, ``'t'``, ``'s'``,
+            ``'b'``, ``'transnext_tiny'``, ...) or ``dict(widths=(4 ints), depths=(4 ints), num_heads=(4 ints)
+            [, mlp_ratios=(8, 8, 4, 4), sr_ratios=(8, 4, 2, 1)])``.
+        in_channels (int): input channels.
+        img_size (int | tuple): the size the CPB bias tables are built for in interpolation mode (the official
+            ``img_size``: 224 for ImageNet, e.g. 800 / 512 for COCO / ADE20K fine-tuning).
+        pretrain_size (int | tuple, optional): ImageNet pre-training size that scales the relative coordinates
+            (default ``img_size``; 224 for the released weights).
+        extrapolation (bool): the paper's test modes. False (interpolation, official default): the CPB bias is
+            computed for ``img_size`` and resized bilinearly to the runtime size. True (extrapolation): computed
+            for the runtime size. Both equal each other when the input is ``img_size``. Tables are cached per size.
+        attn_impl (str): ``'efficient'`` (default) or ``'reference'``, same math (see
+            :mod:`mmlightvit.models.layers.aggregated_attention`).
+        drop_path_rate (float): stochastic depth, linear over all blocks (official detection: 0.4 / 0.6 / 0.7 for
+            Tiny / Small / Base; ImageNet 0.15 / 0.25 / 0.45 / 0.6 for Micro-Base).
+        sr_ratios (Sequence[int], optional): pooling ratio per stage (default the arch's ``(8, 4, 2, 1)``); a
+            stage with ratio 1 uses full attention, as in the official code. The pooled grid is
+            ``(H // sr, W // sr)`` (at least 1x1).
+        window_size (int): sliding window of Aggregated Attention (3).
+        use_pooled_branch, use_window_branch (bool): ablations of Aggregated Attention's two branches.
+        attention_scaling (str): ``'cosine_length'`` (official) or ``'dot_product'`` (plain scaled dot product, no
+            temperature or length scale).
+        use_query_embedding (bool): ablation of the learnable query embedding.
+        qkv_bias (bool): biases of ``q`` / ``kv`` / ``qkv`` (True in every released model).
+        out_indices, frozen_stages, norm_eval, with_cp, out_norm_cfg, init_cfg: see :class:`LightBackbone`.
+
+    Inputs of any size run: stage ``i`` outputs ``ceil(H / 2**(i + 2))`` (the overlapping convs pad), the pooled
+    grid follows the runtime size, the window is masked at the borders.
+    """
+
+    arch_settings = {
+        'micro': dict(widths=(48, 96, 192, 384), depths=(2, 2, 15, 2), num_heads=(2, 4, 8, 16)),
+        'tiny': dict(widths=(72, 144, 288, 576), depths=(2, 2, 15, 2), num_heads=(3, 6, 12, 24)),
+        'small': dict(widths=(72, 144, 288, 576), depths=(5, 5, 22, 5), num_heads=(3, 6, 12, 24)),
+        'base': dict(widths=(96, 192, 384, 768), depths=(5, 5, 23, 5), num_heads=(4, 8, 16, 32)),
+    }
+    arch_aliases = {}
+    for _name in ('micro', 'tiny', 'small', 'base'):
+        arch_aliases[_name[0]] = _name
+        arch_aliases['transnext_' + _name] = _name
+    del _name
+
+    default_mlp_ratios = (8, 8, 4, 4)
+    default_sr_ratios = (8, 4, 2, 1)
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 img_size: Union[int, Sequence[int]] = 224,
+                 pretrain_size: Optional[Union[int, Sequence[int]]] = None,
+                 extrapolation: bool = False,
+                 attn_impl: str = 'efficient',
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_path_rate: float = 0.,
+                 sr_ratios: Optional[Sequence[int]] = None,
+                 window_size: int = 3,
+                 use_pooled_branch: bool = True,
+                 use_window_branch: bool = True,
+                 attention_scaling: str = 'cosine_length',
+                 use_query_embedding: bool = True,
+                 qkv_bias: bool = True,
+                 out_norm_cfg: Optional[dict] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None):
+        super().__init__(out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+                         with_cp=with_cp, out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
+        settings = self.resolve_arch(arch, required_keys=('widths', 'depths', 'num_heads'))
+        widths, depths, num_heads = (tuple(settings[k]) for k in ('widths', 'depths', 'num_heads'))
+        mlp_ratios = tuple(settings.get('mlp_ratios', self.default_mlp_ratios))
+        sr_ratios = tuple(sr_ratios if sr_ratios is not None else settings.get('sr_ratios', self.default_sr_ratios))
+        for name, value in (('widths', widths), ('depths', depths), ('num_heads', num_heads),
+                            ('mlp_ratios', mlp_ratios), ('sr_ratios', sr_ratios)):
+            if len(value) != 4:
+                raise ValueError(f'TransNeXt needs 4 {name} (one per stage), got {value}.')
+        if any(int(r) < 1 for r in sr_ratios):
+            raise ValueError(f'sr_ratios must be >= 1, got {sr_ratios}.')
+        check_impl(attn_impl)
+        self.widths, self.depths, self.num_heads = widths, depths, num_heads
+        self.mlp_ratios, self.sr_ratios, self.window_size = mlp_ratios, sr_ratios, window_size
+        self.img_size = _pair(img_size)
+        self.pretrain_size = _pair(pretrain_size if pretrain_size is not None else img_size)
+        self.extrapolation = bool(extrapolation)
+        self.use_pooled_branch, self.use_window_branch = use_pooled_branch, use_window_branch
+        self.attention_scaling, self.use_query_embedding = attention_scaling, use_query_embedding
+        self.stage_channels = list(widths)
+        self._contexts: 'OrderedDict[tuple, StageContext]' = OrderedDict()
+
+        self.stem = OverlapPatchEmbed(in_channels, widths[0], kernel_size=7, stride=4)
+        rates = drop_path_rates(drop_path_rate, depths)
+        stages = []
+        for s in range(4):
+            patch_embed = nn.Identity() if s == 0 else OverlapPatchEmbed(widths[s - 1], widths[s], 3, 2)
+            blocks = [
+                TransNeXtBlock(widths[s], num_heads[s], mlp_ratios[s], sr_ratios[s], rates[s][j], window_size,
+                               qkv_bias=qkv_bias, use_pooled_branch=use_pooled_branch,
+                               use_window_branch=use_window_branch, attention_scaling=attention_scaling,
+                               use_query_embedding=use_query_embedding, impl=attn_impl) for j in range(depths[s])
+            ]
+            stages.append(TransNeXtStage(patch_embed, blocks, widths[s]))
+        self.stages = nn.ModuleList(stages)
+        for module in self.modules():
+            self._init_module(module)
+        self._init_contract()
+
+    @staticmethod
+    def _init_module(module: nn.Module) -> None:
+        """The official initialisation: truncated normal (std 0.02) linear weights, He-normal (fan-out) conv
+        weights, zero biases, unit LayerNorms."""
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
+            fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+            nn.init.normal_(module.weight, 0, math.sqrt(2.0 / fan_out))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Attention implementation and size-dependent tables
+
+    @property
+    def attn_impl(self) -> str:
+        return next(m.impl for m in self.modules() if isinstance(m, (AggregatedAttention, Attention)))
+
+    def set_attn_impl(self, impl: str) -> 'TransNeXt':
+        """Switch every attention layer to ``impl`` (``'efficient'`` / ``'reference'``); no weights change."""
+        check_impl(impl)
+        for m in self.modules():
+            if isinstance(m, (AggregatedAttention, Attention)):
+                m.impl = impl
+        return self
+
+    #: How many (stage, size, device) contexts are kept.
+    max_cached_contexts = 32
+
+    def stage_context(self, index: int, hw: Tuple[int, int], device: torch.device) -> StageContext:
+        """Tables of stage ``index`` for a runtime map of ``hw`` (cached)."""
+        key = (index, int(hw[0]), int(hw[1]), str(device))
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._build_context(index, (int(hw[0]), int(hw[1])), device)
+            self._contexts[key] = ctx
+            while len(self._contexts) > self.max_cached_contexts:
+                self._contexts.popitem(last=False)
+        return ctx
+
+    @torch.no_grad()
+    def _build_context(self, index: int, hw: Tuple[int, int], device: torch.device) -> StageContext:
+        sr = self.sr_ratios[index]
+        stride = 2**(index + 2)
+        full = sr == 1
+        pool_hw = (max(1, hw[0] // sr), max(1, hw[1] // sr))
+        pool_len = pool_hw[0] * pool_hw[1] if (full or self.use_pooled_branch) else 0
+        window = None if (full or not self.use_window_branch) else self.window_size
+        padding_mask = window_padding_mask(hw, window, device) if window is not None else None
+        scale = length_scale(hw, pool_len, window, padding_mask, device)
+        coords = index_h = index_w = cpb_hw = cpb_pool_hw = None
+        coords_w = 0
+        if full or self.use_pooled_branch:
+            if self.extrapolation:
+                cpb_hw, cpb_pool_hw = hw, pool_hw
+            else:
+                cpb_hw = (self.img_size[0] // stride, self.img_size[1] // stride)
+                cpb_pool_hw = (max(1, self.img_size[0] // (stride * sr)), max(1, self.img_size[1] // (stride * sr)))
+            pretrain = (self.pretrain_size[0] // stride, self.pretrain_size[1] // stride)
+            values_h, index_h = cpb_axis_tables(cpb_hw[0], cpb_pool_hw[0], pretrain[0], device)
+            values_w, index_w = cpb_axis_tables(cpb_hw[1], cpb_pool_hw[1], pretrain[1], device)
+            coords = cpb_coords_table(values_h, values_w)
+            coords_w = len(values_w)
+        return StageContext(hw, pool_hw, padding_mask, scale, coords, index_h, index_w, cpb_hw, cpb_pool_hw,
+                            coords_w)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._contexts.clear()  # device / dtype moves: rebuild the tables lazily
+        return super()._apply(fn, *args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Forward
+
+    def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        stage = self.stages[index]
+        x = stage.patch_embed(x)
+        batch, channels, height, width = x.shape
+        ctx = self.stage_context(index, (height, width), x.device)
+        x = x.flatten(2).transpose(1, 2)
+        x = self.run_blocks([partial(block, hw=(height, width), ctx=ctx) for block in stage.blocks], x)
+        x = stage.norm(x)
+        return x.transpose(1, 2).reshape(batch, channels, height, width)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Accept our layout or the official one (ImageNet classifier with ``head``, or the mmdet / mmseg
+        backbone once the loader stripped ``backbone.``): ``patch_embed{i}``, ``block{i}.{j}``, ``norm{i}``.
+
+        ``head.*`` and non-persistent buffers are dropped; our optional output norms (in no official file) keep
+        their initialisation. A checkpoint of another size is an error naming both; anything else unrecognised is
+        left for the strict check, which names the keys.
+        """
+        if not is_official_layout(state_dict):
+            return state_dict
+        state = official_to_mmlightvit(state_dict)
+        found = infer_transnext_arch(state)
+        if found is not None and (found['widths'], found['depths']) != (self.widths, self.depths):
+            raise CheckpointError(
+                f'The official TransNeXt checkpoint has widths {found["widths"]} and depths {found["depths"]}, '
+                f'but this TransNeXt has widths {self.widths} and depths {self.depths} (wrong arch?).')
+        if self.out_norm_cfg is not None:
+            for key, value in self.state_dict().items():
+                if re.match(r'norm\d\.', key) and key not in state:
+                    state[key] = value
+        return state
+
+    def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
+        """This model's weights (or ``state_dict`` in our layout) in the official layout (no head)."""
+        return mmlightvit_to_official(self.state_dict() if state_dict is None else state_dict)
+
+
+def infer_transnext_arch(state: Dict[str, torch.Tensor]) -> Optional[dict]:
+    """``widths`` and ``depths`` of a state dict in our layout, or None when it is not a complete backbone."""
+    try:
+        widths = [int(state['stem.proj.weight'].shape[0])]
+        widths += [int(state[f'stages.{s}.patch_embed.proj.weight'].shape[0]) for s in (1, 2, 3)]
+    except KeyError:
+        return None
+    depths = [0] * 4
+    for key in state:
+        m = re.match(r'stages\.(\d)\.blocks\.(\d+)\.', key)
+        if m:
+            depths[int(m.group(1))] = max(depths[int(m.group(1))], int(m.group(2)) + 1)
+    return dict(widths=tuple(widths), depths=tuple(depths))

@@ -1,0 +1,616 @@
+"""TransNeXt backbone and the Aggregated Attention core: variants, both attention implementations equal, any input
+size, interpolation / extrapolation modes, contract, ablations, checkpoint loading."""
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmlightvit.models.backbones import TransNeXt
+from mmlightvit.models.backbones.transnext import (AggregatedAttention, Attention, ConvolutionalGLU, CPBBias,
+                                                   infer_transnext_arch, official_to_mmlightvit)
+from mmlightvit.models.layers import aggregated_attention as aa_module
+from mmlightvit.models.layers.aggregated_attention import (aggregated_attention, cpb_axis_tables,
+                                                           gather_cpb_bias, window_padding_mask)
+from mmlightvit.registry import MODELS
+from mmlightvit.utils import CheckpointError
+
+ARCHS = ['micro', 'tiny', 'small', 'base']
+# Whole ImageNet classifier = this backbone + head Linear(C4, 1000) (the official classifier has no other
+# parameters: it averages norm4's output). Exact counts of the official classification models
+# (classification/transnext.py, counted once from the official code); the paper's table shows them truncated
+# to 0.1M (Tiny 28.259M -> 28.2M).
+OFFICIAL_PARAMS = {'micro': 12_809_304, 'tiny': 28_258_960, 'small': 49_741_564, 'base': 89_721_496}
+TABLE_PARAMS_M = {'micro': 12.8, 'tiny': 28.2, 'small': 49.7, 'base': 89.7}
+# A Micro-width model with fewer blocks keeps the equivalence tests fast.
+SMALL_ARCH = dict(widths=(48, 96, 192, 384), depths=(1, 1, 2, 1), num_heads=(2, 4, 8, 16))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def single_thread():
+    """One intra-op thread: the machine is small and shared (see tests/test_repvit.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """O(1) weights everywhere (non-zero learnable_bias, CPB, temperatures away from init) so every term matters."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            p.copy_(torch.randn(p.shape, generator=gen) * p[0].numel()**-0.5)
+        elif re.search(r'norm\d?\.weight$', name):
+            p.copy_(1 + 0.3 * torch.randn(p.shape, generator=gen))
+        else:
+            p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def expected_hw(h: int, w: int):
+    """Stage i outputs ceil(n / 2**(i + 2)): 7x7 stride-4 pad-3 stem, then 3x3 stride-2 pad-1 convs."""
+    return [(math.ceil(h / s), math.ceil(w / s)) for s in (4, 8, 16, 32)]
+
+
+def small_model(**kwargs) -> TransNeXt:
+    torch.manual_seed(0)
+    return randomise(TransNeXt(SMALL_ARCH, **kwargs))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Variants
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_param_counts(arch):
+    model = TransNeXt(arch)
+    c4 = model.stage_channels[-1]
+    total = num_params(model) + c4 * 1000 + 1000
+    assert total == OFFICIAL_PARAMS[arch]
+    assert math.floor(total / 1e5) / 10 == TABLE_PARAMS_M[arch]
+    assert model.out_channels == list(TransNeXt.arch_settings[arch]['widths'])
+    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize('alias, name', [('m', 'micro'), ('T', 'tiny'), ('transnext_small', 'small'),
+                                         ('TransNeXt-Base', 'base'), ('b', 'base')])
+def test_arch_aliases(alias, name):
+    assert TransNeXt.resolve_arch(alias) == TransNeXt.arch_settings[name]
+
+
+def test_unknown_arch_lists_known_names():
+    with pytest.raises(ValueError, match=r"'micro', 'tiny', 'small', 'base'"):
+        TransNeXt('huge')
+
+
+def test_registry_and_custom_arch():
+    model = MODELS.build(dict(type='mmlightvit.TransNeXt', arch=SMALL_ARCH, out_indices=(1, 3)))
+    assert isinstance(model, TransNeXt) and model.out_channels == [96, 384]
+    with pytest.raises(ValueError, match='num_heads'):
+        TransNeXt(dict(widths=(8, 16, 32, 64), depths=(1, 1, 1, 1)))
+
+
+def test_architecture_facts():
+    model = TransNeXt('tiny')
+    assert model.stem.proj.kernel_size == (7, 7) and model.stem.proj.stride == (4, 4)
+    assert model.stem.proj.padding == (3, 3) and model.stem.norm.eps == 1e-5
+    for s in (1, 2, 3):
+        embed = model.stages[s].patch_embed
+        assert embed.proj.kernel_size == (3, 3) and embed.proj.stride == (2, 2) and embed.norm.eps == 1e-5
+    for s in range(4):
+        stage = model.stages[s]
+        assert stage.norm.eps == 1e-6 and len(stage.blocks) == model.depths[s]
+        for block in stage.blocks:
+            assert block.norm1.eps == 1e-6 and block.norm2.eps == 1e-6
+            assert isinstance(block.attn, Attention if s == 3 else AggregatedAttention)
+    attn = model.stages[0].blocks[0].attn
+    assert attn.sr_ratio == 8 and attn.norm.eps == 1e-5 and attn.q.bias is not None
+    assert attn.relative_pos_bias_local.shape == (3, 9) and attn.learnable_tokens.shape == (3, 24, 9)
+    torch.testing.assert_close(F.softplus(attn.temperature), torch.full((3, 1, 1), 1 / 0.24))
+    assert attn.cpb_fc1.out_features == 512 and attn.cpb_fc2.out_features == 3
+    mlp = model.stages[0].blocks[0].mlp
+    assert isinstance(mlp, ConvolutionalGLU) and mlp.fc1.weight.shape == (768, 72)
+    assert mlp.dwconv.dwconv.groups == 384 and mlp.fc2.weight.shape == (72, 384)
+    assert [model.stages[s].blocks[0].attn.sr_ratio for s in range(3)] == [8, 4, 2]
+    # No size-dependent tables in the state dict.
+    assert not any(re.search(r'relative_pos_index|coords_table|seq_length|padding_mask', k)
+                   for k in model.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The attention core: both implementations
+
+
+def _core_inputs(dtype, hw, pool_len, local=True, pool=True, seed=0, batch=2, heads=3, dim=4):
+    gen = torch.Generator().manual_seed(seed)
+    tokens = hw[0] * hw[1]
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype).requires_grad_()
+
+    return dict(q=rand(batch, heads, tokens, dim),
+                k_local=rand(batch, heads, tokens, dim) if local else None,
+                v_local=rand(batch, heads, tokens, dim) if local else None,
+                k_pool=rand(batch, heads, pool_len, dim) if pool else None,
+                v_pool=rand(batch, heads, pool_len, dim) if pool else None,
+                local_bias=rand(heads, 9) if local else None,
+                pool_bias=rand(heads, tokens, pool_len) if pool else None,
+                local_extra=rand(batch, heads, tokens, 9) if local else None)
+
+
+def _run_core(inputs, hw, **kwargs):
+    tensors = [v for v in inputs.values() if v is not None]
+    out = aggregated_attention(*[inputs[k] for k in ('q', 'k_local', 'v_local', 'k_pool', 'v_pool')], hw,
+                               local_bias=inputs['local_bias'], pool_bias=inputs['pool_bias'],
+                               local_extra=inputs['local_extra'], **kwargs)
+    weight = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    grads = torch.autograd.grad((out * weight).sum(), tensors)
+    return out, grads
+
+
+@pytest.mark.parametrize('dtype, tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('hw, pool_len', [((5, 7), 6), ((1, 9), 2), ((8, 3), 1), ((4, 4), 16)])
+@pytest.mark.parametrize('branches', ['both', 'local', 'pool'])
+def test_core_implementations_equal(dtype, tol, hw, pool_len, branches):
+    inputs = _core_inputs(dtype, hw, pool_len, local=branches != 'pool', pool=branches != 'local')
+    out_ref, grads_ref = _run_core(inputs, hw, impl='reference')
+    # Unchunked, and chunked (3 queries per chunk) with per-chunk checkpointing.
+    for budget in (None, 3 * 2 * 3 * (9 + pool_len)):
+        out, grads = _run_core(inputs, hw, impl='efficient', max_chunk_elements=budget)
+        torch.testing.assert_close(out, out_ref, rtol=tol, atol=tol)
+        for a, b in zip(grads, grads_ref):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def test_core_masks_borders_with_minus_inf():
+    """A query at the corner sees 4 of its 9 window positions; the masked ones get zero weight, and the values
+    there are zero, so the post-softmax extra weights add nothing."""
+    mask = window_padding_mask((3, 4), 3)
+    assert mask.shape == (12, 9)
+    assert (~mask).sum(1).tolist() == [4, 6, 6, 4, 6, 9, 9, 6, 4, 6, 6, 4]
+    assert mask[0].tolist() == [True, True, True, True, False, False, True, False, False]
+    # Equal to F.unfold's zero padding.
+    ones = F.unfold(torch.ones(1, 1, 3, 4), 3, padding=1)[0].t()
+    assert torch.equal(mask, ones == 0)
+    inputs = _core_inputs(torch.float64, (3, 4), 2)
+    with torch.no_grad():
+        inputs['v_local'][:, :, 0] = 1e6  # query 0's value: seen by its neighbours, finite output still
+    for impl in ('reference', 'efficient'):
+        out, _ = _run_core(inputs, (3, 4), impl=impl)
+        assert torch.isfinite(out).all()
+
+
+def test_core_rejects_bad_arguments():
+    inputs = _core_inputs(torch.float32, (2, 3), 2)
+    with pytest.raises(ValueError, match='impl'):
+        _run_core(inputs, (2, 3), impl='cuda')
+    with pytest.raises(ValueError, match='do not match'):
+        _run_core(inputs, (3, 3))
+
+
+def test_cpb_axis_tables_match_the_2d_unique():
+    """The per-axis tables give the official table (torch.unique over (dh, dw) rows) as their Cartesian product."""
+    hq, wq, hk, wk, pre = 7, 9, 2, 3, 14
+    vals_h, idx_h = cpb_axis_tables(hq, hk, pre)
+    vals_w, idx_w = cpb_axis_tables(wq, wk, pre)
+    qh, qw = torch.meshgrid(torch.arange(hq).float(), torch.arange(wq).float(), indexing='ij')
+    kh, kw = torch.meshgrid(F.adaptive_avg_pool1d(torch.arange(hq).float()[None], hk)[0],
+                            F.adaptive_avg_pool1d(torch.arange(wq).float()[None], wk)[0], indexing='ij')
+    rel_h = (qh.reshape(-1)[:, None] - kh.reshape(-1)[None]) / (pre - 1) * 8
+    rel_w = (qw.reshape(-1)[:, None] - kw.reshape(-1)[None]) / (pre - 1) * 8
+    table, index = torch.unique(torch.stack([rel_h, rel_w], -1).view(-1, 2), return_inverse=True, dim=0)
+    table = torch.sign(table) * torch.log2(table.abs() + 1.0) / torch.log2(torch.tensor(8.))
+    ours = torch.stack(torch.meshgrid(vals_h, vals_w, indexing='ij'), -1).reshape(-1, 2)
+    assert torch.equal(ours, table)
+    ours_index = (idx_h[:, None, :, None] * len(vals_w) + idx_w[None, :, None, :]).reshape(hq * wq, hk * wk)
+    assert torch.equal(ours_index.reshape(-1), index)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The backbone: both implementations, any size, test modes
+
+
+# Per-stage (sum, sum |x|, sum x^2) of the official dense-prediction backbone (detection/maskrcnn/transnext_native.py,
+# run outside this project with its timm/mmdet imports stubbed) on the weights of `small_model` (converted with
+# `to_official_state_dict`), float64, input randn(1, 3, 65, 97) from seed 7, img_size = pretrain_size = 64: the
+# runtime size differs from img_size, so interpolation mode resizes its bias. There, ours and the official outputs
+# differed by at most 2e-15 relative (both implementations).
+OFFICIAL_STATS = {
+    False: [(910.8406529006888, 16618.85464547122, 21521.404565513098),
+            (-930.540295859171, 9051.619157595944, 11926.554426281993),
+            (84.66166186196364, 5672.695650814107, 7913.020166079099),
+            (163.29917395132895, 3795.5948346640635, 5105.409936643455)],
+    True: [(897.5760824169993, 16607.550633419363, 21494.229644768107),
+           (-931.8750288827006, 9051.902137910647, 11917.272314126025),
+           (80.68652141321192, 5668.744619651548, 7909.541028990941),
+           (162.09524435180626, 3795.7733521107366, 5112.745709395804)],
+}
+
+
+@pytest.mark.parametrize('impl', ['reference', 'efficient'])
+@pytest.mark.parametrize('extrapolation', [False, True])
+def test_matches_official_outputs(impl, extrapolation):
+    model = small_model(img_size=64, pretrain_size=64, extrapolation=extrapolation, attn_impl=impl).double().eval()
+    x = torch.randn(1, 3, 65, 97, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    with torch.no_grad():
+        outs = model(x)
+    for out, expected in zip(outs, OFFICIAL_STATS[extrapolation]):
+        stats = (out.sum().item(), out.abs().sum().item(), out.square().sum().item())
+        assert stats == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize('size', [(64, 96), (65, 97)])
+def test_backbone_implementations_equal(size):
+    ref = small_model(attn_impl='reference').double().train()
+    eff = small_model(attn_impl='efficient').double().train()
+    assert ref.attn_impl == 'reference' and eff.attn_impl == 'efficient'
+    x = torch.randn(1, 3, *size, dtype=torch.float64)
+    outs_ref, outs_eff = ref(x), eff(x)
+    sum(o.square().mean() for o in outs_ref).backward()
+    sum(o.square().mean() for o in outs_eff).backward()
+    for a, b in zip(outs_ref, outs_eff):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    grads = dict(eff.named_parameters())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(grads[name].grad, p.grad, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_backbone_chunked_pooled_branch_equal(monkeypatch):
+    """The efficient path's query chunks (forced small here) give the same outputs and gradients, float32."""
+    ref = small_model(attn_impl='reference').train()
+    eff = small_model().train()
+    x = torch.randn(1, 3, 65, 97)
+    outs_ref = ref(x)
+    monkeypatch.setattr(aa_module, 'MAX_CHUNK_ELEMENTS', 2000)
+    outs_eff = eff(x)
+    sum(o.square().mean() for o in outs_ref).backward()
+    sum(o.square().mean() for o in outs_eff).backward()
+    for a, b in zip(outs_ref, outs_eff):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * a.abs().max().item())
+    grads = dict(eff.named_parameters())
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(grads[name].grad, p.grad, rtol=1e-4, atol=1e-5 * max(1, p.grad.abs().max().item()),
+                                   msg=name)
+
+
+def test_cpb_mlp_row_blocks_equal(monkeypatch):
+    """Large CPB tables run in (checkpointed) row blocks: same outputs and gradients (forced small here)."""
+    from mmlightvit.models.backbones import transnext as module
+    x = torch.randn(1, 3, 65, 97, dtype=torch.float64)
+    results = []
+    for rows in (None, 7):
+        if rows:
+            monkeypatch.setattr(module, 'CPB_ROWS_PER_BLOCK', rows)
+        model = small_model(extrapolation=True).double().train()
+        outs = model(x)
+        sum(o.square().mean() for o in outs).backward()
+        results.append((outs, {n: p.grad for n, p in model.named_parameters()}))
+    for a, b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_set_attn_impl():
+    model = small_model().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a = model(x)
+        b = model.set_attn_impl('reference')(x)
+    assert model.attn_impl == 'reference'
+    for u, v in zip(a, b):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='impl'):
+        TransNeXt(SMALL_ARCH, attn_impl='cuda')
+
+
+@pytest.mark.parametrize('size', [(64, 96), (65, 97), (33, 50), (96, 64), (32, 32)])
+def test_output_shapes(size):
+    model = TransNeXt('micro').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    assert [o.shape[1] for o in outs] == [48, 96, 192, 384]
+    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(*size)
+
+
+def test_training_at_odd_size_runs():
+    model = small_model(drop_path_rate=0.1).train()
+    outs = model(torch.randn(2, 3, 65, 97))
+    sum(o.mean() for o in outs).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_interpolation_and_extrapolation_modes():
+    interp = small_model(img_size=64, pretrain_size=64, extrapolation=False).eval()
+    extrap = small_model(img_size=64, pretrain_size=64, extrapolation=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(interp(x), extrap(x)):  # at the pretrain size both build the same bias
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        y = torch.randn(1, 3, 96, 80)  # elsewhere both run and differ (resized vs rebuilt bias)
+        outs_i, outs_e = interp(y), extrap(y)
+    assert [tuple(o.shape[2:]) for o in outs_i] == [tuple(o.shape[2:]) for o in outs_e] == expected_hw(96, 80)
+    assert not torch.allclose(outs_i[0], outs_e[0], atol=1e-4)
+    # Tables are cached per (stage, size); the interpolation tables follow img_size, not the input.
+    assert {k[1:3] for k in interp._contexts} == {(16, 16), (8, 8), (4, 4), (2, 2), (24, 20), (12, 10), (6, 5),
+                                                  (3, 3)}
+    ctx = interp.stage_context(0, (24, 20), torch.device('cpu'))
+    assert ctx.cpb_hw == (16, 16) and ctx.cpb_pool_hw == (2, 2) and ctx.pool_hw == (3, 2)
+    assert extrap.stage_context(0, (24, 20), torch.device('cpu')).cpb_hw == (24, 20)
+    # Length scale: log(valid window positions + pooled length).
+    assert torch.allclose(ctx.seq_length_scale[0], torch.log(torch.tensor([4. + 6])))
+    assert torch.allclose(ctx.seq_length_scale[21], torch.log(torch.tensor([9. + 6])))
+
+
+@pytest.mark.parametrize('extrapolation, size', [(False, (96, 80)), (False, (64, 64)), (True, (65, 97))])
+def test_cpb_bias_by_query_blocks(extrapolation, size):
+    """The bias served in blocks of queries equals the whole bias computed the official way: gathered from the
+    MLP's table, resized with F.interpolate on the key axes and then on the query axes (interpolation mode)."""
+    model = small_model(img_size=64, pretrain_size=64, extrapolation=extrapolation).double()
+    attn = model.stages[0].blocks[0].attn
+    hw = ((size[0] + 3) // 4, (size[1] + 3) // 4)
+    ctx = model.stage_context(0, hw, torch.device('cpu'))
+    with torch.no_grad():
+        provider = CPBBias(attn, ctx)
+        full = provider.full()
+        parts = torch.cat([provider(s, min(s + 7, full.shape[1])) for s in range(0, full.shape[1], 7)], dim=1)
+        table = attn.cpb_fc2(attn.cpb_act(attn.cpb_fc1(ctx.cpb_coords.double())))
+        expected = gather_cpb_bias(table, ctx.cpb_index_h, ctx.cpb_index_w)
+        (h_t, w_t), (ph_t, pw_t), (ph, pw) = ctx.cpb_hw, ctx.cpb_pool_hw, ctx.pool_hw
+        expected = F.interpolate(expected.reshape(2, h_t * w_t, ph_t, pw_t), (ph, pw), mode='bilinear')
+        expected = expected.reshape(2, h_t * w_t, ph * pw).transpose(-1, -2).reshape(2, ph * pw, h_t, w_t)
+        expected = F.interpolate(expected, hw, mode='bilinear').reshape(2, ph * pw, -1).transpose(-1, -2)
+    assert full.shape == (2, hw[0] * hw[1], ph * pw)
+    torch.testing.assert_close(full, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(parts, full, rtol=0, atol=0)
+
+
+def test_img_size_changes_the_interpolated_bias():
+    a = small_model(img_size=64, pretrain_size=64).eval()
+    b = small_model(img_size=96, pretrain_size=64).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(a(x)[0], b(x)[0], atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Contract
+
+
+def test_frozen_stages():
+    model = TransNeXt(SMALL_ARCH, frozen_stages=2)
+    model.train()
+    for module in [model.stem, model.stages[0], model.stages[1]]:
+        assert not module.training
+        assert all(not p.requires_grad for p in module.parameters())
+    for module in model.stages[2:]:
+        assert module.training and all(p.requires_grad for p in module.parameters())
+
+
+def test_norm_eval_is_harmless():
+    model = TransNeXt(SMALL_ARCH, norm_eval=True).train()
+    assert model.stages[3].training
+
+
+@pytest.mark.parametrize('chunked', [False, True])
+def test_with_cp_same_outputs_and_gradients(monkeypatch, chunked):
+    """Per-block checkpointing, also around the attention's own checkpointed query chunks (nested)."""
+    if chunked:
+        monkeypatch.setattr(aa_module, 'MAX_CHUNK_ELEMENTS', 2000)
+    plain = small_model().train()
+    ckpt = small_model(with_cp=True).train()
+    x = torch.randn(1, 3, 64, 96)
+    outs_a, outs_b = plain(x), ckpt(x)
+    sum(o.square().mean() for o in outs_a).backward()
+    sum(o.square().mean() for o in outs_b).backward()
+    for a, b in zip(outs_a, outs_b):
+        torch.testing.assert_close(a, b)
+    grads = dict(ckpt.named_parameters())
+    for name, p in plain.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, msg=name)
+
+
+def test_out_indices_and_out_norms():
+    model = TransNeXt(SMALL_ARCH, out_indices=(0, 2), out_norm_cfg=dict(type='LN2d')).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [48, 192] and hasattr(model, 'norm2')
+
+
+def test_drop_path_rate():
+    model = TransNeXt('tiny', drop_path_rate=0.4)
+    rates = [getattr(b.drop_path, 'drop_prob', 0.) for s in model.stages for b in s.blocks]
+    assert rates[0] == 0 and rates[-1] == pytest.approx(0.4) and len(rates) == 21
+    assert rates == pytest.approx([0.4 * i / 20 for i in range(21)])  # official torch.linspace(0, rate, 21)
+    assert isinstance(TransNeXt('tiny').stages[3].blocks[1].drop_path, nn.Identity)
+
+
+def test_get_layer_depth():
+    model = TransNeXt(SMALL_ARCH)
+    assert model.get_layer_depth('backbone.stem.proj.weight', 'backbone.') == (0, 6)
+    assert model.get_layer_depth('stages.2.blocks.1.attn.temperature') == (3, 6)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ablation switches
+
+
+def _outputs(model, size=(64, 96)):
+    with torch.no_grad():
+        outs = model.eval()(torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(3)))
+    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(*size)
+    return outs
+
+
+def _differs(kwargs):
+    """The switch changes the parameters or the outputs (the shared weights copied over)."""
+    base = small_model()
+    ablated = TransNeXt(SMALL_ARCH, **kwargs)
+    shared = {k: v for k, v in base.state_dict().items() if k in ablated.state_dict()
+              and ablated.state_dict()[k].shape == v.shape}
+    ablated.load_state_dict(shared, strict=False)
+    outs_a, outs_b = _outputs(base), _outputs(ablated)
+    return ablated, not torch.allclose(outs_a[-1], outs_b[-1], atol=1e-4)
+
+
+def test_use_pooled_branch_switch():
+    model, changed = _differs(dict(use_pooled_branch=False))
+    attn = model.stages[0].blocks[0].attn
+    assert changed and not hasattr(attn, 'sr') and not hasattr(attn, 'cpb_fc1')
+    assert isinstance(model.stages[3].blocks[0].attn, Attention)  # stage 4 keeps full attention
+    ctx = model.stage_context(0, (16, 24), torch.device('cpu'))
+    assert torch.allclose(ctx.seq_length_scale[0], torch.log(torch.tensor([4.])))
+
+
+def test_use_window_branch_switch():
+    model, changed = _differs(dict(use_window_branch=False))
+    attn = model.stages[0].blocks[0].attn
+    assert changed and not hasattr(attn, 'learnable_tokens') and not hasattr(attn, 'relative_pos_bias_local')
+    with pytest.raises(ValueError, match='branch'):
+        TransNeXt(SMALL_ARCH, use_window_branch=False, use_pooled_branch=False)
+
+
+def test_attention_scaling_switch():
+    model, changed = _differs(dict(attention_scaling='dot_product'))
+    assert changed and not any('temperature' in k for k in model.state_dict())
+    with pytest.raises(ValueError, match='attention_scaling'):
+        TransNeXt(SMALL_ARCH, attention_scaling='cosine')
+
+
+def test_use_query_embedding_switch():
+    model, changed = _differs(dict(use_query_embedding=False))
+    assert changed and not any('query_embedding' in k for k in model.state_dict())
+
+
+def test_sr_ratios_switch():
+    model, changed = _differs(dict(sr_ratios=(4, 2, 2, 1)))
+    assert changed and model.stages[0].blocks[0].attn.sr_ratio == 4
+    assert model.stage_context(0, (16, 24), torch.device('cpu')).pool_hw == (4, 6)
+    full = TransNeXt(SMALL_ARCH, sr_ratios=(8, 4, 1, 1))  # ratio 1 -> full attention, as in the official code
+    assert isinstance(full.stages[2].blocks[0].attn, Attention)
+    _outputs(full, (65, 97))
+
+
+def test_ablations_train_at_odd_size():
+    for kwargs in (dict(use_pooled_branch=False), dict(use_window_branch=False),
+                   dict(attention_scaling='dot_product', use_query_embedding=False)):
+        model = TransNeXt(SMALL_ARCH, **kwargs).train()
+        sum(o.mean() for o in model(torch.randn(1, 3, 65, 97))).backward()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+@pytest.fixture(scope='module')
+def source_model():
+    return small_model()
+
+
+def _load_via_init_cfg(path, arch=SMALL_ARCH, **kwargs):
+    model = TransNeXt(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
+    model.init_weights()
+    return model
+
+
+def _assert_same_weights(model, state):
+    own = model.state_dict()
+    assert set(own) == set(state)
+    for key, value in state.items():
+        assert torch.equal(own[key], value), key
+
+
+def _official(model, with_head=True):
+    state = dict(model.to_official_state_dict())
+    if with_head:
+        c4 = model.stage_channels[-1]
+        state.update({'head.weight': torch.randn(1000, c4), 'head.bias': torch.randn(1000)})
+    return state
+
+
+def test_official_layout_keys(source_model):
+    official = _official(source_model, with_head=False)
+    for key in ['patch_embed1.proj.weight', 'patch_embed1.norm.bias', 'patch_embed4.proj.weight', 'norm1.weight',
+                'norm4.bias', 'block1.0.norm1.weight', 'block1.0.attn.q.weight', 'block1.0.attn.kv.bias',
+                'block1.0.attn.sr.weight', 'block1.0.attn.norm.weight', 'block1.0.attn.proj.weight',
+                'block1.0.attn.query_embedding', 'block1.0.attn.relative_pos_bias_local',
+                'block1.0.attn.learnable_tokens', 'block1.0.attn.learnable_bias', 'block1.0.attn.temperature',
+                'block3.1.attn.cpb_fc1.weight', 'block3.1.attn.cpb_fc2.bias', 'block4.0.attn.qkv.weight',
+                'block4.0.attn.cpb_fc2.weight', 'block4.0.mlp.fc1.weight', 'block2.0.mlp.dwconv.dwconv.weight',
+                'block2.0.mlp.fc2.bias']:
+        assert key in official, key
+    assert len(official) == len(source_model.state_dict())
+    assert infer_transnext_arch(official_to_mmlightvit(official)) == dict(widths=SMALL_ARCH['widths'],
+                                                                          depths=SMALL_ARCH['depths'])
+
+
+def test_load_own_layout(tmp_path, source_model):
+    path = tmp_path / 'own.pth'
+    torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
+    _assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
+
+
+def test_load_official_imagenet_layout(tmp_path, source_model):
+    """ImageNet release: `model` wrapper, classifier head (dropped); stray non-persistent buffers are dropped."""
+    state = _official(source_model)
+    state['relative_pos_index1'] = torch.zeros(3, dtype=torch.long)
+    state['block1.0.attn.seq_length_scale'] = torch.zeros(3, 1)
+    path = tmp_path / 'transnext_micro_224_1k.pth'
+    torch.save({'model': state}, path)
+    _assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
+    with_norms = _load_via_init_cfg(path, out_norm_cfg=dict(type='LN2d'))  # our extra norms keep their init
+    assert hasattr(with_norms, 'norm3')
+
+
+def test_load_official_dense_prediction_layout(tmp_path, source_model):
+    """mmdet / mmseg checkpoints of the official backbone: `backbone.` + official names, plus neck / heads."""
+    state = {f'backbone.{k}': v for k, v in _official(source_model, with_head=False).items()}
+    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 48, 1, 1)
+    state['decode_head.conv_seg.weight'] = torch.zeros(150, 512, 1, 1)
+    path = tmp_path / 'mask_rcnn_transnext.pth'
+    torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
+    _assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
+
+
+@pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
+@pytest.mark.parametrize('layout', ['own', 'official'])
+def test_load_errors_name_the_key(tmp_path, source_model, problem, layout):
+    state = dict(source_model.state_dict())
+    key = 'stages.2.blocks.1.attn.learnable_tokens'
+    if problem == 'missing':
+        del state[key]
+    elif problem == 'extra':
+        key = 'stages.2.blocks.1.attn.extra_weight'
+        state[key] = torch.zeros(3)
+    else:
+        state[key] = torch.zeros(3, 3)
+    if layout == 'official':
+        state = dict(source_model.to_official_state_dict(state), **{'head.weight': torch.zeros(1000, 384)})
+    path = tmp_path / f'{problem}.pth'
+    torch.save({'state_dict': state}, path)
+    with pytest.raises(CheckpointError, match=re.escape(key)):
+        _load_via_init_cfg(path)
+
+
+def test_wrong_variant_is_an_error(tmp_path, source_model):
+    path = tmp_path / 'micro_small.pth'
+    torch.save({'model': _official(source_model)}, path)
+    with pytest.raises(CheckpointError, match=r'depths \(1, 1, 2, 1\).*wrong arch'):
+        _load_via_init_cfg(path, arch=dict(SMALL_ARCH, depths=(1, 1, 3, 1)))
+
+
+def test_backbone_import_needs_torch_and_mmengine_only():
+    code = ('import sys, mmlightvit.models.backbones.transnext; '
+            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
+            "'timm', 'torchvision'}); assert not bad, bad")
+    subprocess.run([sys.executable, '-c', code], check=True)

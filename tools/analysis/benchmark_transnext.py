@@ -1,0 +1,208 @@
+"""Time and peak memory of TransNeXt's two Aggregated Attention implementations, as a markdown table.
+
+    python tools/analysis/benchmark_transnext.py [--arch tiny] [--shapes 224x224 800x1280] [--repeat 5]
+        [--modes forward train] [--batch 1] [--device cpu|cuda] [--threads 1] [--extrapolation]
+
+For every shape and mode (``forward``: eval, ``torch.no_grad()``; ``train``: forward + backward of the summed
+outputs) both ``attn_impl='reference'`` (unfold, whole pooled attention matrix) and ``'efficient'`` (shifted
+views, query chunks) run with the same weights. Peak memory is measured in a fresh subprocess per implementation so
+the peaks do not mix:
+
+* CUDA: ``torch.cuda.max_memory_allocated`` above what the model and input hold;
+* CPU: the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) above its resident
+  set just before the first run (tensor memory plus allocator overhead; a coarse but honest number).
+
+Time is measured in one process on one model whose implementation is switched (``set_attn_impl``) between runs:
+after a warm-up run of each, ``--repeat`` rounds run both implementations back to back, alternating which goes
+first, so both see the same background load; the table gives the medians.
+The ratio columns are reference / efficient (> 1: the efficient path is faster or leaner). The last column is
+the largest difference of the two implementations' outputs relative to their scale. This is a benchmark, not a
+test: numbers depend on the machine, its load and the thread count.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+
+from mmlightvit.models.backbones.transnext import TransNeXt  # noqa: E402
+from mmlightvit.models.layers import aggregated_attention as aa_module  # noqa: E402
+
+IMPLS = ('reference', 'efficient')
+
+
+def parse_shape(text: str):
+    height, _, width = text.lower().partition('x')
+    return int(height), int(width or height)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arch', default='tiny')
+    parser.add_argument('--shapes', nargs='+', default=['224x224', '800x1280'], help='H x W, e.g. 800x1280')
+    parser.add_argument('--modes', nargs='+', default=['forward', 'train'], choices=['forward', 'train'])
+    parser.add_argument('--repeat', type=int, default=5, help='timed runs per measurement (median reported)')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    parser.add_argument('--img-size', type=int, default=224, help='img_size of the model (CPB tables)')
+    parser.add_argument('--extrapolation', action='store_true', help='extrapolation test mode')
+    parser.add_argument('--chunk-elements', type=int, default=None,
+                        help='query-chunk budget of the efficient path (elements of one chunk of logits; default '
+                        'the library default 2**24; 0: never chunk)')
+    parser.add_argument('--timeout', type=float, default=1800, help='seconds per measurement subprocess')
+    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One measurement (runs in its own process)
+
+
+def _rss_kb(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_cpu_peak() -> bool:
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def measure(args, impl: str, mode: str, shape) -> dict:
+    """Peak memory of the first run of ``impl`` (tables built, gradients allocated) in this process."""
+    _, run, sync = build(args, impl, mode, shape)
+    device = torch.device(args.device)
+    if device.type == 'cuda':
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        ok = _reset_cpu_peak()
+        base = _rss_kb('VmRSS') * 1024
+    run()
+    sync()
+    if device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _rss_kb('VmHWM') * 1024 - base if ok else float('nan')
+    return dict(peak=peak)
+
+
+def build(args, impl: str, mode: str, shape):
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.chunk_elements is not None:
+        aa_module.MAX_CHUNK_ELEMENTS = args.chunk_elements
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = TransNeXt(args.arch, img_size=args.img_size, extrapolation=args.extrapolation, attn_impl=impl)
+    model = model.to(device).train(mode == 'train')
+    x = torch.randn(args.batch, 3, *shape, generator=torch.Generator().manual_seed(1)).to(device)
+
+    def run():
+        if mode == 'train':
+            model.zero_grad(set_to_none=True)
+            outs = model(x)
+            sum(o.float().mean() for o in outs).backward()
+            return [o.detach() for o in outs]
+        with torch.no_grad():
+            return model(x)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    return model, run, sync
+
+
+def time_both(args, mode: str, shape) -> dict:
+    """Median seconds per run of each implementation, alternating on one model; and the output difference."""
+    model, run, sync = build(args, 'efficient', mode, shape)
+    outs, times = {}, {impl: [] for impl in IMPLS}
+    for impl in IMPLS:  # warm-up (tables, allocator) and outputs
+        model.set_attn_impl(impl)
+        outs[impl] = [o.double().cpu() for o in run()]
+    for i in range(args.repeat):
+        for impl in (IMPLS if i % 2 == 0 else IMPLS[::-1]):
+            model.set_attn_impl(impl)
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times[impl].append(time.perf_counter() - start)
+    diff = max((a - b).abs().max().item() / max(a.abs().max().item(), 1e-12)
+               for a, b in zip(outs['reference'], outs['efficient']))
+    return dict(diff=diff, **{impl: statistics.median(t) if t else float('nan') for impl, t in times.items()})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Driver
+
+
+def _worker_cmd(argv, impl, mode, shape):
+    return [sys.executable, os.path.abspath(__file__), *argv, '--worker', f'{impl}:{mode}:{shape[0]}x{shape[1]}']
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.worker:
+        impl, mode, shape = args.worker.split(':')
+        print('RESULT ' + json.dumps(measure(args, impl, mode, parse_shape(shape))))
+        return
+    rows = []
+    for shape in [parse_shape(s) for s in args.shapes]:
+        for mode in args.modes:
+            results = {}
+            for impl in IMPLS:
+                proc = subprocess.run(_worker_cmd(argv, impl, mode, shape), capture_output=True, text=True,
+                                      timeout=args.timeout)
+                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')), None)
+                if line is None:
+                    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']
+                    results[impl] = dict(error=tail[0][:80])
+                else:
+                    results[impl] = json.loads(line[len('RESULT '):])
+            if not any('error' in r for r in results.values()):
+                timing = time_both(args, mode, shape)
+                for impl in IMPLS:
+                    results[impl]['time'] = timing[impl]
+                results['diff'] = timing['diff']
+            print(f'# {shape[0]}x{shape[1]} {mode}: {results}'[:200], file=sys.stderr, flush=True)
+            rows.append((shape, mode, results))
+    budget = aa_module.MAX_CHUNK_ELEMENTS if args.chunk_elements is None else args.chunk_elements
+    print(f'\nTransNeXt-{args.arch}, batch {args.batch}, {args.device}'
+          + (f', {args.threads} thread(s)' if args.threads else '')
+          + f', {"extrapolation" if args.extrapolation else "interpolation"} mode, img_size {args.img_size}'
+          + f', efficient chunk budget {budget} elements\n')
+    print('| input | mode | reference time (s) | efficient time (s) | time ratio | reference peak (MB) '
+          '| efficient peak (MB) | memory ratio | max rel diff |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    for shape, mode, res in rows:
+        ref, eff = res['reference'], res['efficient']
+        if 'error' in ref or 'error' in eff:
+            print(f'| {shape[0]}x{shape[1]} | {mode} | {ref.get("error", "")} | {eff.get("error", "")} '
+                  '| | | | | |')
+            continue
+        diff = res['diff']
+        print(f'| {shape[0]}x{shape[1]} | {mode} | {ref["time"]:.3f} | {eff["time"]:.3f} '
+              f'| {ref["time"] / eff["time"]:.2f} | {ref["peak"] / 2**20:.0f} | {eff["peak"] / 2**20:.0f} '
+              f'| {ref["peak"] / max(eff["peak"], 1):.2f} | {diff:.1e} |')
+
+
+if __name__ == '__main__':
+    main()
