@@ -41,6 +41,24 @@ def test_paper_configs_name_the_official_checkpoints():
         assert init_cfg.type == 'Pretrained' and init_cfg.checkpoint.startswith('https://'), path
 
 
+@pytest.mark.parametrize('config, paper_params', [
+    ('configs/transnext/mask-rcnn_transnext-tiny_coco.py', 47.9),
+    ('configs/transnext/mask-rcnn_transnext-small_coco.py', 69.3),
+    ('configs/transnext/mask-rcnn_transnext-base_coco.py', 109.2),
+    ('configs/transnext/upernet_transnext-tiny_ade20k-512x512-160k.py', 59),
+    ('configs/transnext/upernet_transnext-small_ade20k-512x512-160k.py', 80),
+    ('configs/transnext/upernet_transnext-base_ade20k-512x512-160k.py', 121),
+])
+def test_transnext_model_params_match_paper(config, paper_params):
+    """The paper's detection and segmentation tables list whole-model parameters (UperNet with its auxiliary head)."""
+    cfg = _without_downloads(Config.fromfile(str(ROOT / config)))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    digits = len(str(paper_params).split('.')[1]) if '.' in str(paper_params) else 0
+    assert round(params, digits) == paper_params, params
+
+
 BUILD_EVERYWHERE = textwrap.dedent('''
     import sys
     import torch
@@ -119,6 +137,8 @@ DET_SMOKE = (['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8'] + 
 SEG_SMOKE = (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=2']
              + _NO_VAL + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'mIoU')
 SMOKE = {
+    'configs/transnext/mask-rcnn_transnext-micro_coco-demo.py': DET_SMOKE,
+    'configs/transnext/fpn_transnext-micro_ade20k-demo.py': SEG_SMOKE,
     'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py': DET_SMOKE,
     'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py': SEG_SMOKE,
     'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py': DET_SMOKE,
