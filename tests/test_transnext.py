@@ -4,6 +4,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -614,3 +615,31 @@ def test_backbone_import_needs_torch_and_mmengine_only():
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
             "'timm', 'torchvision'}); assert not bad, bad")
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_converter_tool(tmp_path):
+    """tools/model_converters/transnext_to_mmlightvit.py: official ImageNet and official mmdet files, and --arch."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'transnext_converter', Path(__file__).resolve().parents[1] / 'tools/model_converters/transnext_to_mmlightvit.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    torch.manual_seed(0)
+    model = TransNeXt('micro', img_size=64, pretrain_size=64)
+    official = _official(model)
+    src = tmp_path / 'transnext_micro_224_1k.pth'
+    torch.save(official, src)
+    result = tool.main([str(src), str(tmp_path / 'out.pth')])
+    assert result['arch'] == 'micro' and result['layout'] == 'official'
+    assert sorted(result['dropped']) == ['head.bias', 'head.weight']
+    loaded = TransNeXt('micro', img_size=64, pretrain_size=64,
+                       init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'out.pth')))
+    loaded.init_weights()
+    _assert_same_weights(loaded, model.state_dict())
+
+    detector = tmp_path / 'mask_rcnn.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in official.items() if not k.startswith('head.')}},
+               detector)
+    assert tool.main([str(detector), str(tmp_path / 'det.pth'), '--arch', 'm'])['arch'] == 'micro'
+    with pytest.raises(SystemExit, match='not --arch tiny'):
+        tool.main([str(src), str(tmp_path / 'x.pth'), '--arch', 'tiny'])

@@ -630,11 +630,7 @@ class TransNeXt(LightBackbone):
             raise CheckpointError(
                 f'The official TransNeXt checkpoint has widths {found["widths"]} and depths {found["depths"]}, '
                 f'but this TransNeXt has widths {self.widths} and depths {self.depths} (wrong arch?).')
-        if self.out_norm_cfg is not None:
-            for key, value in self.state_dict().items():
-                if re.match(r'norm\d\.', key) and key not in state:
-                    state[key] = value
-        return state
+        return self.with_own_out_norms(state)
 
     def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
         """This model's weights (or ``state_dict`` in our layout) in the official layout (no head)."""
