@@ -2,6 +2,7 @@
 import copy
 import importlib.util
 import math
+from functools import partial
 import re
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from mmlightvit.models.backbones.edgenext import (ConvEncoder, FourierPositional
                                                   infer_edgenext_arch)
 from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
+from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
+                                  num_params, single_thread)
 from tests.reference_impls import import_timm
 
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
@@ -29,22 +32,9 @@ TABLE_PARAMS_M = {'xx-small': 1.33, 'x-small': 2.34, 'small': 5.59, 'base': 18.5
 BN_HS_PARAMS_M = {'xx-small-bn-hs': 1.33, 'x-small-bn-hs': 2.34, 'small-bn-hs': 5.58}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """One intra-op thread: the machine is small and shared (see tests/test_repvit.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def timm():
     return import_timm()
-
-
-def num_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 @torch.no_grad()
@@ -396,17 +386,7 @@ def test_with_cp_same_outputs_and_gradients(arch):
     plain = randomise(EdgeNeXt(arch))
     ckpt = EdgeNeXt(arch, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    plain.train(), ckpt.train()
-    x = torch.randn(2, 3, 64, 64)
-    outs_a, outs_b = plain(x), ckpt(x)
-    sum(o.square().mean() for o in outs_a).backward()
-    sum(o.square().mean() for o in outs_b).backward()
-    for a, b in zip(outs_a, outs_b):
-        torch.testing.assert_close(a, b)
-    grads_b = dict(ckpt.named_parameters())
-    for name, p in plain.named_parameters():
-        assert p.grad is not None, name
-        torch.testing.assert_close(p.grad, grads_b[name].grad, msg=name)
+    assert_with_cp_equivalent(plain, ckpt, torch.randn(2, 3, 64, 64))
 
 
 def test_get_layer_depth():
@@ -497,17 +477,7 @@ def test_drop_path_and_layer_scale_switches():
 # Checkpoints
 
 
-def _load_via_init_cfg(arch, path, **kwargs):
-    model = EdgeNeXt(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
-    model.init_weights()
-    return model
-
-
-def _assert_same_weights(model, state):
-    own = model.state_dict()
-    assert set(own) == set(state)
-    for key, value in state.items():
-        assert torch.equal(own[key], value), key
+_load_via_init_cfg = partial(load_via_init_cfg, EdgeNeXt)
 
 
 def _official_classifier(c, bn_hs=False):
@@ -566,7 +536,7 @@ def source_bn_hs():
 def test_load_own_layout(tmp_path, source_model):
     path = tmp_path / 'own.pth'
     torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
-    _assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
 
 
 def test_official_layout_keys(source_model):
@@ -587,20 +557,20 @@ def test_load_official_layout_prefers_ema(tmp_path, source_model):
     path = tmp_path / 'edgenext_xx_small.pth'
     torch.save({'model': training, 'model_ema': official, 'epoch': 'best-ema'}, path)
     model = _load_via_init_cfg('xx-small', path)
-    _assert_same_weights(model, source_model.state_dict())  # the EMA weights, not `model`
+    assert_same_weights(model, source_model.state_dict())  # the EMA weights, not `model`
     # A USI release holds `state_dict`; the optional output norms keep their initialisation.
     path = tmp_path / 'edgenext_small_usi.pth'
     torch.save({'state_dict': official}, path)
     with_norms = _load_via_init_cfg('xx-small', path, out_norm_cfg=dict(type='LN2d'))
     assert hasattr(with_norms, 'norm3')
-    _assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
 
 
 def test_load_official_bn_hs_layout(tmp_path, source_bn_hs):
     official = dict(source_bn_hs.to_official_state_dict(), **_official_classifier(168, bn_hs=True))
     path = tmp_path / 'edgenext_xx_small_bn_hs.pth'
     torch.save({'model': official, 'model_ema': official}, path)
-    _assert_same_weights(_load_via_init_cfg('xx-small-bn-hs', path), source_bn_hs.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small-bn-hs', path), source_bn_hs.state_dict())
     with pytest.raises(CheckpointError, match=r'bn_hs=True.*bn_hs=False.*wrong arch'):
         _load_via_init_cfg('xx-small', path)
 
@@ -614,11 +584,11 @@ def test_load_timm_layout(timm, tmp_path, wrapped):
     path = tmp_path / 'timm.pth'
     torch.save({'model': state} if wrapped else state, path)
     model = _load_via_init_cfg('xx-small', path)
-    _assert_same_weights(model, {k: v for k, v in state.items() if not k.startswith('head.')})
+    assert_same_weights(model, {k: v for k, v in state.items() if not k.startswith('head.')})
     # The official layout built from timm's weights loads to the same model.
     official = dict(model.to_official_state_dict(), **_official_classifier(168))
     torch.save({'model_ema': official}, path)
-    _assert_same_weights(_load_via_init_cfg('xx-small', path), model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', path), model.state_dict())
 
 
 def test_load_mmpretrain_layout(tmp_path, source_model):
@@ -627,14 +597,14 @@ def test_load_mmpretrain_layout(tmp_path, source_model):
     # Bare backbone with its out norm (norm3) ...
     path = tmp_path / 'mmpretrain_backbone.pth'
     torch.save(dict(backbone, **{'norm3.weight': torch.ones(168), 'norm3.bias': torch.zeros(168)}), path)
-    _assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
     # ... and a whole ImageClassifier checkpoint (backbone. prefix, head.fc).
     classifier = {f'backbone.{k}': v for k, v in backbone.items()}
     classifier.update({'backbone.norm3.weight': torch.ones(168), 'backbone.norm3.bias': torch.zeros(168),
                        'head.fc.weight': torch.zeros(1000, 168), 'head.fc.bias': torch.zeros(1000)})
     path = tmp_path / 'edgenext-xxsmall_3rdparty_in1k.pth'
     torch.save({'state_dict': classifier, 'meta': {}}, path)
-    _assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
 
 
 def test_load_detector_checkpoint(tmp_path, source_model):
@@ -642,7 +612,7 @@ def test_load_detector_checkpoint(tmp_path, source_model):
     state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 24, 1, 1)
     path = tmp_path / 'mask_rcnn.pth'
     torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    _assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
 
 
 @pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
@@ -701,7 +671,7 @@ def test_converter_tool(timm, tmp_path, source_model, source_bn_hs, capsys):
     assert summary['arch'] == 'xx-small' and summary['layout'] == 'official'
     assert set(summary['dropped']) == {'head.weight', 'head.bias', 'norm.weight', 'norm.bias'}
     assert 'official layout' in capsys.readouterr().out
-    _assert_same_weights(_load_via_init_cfg('xx-small', dst), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('xx-small', dst), source_model.state_dict())
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['arch'] == 'xx-small' and not any(k.startswith('backbone.') for k in saved['state_dict'])
 

@@ -2,6 +2,7 @@
 import copy
 import importlib.util
 import math
+from functools import partial
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from mmlightvit.models.backbones import FasterViT
 from mmlightvit.models.backbones.fastervit import HATBlock, TokenInitializer, carrier_pool_geometry
 from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
+from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
+                                  num_params, single_thread)
 from tests.reference_impls import import_fastervit
 
 ARCHS = ['0', '1', '2', '3', '4', '5', '6']
@@ -26,23 +29,10 @@ TINY_REF_KWARGS = dict(dim=32, in_dim=16, depths=[1, 1, 3, 2], num_heads=[2, 2, 
                        do_propagation=True)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """One intra-op thread: the machine is small and shared (see tests/test_repvit.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def fastervit():
     import_fastervit()
     return sys.modules['fastervit']
-
-
-def num_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -284,17 +274,7 @@ def test_with_cp_same_outputs_and_gradients():
     plain = randomise(FasterViT(TINY))
     ckpt = FasterViT(TINY, with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    plain.train(), ckpt.train()
-    x = torch.randn(2, 3, 100, 120)
-    outs_a, outs_b = plain(x), ckpt(x)
-    sum(o.square().mean() for o in outs_a).backward()
-    sum(o.square().mean() for o in outs_b).backward()
-    for a, b in zip(outs_a, outs_b):
-        torch.testing.assert_close(a, b)
-    grads_b = dict(ckpt.named_parameters())
-    for name, p in plain.named_parameters():
-        assert p.grad is not None, name
-        torch.testing.assert_close(p.grad, grads_b[name].grad, msg=name)
+    assert_with_cp_equivalent(plain, ckpt, torch.randn(2, 3, 100, 120))
 
 
 def test_drop_path_rate():
@@ -361,17 +341,7 @@ def test_hat_block_carrier_tokens_roundtrip():
 # Checkpoints
 
 
-def _load_via_init_cfg(arch, path, **kwargs):
-    model = FasterViT(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
-    model.init_weights()
-    return model
-
-
-def _assert_same_weights(model, state):
-    own = model.state_dict()
-    assert set(own) == set(state)
-    for key, value in state.items():
-        assert torch.equal(own[key], value), key
+_load_via_init_cfg = partial(load_via_init_cfg, FasterViT)
 
 
 @pytest.fixture(scope='module')
@@ -383,7 +353,7 @@ def test_load_own_layout(tmp_path):
     source = randomise(FasterViT(TINY))
     path = tmp_path / 'own.pth'
     torch.save({'state_dict': source.state_dict(), 'meta': {}}, path)
-    _assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
+    assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
 
 
 def test_load_official_layout(tmp_path, tiny_pair):
@@ -393,7 +363,7 @@ def test_load_official_layout(tmp_path, tiny_pair):
     path = tmp_path / 'official.pth.tar'
     torch.save({'state_dict': {'module.' + k: v for k, v in official.items()}, 'epoch': 300}, path)
     loaded = _load_via_init_cfg(TINY, path).eval()
-    _assert_same_weights(loaded, model.state_dict())
+    assert_same_weights(loaded, model.state_dict())
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert_outputs_close(loaded(x), reference_stage_outputs(ref, x))
@@ -420,7 +390,7 @@ def test_official_round_trip(tiny_pair):
                 if not k.startswith(('head.', 'norm.'))
                 and not k.endswith(('relative_bias', 'relative_coords_table', 'relative_position_index'))}
     assert set(official) == ref_keys
-    _assert_same_weights(model, model.convert_checkpoint(official))
+    assert_same_weights(model, model.convert_checkpoint(official))
 
 
 def test_load_detector_checkpoint(tmp_path):
@@ -429,7 +399,7 @@ def test_load_detector_checkpoint(tmp_path):
     state['neck.lateral_convs.0.conv.weight'] = torch.zeros(8, 32, 1, 1)
     path = tmp_path / 'mask_rcnn.pth'
     torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    _assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
+    assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
 
 
 @pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
@@ -493,7 +463,7 @@ def test_converter_tool(tmp_path, fastervit, capsys):
     model = _load_via_init_cfg('0', dst)
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['arch'] == '0' and not any(k.startswith('backbone.') for k in saved['state_dict'])
-    _assert_same_weights(model, FasterViT('0').convert_checkpoint(ref.state_dict()))
+    assert_same_weights(model, FasterViT('0').convert_checkpoint(ref.state_dict()))
 
     dst2 = tmp_path / 'prefixed.pth'
     summary = main([str(src), str(dst2), '--prefix', 'backbone.', '--arch', 'faster_vit_0'])

@@ -2,6 +2,7 @@
 import copy
 import importlib.util
 import math
+from functools import partial
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite, infer_re
 from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
+from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
+                                  num_params, single_thread)
 from tests.reference_impls import import_timm
 
 ARCHS = ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3']
@@ -24,23 +27,9 @@ TIMM_NAMES = {a: 'repvit_' + a.replace('.', '_') for a in ARCHS}
 FUSED_PARAMS_M = {'m0.9': 5.07, 'm1.0': 6.81, 'm1.1': 8.24, 'm1.5': 14.05, 'm2.3': 22.93}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """One intra-op thread: the tiny CPU workloads here gain little from more, and on a small machine that is
-    busy with something else (a compile) multi-threaded kernels slow down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def timm():
     return import_timm()
-
-
-def num_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -283,16 +272,7 @@ def test_with_cp_same_outputs_and_gradients():
     plain = randomise_bn(RepViT('m0.9'))
     ckpt = RepViT('m0.9', with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    plain.train(), ckpt.train()
-    x = torch.randn(2, 3, 64, 64)
-    outs_a, outs_b = plain(x), ckpt(x)
-    sum(o.square().mean() for o in outs_a).backward()
-    sum(o.square().mean() for o in outs_b).backward()
-    for a, b in zip(outs_a, outs_b):
-        torch.testing.assert_close(a, b)
-    grads_b = dict(ckpt.named_parameters())
-    for name, p in plain.named_parameters():
-        torch.testing.assert_close(p.grad, grads_b[name].grad, msg=name)
+    assert_with_cp_equivalent(plain, ckpt, torch.randn(2, 3, 64, 64))
 
 
 def test_get_layer_depth():
@@ -347,17 +327,7 @@ def test_use_rep_branch_and_activation_and_drop_path():
 # Checkpoints
 
 
-def _load_via_init_cfg(arch, path, **kwargs):
-    model = RepViT(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
-    model.init_weights()
-    return model
-
-
-def _assert_same_weights(model, state):
-    own = model.state_dict()
-    assert set(own) == set(state)
-    for key, value in state.items():
-        assert torch.equal(own[key], value), key
+_load_via_init_cfg = partial(load_via_init_cfg, RepViT)
 
 
 @pytest.fixture(scope='module')
@@ -369,7 +339,7 @@ def source_model():
 def test_load_own_layout(tmp_path, source_model):
     path = tmp_path / 'own.pth'
     torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
-    _assert_same_weights(_load_via_init_cfg('m0.9', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('m0.9', path), source_model.state_dict())
 
 
 def test_load_official_layout(tmp_path, source_model):
@@ -380,7 +350,7 @@ def test_load_official_layout(tmp_path, source_model):
     path = tmp_path / 'repvit_m0_9_distill_300e.pth'
     torch.save({'model': official}, path)
     model = _load_via_init_cfg('m0.9', path)
-    _assert_same_weights(model, source_model.state_dict())
+    assert_same_weights(model, source_model.state_dict())
     # The optional output norms are not in the release: they keep their initialisation.
     with_norms = _load_via_init_cfg('m0.9', path, out_norm_cfg=dict(type='BN'))
     assert hasattr(with_norms, 'norm3')
@@ -395,7 +365,7 @@ def test_load_timm_layout(timm, tmp_path, wrapped):
     path = tmp_path / 'timm.pth'
     torch.save({'model': state} if wrapped else state, path)
     model = _load_via_init_cfg('m0.9', path)
-    _assert_same_weights(model, {k: v for k, v in state.items() if not k.startswith('head.')})
+    assert_same_weights(model, {k: v for k, v in state.items() if not k.startswith('head.')})
 
 
 def test_load_detector_checkpoint(tmp_path, source_model):
@@ -403,7 +373,7 @@ def test_load_detector_checkpoint(tmp_path, source_model):
     state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 48, 1, 1)
     path = tmp_path / 'mask_rcnn.pth'
     torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    _assert_same_weights(_load_via_init_cfg('m0.9', path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('m0.9', path), source_model.state_dict())
 
 
 @pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
@@ -449,7 +419,7 @@ def test_converter_tool(timm, tmp_path, source_model, capsys):
     summary = main([str(src), str(dst)])
     assert summary['arch'] == 'm0.9' and summary['layout'] == 'official'
     assert 'official layout' in capsys.readouterr().out
-    _assert_same_weights(_load_via_init_cfg('m0.9', dst), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg('m0.9', dst), source_model.state_dict())
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['arch'] == 'm0.9' and not any(k.startswith('backbone.') for k in saved['state_dict'])
 

@@ -19,6 +19,8 @@ from mmlightvit.models.layers.aggregated_attention import (aggregated_attention,
                                                            gather_cpb_bias, window_padding_mask)
 from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
+from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
+                                  num_params, single_thread)
 
 ARCHS = ['micro', 'tiny', 'small', 'base']
 # Whole ImageNet classifier = this backbone + head Linear(C4, 1000) (the official classifier has no other
@@ -29,19 +31,6 @@ OFFICIAL_PARAMS = {'micro': 12_809_304, 'tiny': 28_258_960, 'small': 49_741_564,
 TABLE_PARAMS_M = {'micro': 12.8, 'tiny': 28.2, 'small': 49.7, 'base': 89.7}
 # A Micro-width model with fewer blocks keeps the equivalence tests fast.
 SMALL_ARCH = dict(widths=(48, 96, 192, 384), depths=(1, 1, 2, 1), num_heads=(2, 4, 8, 16))
-
-
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """One intra-op thread: the machine is small and shared (see tests/test_repvit.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def num_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 @torch.no_grad()
@@ -410,15 +399,7 @@ def test_with_cp_same_outputs_and_gradients(monkeypatch, chunked):
         monkeypatch.setattr(aa_module, 'MAX_CHUNK_ELEMENTS', 2000)
     plain = small_model().train()
     ckpt = small_model(with_cp=True).train()
-    x = torch.randn(1, 3, 64, 96)
-    outs_a, outs_b = plain(x), ckpt(x)
-    sum(o.square().mean() for o in outs_a).backward()
-    sum(o.square().mean() for o in outs_b).backward()
-    for a, b in zip(outs_a, outs_b):
-        torch.testing.assert_close(a, b)
-    grads = dict(ckpt.named_parameters())
-    for name, p in plain.named_parameters():
-        torch.testing.assert_close(p.grad, grads[name].grad, msg=name)
+    assert_with_cp_equivalent(plain, ckpt, torch.randn(1, 3, 64, 96))
 
 
 def test_out_indices_and_out_norms():
@@ -519,16 +500,7 @@ def source_model():
 
 
 def _load_via_init_cfg(path, arch=SMALL_ARCH, **kwargs):
-    model = TransNeXt(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **kwargs)
-    model.init_weights()
-    return model
-
-
-def _assert_same_weights(model, state):
-    own = model.state_dict()
-    assert set(own) == set(state)
-    for key, value in state.items():
-        assert torch.equal(own[key], value), key
+    return load_via_init_cfg(TransNeXt, arch, path, **kwargs)
 
 
 def _official(model, with_head=True):
@@ -558,7 +530,7 @@ def test_official_layout_keys(source_model):
 def test_load_own_layout(tmp_path, source_model):
     path = tmp_path / 'own.pth'
     torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
-    _assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
 
 
 def test_load_official_imagenet_layout(tmp_path, source_model):
@@ -568,7 +540,7 @@ def test_load_official_imagenet_layout(tmp_path, source_model):
     state['block1.0.attn.seq_length_scale'] = torch.zeros(3, 1)
     path = tmp_path / 'transnext_micro_224_1k.pth'
     torch.save({'model': state}, path)
-    _assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
     with_norms = _load_via_init_cfg(path, out_norm_cfg=dict(type='LN2d'))  # our extra norms keep their init
     assert hasattr(with_norms, 'norm3')
 
@@ -580,7 +552,7 @@ def test_load_official_dense_prediction_layout(tmp_path, source_model):
     state['decode_head.conv_seg.weight'] = torch.zeros(150, 512, 1, 1)
     path = tmp_path / 'mask_rcnn_transnext.pth'
     torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    _assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
+    assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
 
 
 @pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
@@ -635,7 +607,7 @@ def test_converter_tool(tmp_path):
     loaded = TransNeXt('micro', img_size=64, pretrain_size=64,
                        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'out.pth')))
     loaded.init_weights()
-    _assert_same_weights(loaded, model.state_dict())
+    assert_same_weights(loaded, model.state_dict())
 
     detector = tmp_path / 'mask_rcnn.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in official.items() if not k.startswith('head.')}},
