@@ -6,6 +6,9 @@ setup(
     description='Lightweight vision backbones (RepViT, EdgeNeXt, FasterViT, TransNeXt) for OpenMMLab 2.x '
     'detection and segmentation',
     packages=find_packages(include=['mmlightvit', 'mmlightvit.*']),
+    # The configs travel with the package (mmlightvit/.mim links to configs/ and model-index.yml; a wheel gets
+    # copies) so that other projects can inherit them as 'mmlightvit::<family>/<config>.py'.
+    package_data={'mmlightvit': ['.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/configs/**/*.yml']},
     python_requires='>=3.9',
     # The backbones need only torch and mmengine (torch >= 2.6 for the allowlisted weights-only loading); the
     # detection/segmentation stack is pinned in requirements/runtime.txt.
