@@ -22,7 +22,7 @@ from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
                                   num_params, single_thread)
-from tests.reference_impls import import_timm
+from mmlightvit.utils.reference_models import import_timm
 
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
 BN_HS_ARCHS = ['xx-small-bn-hs', 'x-small-bn-hs', 'small-bn-hs']

@@ -18,7 +18,7 @@ from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
                                   num_params, single_thread)
-from tests.reference_impls import import_fastervit
+from mmlightvit.utils.reference_models import import_fastervit
 
 ARCHS = ['0', '1', '2', '3', '4', '5', '6']
 # Parameter counts (millions) of the models `fastervit` 1.0.0 builds, classifier included (reference table).

@@ -19,7 +19,7 @@ from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
                                   num_params, single_thread)
-from tests.reference_impls import import_timm
+from mmlightvit.utils.reference_models import import_timm
 
 ARCHS = ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3']
 TIMM_NAMES = {a: 'repvit_' + a.replace('.', '_') for a in ARCHS}

@@ -272,7 +272,8 @@ def default_shape(cfg: Config, backbone_only: bool = False) -> Tuple[int, int]:
     return CLS_SHAPE if backbone_only else _TASKS[config_scope(cfg)][1]
 
 
-def _build(cfg: Config, module_cfg: dict) -> nn.Module:
+def build_from_config(cfg: Config, module_cfg: dict) -> nn.Module:
+    """Build ``module_cfg`` with the registry of ``cfg``'s scope (mmdet / mmseg), from seeded random weights."""
     from mmengine.registry import init_default_scope
     scope = config_scope(cfg)
     init_default_scope(scope)
@@ -285,6 +286,19 @@ def _build(cfg: Config, module_cfg: dict) -> nn.Module:
 def _data_sample_class(scope: str) -> type:
     module, name = _TASKS[scope][0].rsplit('.', 1)
     return getattr(importlib.import_module(module), name)
+
+
+def predict_batch(model: nn.Module, scope: str, shape: Tuple[int, int], batch: int = 1) -> Tuple[torch.Tensor, list]:
+    """``batch`` seeded images of ``shape`` through the model's own data preprocessor (normalisation, padding,
+    ``batch_input_shape``): the ``(inputs, data_samples)`` that tensor and predict mode take."""
+    height, width = shape
+    meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
+                scale_factor=(1., 1.))
+    sample_class = _data_sample_class(scope)
+    data = dict(inputs=[_image(shape)] * batch, data_samples=[sample_class(metainfo=meta) for _ in range(batch)])
+    with torch.no_grad():
+        data = model.data_preprocessor(data, training=False)
+    return data['inputs'], data['data_samples']
 
 
 class _TensorMode(nn.Module):
@@ -326,22 +340,15 @@ def count_model(config: Union[str, Config],
     cfg = load_config(config)
     shape = tuple(shape) if shape is not None else default_shape(cfg, backbone_only)
     if backbone_only:
-        return count_backbone(_build(cfg, cfg.model.backbone), shape, fused)
+        return count_backbone(build_from_config(cfg, cfg.model.backbone), shape, fused)
 
     scope = config_scope(cfg)
-    model = _build(cfg, cfg.model)
+    model = build_from_config(cfg, cfg.model)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training-only head of a segmentor: not part of the inference model
     model = _prepare(model, fused)
 
-    # One image through the model's own data preprocessor (normalisation, padding, batch_input_shape).
-    height, width = shape
-    meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
-                scale_factor=(1., 1.))
-    data = dict(inputs=[_image(shape)], data_samples=[_data_sample_class(scope)(metainfo=meta)])
-    with torch.no_grad():
-        data = model.data_preprocessor(data, training=False)
-    inputs, data_samples = data['inputs'], data['data_samples']
+    inputs, data_samples = predict_batch(model, scope, shape)
 
     wrapper = _TensorMode(model, data_samples)
     macs, uncounted = count_macs(wrapper, (inputs, ))

@@ -1,4 +1,8 @@
-"""Reference implementations the tests compare against, importable without their heavy optional dependencies."""
+"""Reference implementations (timm, the ``fastervit`` package) that tests and benchmarks compare against.
+
+Importable without their heavy optional dependencies (torchvision); the packages themselves are optional: they are
+installed for the tests, and :func:`build_reference` says which one to install when it is missing.
+"""
 import enum
 import importlib
 import sys
@@ -54,7 +58,7 @@ class _Unavailable:
 
     def __call__(self, *args, **kwargs):
         raise RuntimeError(f'{self._name} is a stand-in: torchvision is not installed, so timm was imported with '
-                           'tests.reference_impls.import_timm() for its model definitions only.')
+                           'mmlightvit.utils.reference_models.import_timm() for its model definitions only.')
 
     def __mro_entries__(self, bases):  # timm subclasses e.g. transforms.ToTensor at import time
         unavailable = self
@@ -170,3 +174,35 @@ def import_fastervit():
             return importlib.import_module('fastervit.models.faster_vit')
 
     return _import_with_torchvision_stand_in(_import)
+
+
+# Family -> (package, reference model name for each arch): the classifiers of timm / fastervit whose trunk is the
+# same network as our backbone, with checkpoints our ``convert_checkpoint`` reads.
+REFERENCE_MODELS = {
+    'RepViT': ('timm', {a: 'repvit_' + a.replace('.', '_') for a in ('m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3')}),
+    'EdgeNeXt': ('timm', {a: 'edgenext_' + a.replace('-', '_') for a in ('xx-small', 'x-small', 'small', 'base')}),
+    'FasterViT': ('fastervit', {str(i): f'faster_vit_{i}_224' for i in range(7)}),
+}
+
+
+def build_reference(family: str, arch: str) -> nn.Module:
+    """The reference implementation of ``family``/``arch`` (random weights, eval mode).
+
+    Its ``forward_features`` runs the same trunk as our backbone's forward; load its ``state_dict()`` into ours with
+    ``backbone.convert_checkpoint`` to compare outputs.
+    """
+    if family not in REFERENCE_MODELS:
+        raise ValueError(f'No installable reference implementation for {family}; references exist for '
+                         f'{", ".join(sorted(REFERENCE_MODELS))}.')
+    package, names = REFERENCE_MODELS[family]
+    if arch not in names:
+        raise ValueError(f'No {package} reference for {family} arch {arch!r}; known: {", ".join(names)}.')
+    try:
+        if package == 'timm':
+            return import_timm().create_model(names[arch]).eval()
+        import_fastervit()
+        from fastervit.models.registry import create_model
+        return create_model(names[arch], pretrained=False).eval()
+    except ImportError as error:
+        raise ImportError(f'{family} is compared against the {package} package, which is not installed '
+                          f'(pip install --no-deps {package}; tools/install.sh installs it): {error}') from error

@@ -1,0 +1,250 @@
+"""Latency, throughput and memory of backbones and whole models (the core of ``tools/analysis/benchmark.py``).
+
+A *target* is either ``FAMILY:ARCH`` (an mmlightvit backbone, e.g. ``RepViT:m1.1``) or an mmdet / mmseg config
+(its whole model in predict mode, or its backbone alone). Each target is timed in several *forms* on the same
+input in one process: ``eager`` (as trained), ``fused`` (re-parameterised, where the model has something to
+fold), ``compiled`` (``torch.compile`` of the fastest eager form; for whole models only the backbone is compiled,
+mmdet's post-processing does not trace) and ``reference`` (the same network from timm / ``fastervit``, with the
+same weights). Forms run back to back in alternating order after warm-up, so all of them see the same background
+load, and the medians are compared: these machines are noisy, ratios measured in one run are what to trust.
+"""
+import copy
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from mmlightvit.models.layers import fuse_model
+
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+@dataclass
+class Form:
+    """One way of running a target: ``run(inputs)`` is what gets timed."""
+    name: str
+    module: nn.Module
+    run: Callable[[Any], Any]
+    compile_seconds: Optional[float] = None
+
+
+@dataclass
+class Measurement:
+    target: str
+    form: str
+    shape: Tuple[int, int]
+    batch: int
+    dtype: str
+    device: str
+    median_ms: float
+    peak_memory_mb: Optional[float]  # CUDA only: the allocator's peak above what was held before the run
+    max_rel_diff: Optional[float]  # against the eager form's output, relative to its largest value
+    compile_seconds: Optional[float] = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch * 1000. / self.median_ms
+
+
+def has_fusable_modules(model: nn.Module) -> bool:
+    return any(callable(getattr(m, 'fuse', None)) for m in model.modules())
+
+
+def _first_tensor(output: Any) -> Optional[torch.Tensor]:
+    """The tensor to compare forms by: a backbone's deepest feature map, a segmentor's logits, a detector's boxes."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (list, tuple)) and output:
+        return _first_tensor(output[-1]) if all(isinstance(o, torch.Tensor) for o in output) else \
+            _first_tensor(output[0])
+    for name in ('pred_instances', 'seg_logits'):  # mmdet / mmseg data samples
+        field = getattr(output, name, None)
+        if field is not None:
+            return field.bboxes if name == 'pred_instances' else field.data
+    return None
+
+
+def relative_difference(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[float]:
+    if a is None or b is None or a.shape != b.shape:
+        return None
+    a, b = a.float(), b.float()
+    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
+
+
+def _synchronize(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def autocast_context(device: str, dtype: str):
+    """fp32 runs as is; fp16 / bf16 run under autocast (weights stay fp32, as AMP inference does)."""
+    if dtype == 'fp32':
+        return nullcontext()
+    if device == 'cpu' and dtype == 'fp16':
+        raise ValueError('fp16 autocast is for CUDA; on the CPU use --dtype bf16 (or fp32).')
+    return torch.autocast(device_type=device, dtype=DTYPES[dtype])
+
+
+@torch.no_grad()
+def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repeat: int, warmup: int,
+               target: str, shape: Tuple[int, int], batch: int) -> List[Measurement]:
+    """Median latency of each form over ``repeat`` interleaved rounds, after ``warmup`` untimed runs of each."""
+    with autocast_context(device, dtype):
+        outputs = {}
+        for form in forms:
+            start = time.perf_counter()
+            output = form.run(inputs)  # for a compiled form, the first call compiles
+            _synchronize(device)
+            if form.name.startswith('compiled') and form.compile_seconds is None:
+                form.compile_seconds = time.perf_counter() - start
+            # A copy: predict mode writes into the data samples it is given, which every form shares.
+            first = _first_tensor(output)
+            outputs[form.name] = None if first is None else first.detach().clone()
+        for _ in range(warmup):
+            for form in forms:
+                form.run(inputs)
+        times: Dict[str, List[float]] = {form.name: [] for form in forms}
+        for round_index in range(repeat):
+            # Alternate the order so no form always runs right after the same other one (caches, clocks).
+            order = forms if round_index % 2 == 0 else list(reversed(forms))
+            for form in order:
+                _synchronize(device)
+                start = time.perf_counter()
+                form.run(inputs)
+                _synchronize(device)
+                times[form.name].append((time.perf_counter() - start) * 1000)
+        peaks = {form.name: _peak_memory_mb(form, inputs, device) for form in forms}
+
+    eager_output = outputs[forms[0].name]
+    return [
+        Measurement(target, form.name, shape, batch, dtype, device, statistics.median(times[form.name]),
+                    peaks[form.name],
+                    None if form is forms[0] else relative_difference(eager_output, outputs[form.name]),
+                    form.compile_seconds) for form in forms
+    ]
+
+
+def _peak_memory_mb(form: Form, inputs: Any, device: str) -> Optional[float]:
+    if device != 'cuda':
+        return None  # the CPU has no per-allocation peak counter; tools/analysis/benchmark_transnext.py uses RSS
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    held = torch.cuda.memory_allocated()
+    form.run(inputs)
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - held) / 2**20
+
+
+def compiled_form(form: Form, whole_model: bool, **compile_kwargs) -> Form:
+    """``torch.compile`` of a form (a copy: the eager form keeps running eagerly). For whole models only the
+    backbone is compiled, because the heads' post-processing (NMS, per-image loops) breaks graphs anyway."""
+    module = copy.deepcopy(form.module)
+    if whole_model:
+        module.backbone = torch.compile(module.backbone, **compile_kwargs)
+        run = _predict_runner(module)
+    else:
+        compiled = torch.compile(module, **compile_kwargs)
+        run = compiled
+    return Form(f'compiled ({form.name})', module, run)
+
+
+def _predict_runner(model: nn.Module) -> Callable[[Any], Any]:
+    def run(batch):
+        inputs, data_samples = batch
+        return model(inputs, data_samples, mode='predict')
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Targets
+
+
+def parse_arch_target(target: str) -> Optional[Tuple[str, str]]:
+    """``'RepViT:m1.1'`` -> ``('RepViT', 'm1.1')``; a config path -> ``None``."""
+    if target.endswith('.py') or ':' not in target:
+        return None
+    family, _, arch = target.partition(':')
+    return family, arch
+
+
+def backbone_forms(backbone: nn.Module, fuse: bool = True) -> List[Form]:
+    backbone = backbone.eval()
+    forms = [Form('eager', backbone, backbone)]
+    if fuse and has_fusable_modules(backbone):
+        fused = fuse_model(copy.deepcopy(backbone)).eval()
+        forms.append(Form('fused', fused, fused))
+    return forms
+
+
+def reference_form(family: str, arch: str, backbone: nn.Module) -> Form:
+    """The reference implementation with our backbone's weights loaded into ours from it (so outputs compare)."""
+    from mmlightvit.utils.reference_models import build_reference
+    reference = build_reference(family, arch)
+    backbone.load_state_dict(backbone.convert_checkpoint(reference.state_dict()), strict=True)
+    package = 'timm' if family != 'FasterViT' else 'fastervit'
+    return Form(f'reference ({package})', reference, reference.forward_features)
+
+
+def model_forms(model: nn.Module, fuse: bool = True) -> List[Form]:
+    model = model.eval()
+    forms = [Form('eager', model, _predict_runner(model))]
+    if fuse and has_fusable_modules(model):
+        fused = fuse_model(copy.deepcopy(model)).eval()
+        forms.append(Form('fused', fused, _predict_runner(fused)))
+    return forms
+
+
+def move(forms: Sequence[Form], device: str) -> None:
+    for form in forms:
+        form.module.to(device)
+
+
+def batch_to(batch: Any, device: str) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    inputs, data_samples = batch
+    return inputs.to(device), [sample.to(device) for sample in data_samples]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def markdown_table(measurements: Sequence[Measurement]) -> str:
+    header = ['target', 'form', 'input (H x W)', 'batch', 'dtype', 'device', 'latency (ms)', 'images/s',
+              'eager / form', 'peak memory (MB)', 'max rel. diff', 'compile (s)']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    eager = {}
+    for m in measurements:
+        key = (m.target, m.shape, m.batch, m.dtype, m.device)
+        if m.form == 'eager':
+            eager[key] = m.median_ms
+        ratio = eager.get(key, m.median_ms) / m.median_ms
+        cells = [m.target, m.form, f'{m.shape[0]} x {m.shape[1]}', m.batch, m.dtype, m.device, f'{m.median_ms:.2f}',
+                 f'{m.images_per_second:.1f}', f'{ratio:.2f}',
+                 '-' if m.peak_memory_mb is None else f'{m.peak_memory_mb:.0f}',
+                 '-' if m.max_rel_diff is None else f'{m.max_rel_diff:.1e}',
+                 '-' if m.compile_seconds is None else f'{m.compile_seconds:.0f}']
+        lines.append('| ' + ' | '.join(str(c) for c in cells) + ' |')
+    return '\n'.join(lines)
+
+
+def reference_ratios(measurements: Sequence[Measurement]) -> List[str]:
+    """One line per run with a reference form: our fastest form's latency over the reference's."""
+    groups: Dict[tuple, List[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.target, m.shape, m.batch, m.dtype, m.device), []).append(m)
+    lines = []
+    for (target, shape, batch, dtype, device), group in groups.items():
+        references = [m for m in group if m.form.startswith('reference')]
+        ours = [m for m in group if not m.form.startswith('reference') and not m.form.startswith('compiled')]
+        for ref in references:
+            for m in ours:
+                lines.append(f'{target} {shape[0]}x{shape[1]} batch {batch} {dtype} {device}: ours ({m.form}) / '
+                             f'{ref.form} latency = {m.median_ms / ref.median_ms:.2f} (< 1: ours is faster)')
+    return lines

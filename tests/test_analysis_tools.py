@@ -1,0 +1,157 @@
+"""tools/analysis/benchmark.py, ablate.py and analyze_logs.py on tiny inputs and tiny runs (CPU)."""
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DET = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_demo.py'
+SEG_DEMO = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
+# One short epoch on 4 images, evaluated on 4: a run takes seconds and writes real logs and metrics.
+TINY_RUN = ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=4', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'val_dataloader.dataset.indices=4',
+            'test_dataloader.dataset.indices=4', 'val_dataloader.num_workers=0',
+            'val_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
+            'test_dataloader.persistent_workers=False']
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', ROOT / 'tools' / 'analysis' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(args, check=True):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# benchmark.py
+
+
+def test_benchmark_backbone_forms_and_reference(tmp_path):
+    out = tmp_path / 'bench.md'
+    rows = _tool('benchmark').main(['RepViT:m0.9', 'EdgeNeXt:xx-small', '--compare', '--shape', '64', '96',
+                                    '--batch', '1', '2', '--repeat', '2', '--warmup', '0', '--threads', '1',
+                                    '--out', str(out)])
+    forms = {(r.target, r.form, r.batch): r for r in rows}
+    assert set(forms) == {(t, f, b) for b in (1, 2) for t, f in [('RepViT:m0.9', 'eager'), ('RepViT:m0.9', 'fused'),
+                                                                 ('RepViT:m0.9', 'reference (timm)'),
+                                                                 ('EdgeNeXt:xx-small', 'eager'),
+                                                                 ('EdgeNeXt:xx-small', 'reference (timm)')]}
+    for r in rows:
+        assert r.shape == (64, 96) and r.median_ms > 0 and r.images_per_second == pytest.approx(r.batch * 1000 /
+                                                                                                r.median_ms)
+        if r.form == 'fused':
+            assert r.max_rel_diff < 1e-4  # folding is exact up to float rounding
+        if r.form.startswith('reference'):
+            assert r.max_rel_diff < 1e-5  # the reference runs with our weights: the same network
+    table = out.read_text()
+    assert table.count('\n| RepViT:m0.9 |') == 6 and 'ours (fused) / reference (timm) latency' in table
+    assert len(json.loads(out.with_suffix('.json').read_text())) == len(rows)
+
+
+def test_benchmark_whole_segmentor_cli():
+    proc = _run(['tools/analysis/benchmark.py', str(SEG_DEMO), '--shape', '64', '80', '--batch', '1', '--repeat',
+                 '1', '--warmup', '0'])
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(f'| {SEG_DEMO}')]
+    assert [line.split(' | ')[1] for line in lines] == ['eager', 'fused']
+    assert float(lines[1].split(' | ')[10]) < 1e-4  # fused segmentor's logits match the eager ones
+
+
+def test_benchmark_rejects_bad_requests():
+    proc = _run(['tools/analysis/benchmark.py', 'RepViT:m9', '--batch', '1', '--repeat', '1'], check=False)
+    assert proc.returncode != 0 and 'm0.9' in proc.stderr  # the unknown arch error lists the known ones
+    proc = _run(['tools/analysis/benchmark.py', 'TransNeXt:micro', '--compare'], check=False)
+    assert proc.returncode != 0 and 'No installable reference implementation for TransNeXt' in proc.stderr
+    proc = _run(['tools/analysis/benchmark.py', 'RepViT:m0.9', '--dtype', 'fp16', '--device', 'cpu'], check=False)
+    assert proc.returncode != 0 and 'bf16' in proc.stderr
+
+
+def test_benchmark_plot_against_metafile_metrics(tmp_path):
+    configs = [ROOT / 'configs/repvit/mask-rcnn_repvit-m0.9_coco.py', ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco.py']
+    png = tmp_path / 'ap.png'
+    tool = _tool('benchmark')
+    rows = tool.main([*map(str, configs), '--backbone-only', '--shape', '64', '--batch', '1', '--repeat', '1',
+                      '--warmup', '0', '--no-fuse', '--plot', str(png)])
+    assert len(rows) == 2
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    known = tool.metafile_metrics()
+    assert {'configs/repvit/mask-rcnn_repvit-m0.9_coco.py', 'configs/repvit/mask-rcnn_repvit-m1.1_coco.py'} <= set(known)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ablate.py and analyze_logs.py on two real (tiny) runs
+
+
+@pytest.fixture(scope='module')
+def ablation(tmp_path_factory):
+    root = tmp_path_factory.mktemp('ablation')
+    configs = root / 'configs'
+    configs.mkdir()
+    (configs / 'tiny_base.py').write_text(f"_base_ = '{TINY_DET}'\n")
+    (configs / 'tiny_small-anchors.py').write_text(
+        "_base_ = './tiny_base.py'\nmodel = dict(rpn_head=dict(anchor_generator=dict(scales=[4])))\n")
+    (configs / 'tiny_broken.py').write_text("_base_ = './tiny_base.py'\nmodel = dict(backbone=dict(depth=7))\n")
+    work_root = root / 'work'
+    proc = _run(['tools/analysis/ablate.py', str(configs), '--work-root', str(work_root), '--baseline', 'tiny_base',
+                 '--metrics', 'coco/bbox_mAP', 'coco/segm_mAP', '--cfg-options', *TINY_RUN], check=False)
+    return configs, work_root, proc
+
+
+def _summary(work_root):
+    with open(work_root / 'summary.csv') as f:
+        return {row['config']: row for row in csv.DictReader(f)}
+
+
+def test_ablate_runs_and_collects(ablation):
+    configs, work_root, proc = ablation
+    assert proc.returncode == 1, proc.stderr[-3000:]  # one config cannot build: the tool reports the failure
+    rows = _summary(work_root)
+    assert [rows[name]['status'] for name in ('tiny_base', 'tiny_broken', 'tiny_small-anchors')] == \
+        ['done', 'failed', 'done']
+    for name in ('tiny_base', 'tiny_small-anchors'):
+        assert 0 <= float(rows[name]['coco/bbox_mAP']) <= 1
+        assert (work_root / name / 'train.log').is_file() and (work_root / name / 'epoch_1.pth').is_file()
+    assert float(rows['tiny_base']['Δ coco/bbox_mAP']) == 0
+    assert rows['tiny_broken']['coco/bbox_mAP'] == ''
+    assert 'depth' in (work_root / 'tiny_broken' / 'train.log').read_text()  # why it failed is in its log
+    markdown = (work_root / 'summary.md').read_text()
+    assert markdown.splitlines()[0] == ('| config | status | coco/bbox_mAP | coco/segm_mAP | Δ coco/bbox_mAP '
+                                        '| Δ coco/segm_mAP |')
+
+
+def test_ablate_does_not_rerun_finished_configs(ablation):
+    configs, work_root, _ = ablation
+    proc = _run(['tools/analysis/ablate.py', str(configs / 'tiny_base.py'), '--work-root', str(work_root)])
+    assert 'tiny_base: finished before, not run again' in proc.stdout
+    assert len(list((work_root / 'tiny_base' / 'test').glob('*/*.json'))) == 1
+
+
+def test_ablate_reports_missing_config(tmp_path):
+    proc = _run(['tools/analysis/ablate.py', str(tmp_path / 'nope.py'), '--work-root', str(tmp_path)], check=False)
+    assert proc.returncode != 0 and 'nope.py: no such config file or folder' in proc.stderr
+
+
+def test_analyze_logs_plot_and_summary(ablation, tmp_path):
+    _, work_root, _ = ablation
+    runs = [str(work_root / 'tiny_base'), str(work_root / 'tiny_small-anchors')]
+    png = tmp_path / 'curves.png'
+    proc = _run(['tools/analysis/analyze_logs.py', 'plot', *runs, '--keys', 'loss', 'coco/bbox_mAP', '--out',
+                 str(png)])
+    assert png.read_bytes()[:4] == b'\x89PNG' and 'loss (2 points)' in proc.stdout
+    proc = _run(['tools/analysis/analyze_logs.py', 'summary', *runs])
+    assert proc.stdout.count('coco/bbox_mAP ') == 2
+    proc = _run(['tools/analysis/analyze_logs.py', 'plot', runs[0], '--keys', 'no_such_key', '--out', str(png)],
+                check=False)
+    assert proc.returncode != 0 and 'logged keys: ' in proc.stderr and 'loss' in proc.stderr

@@ -1,0 +1,177 @@
+"""ONNX export (mmlightvit.deploy.onnx_export, tools/deploy/export_onnx.py): the fused RepViT and the EdgeNeXt
+backbones and a Semantic FPN segmentor export with dynamic batch / height / width and match onnxruntime at two
+sizes; the CLI runs end to end; bad checkpoints and models that cannot be exported give clear errors."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')  # torch.onnx's exporter needs it
+
+import onnx  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.registry import MODELS, init_default_scope  # noqa: E402
+
+from mmlightvit.deploy.onnx_export import (ExportError, build_export_target, compare_with_onnxruntime,  # noqa: E402
+                                           export_onnx, format_table, ort_session)
+from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REPVIT_SEG = str(ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py')
+EDGENEXT_SEG = str(ROOT / 'configs/edgenext/fpn_edgenext-small_ade20k-demo.py')
+MASK_RCNN = str(ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py')
+FASTERVIT_SEG = str(ROOT / 'configs/fastervit/fpn_fastervit-0_ade20k-demo.py')
+# The smallest variants keep the file fast; the FPN's input widths follow the backbone.
+REPVIT_M09 = {'model.backbone.arch': 'm0.9', 'model.neck.in_channels': [48, 96, 192, 384]}
+EDGENEXT_XXS = {'model.backbone.arch': 'xx-small', 'model.neck.in_channels': [24, 48, 88, 168]}
+EXPORT_SIZE = (64, 64)
+# Different heights and widths, the second not a multiple of 32 (EdgeNeXt pads, RepViT's convs round up).
+CHECK_SIZES = [(64, 64), (72, 104)]
+TOLERANCE = 1e-4
+
+
+def randomise_norm_statistics(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters, so folding them into convs really matters."""
+    generator = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            shape = m.running_mean.shape
+            m.running_mean.copy_(torch.randn(shape, generator=generator) * 0.1)
+            m.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
+
+
+@pytest.fixture(scope='module')
+def repvit_checkpoint(tmp_path_factory):
+    """A segmentor checkpoint (tools/train.py's layout) of the small RepViT Semantic FPN."""
+    cfg = Config.fromfile(REPVIT_SEG)
+    cfg.merge_from_dict(REPVIT_M09)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():
+        randomise_norm_statistics(model)
+    path = tmp_path_factory.mktemp('ckpt') / 'fpn_repvit.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def assert_dynamic_input(onnx_file: str) -> None:
+    graph_input = onnx.load(onnx_file, load_external_data=False).graph.input[0]
+    dims = graph_input.type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, False, True, True], dims  # N, 3, H, W
+
+
+def export_and_compare(target, tmp_path, batch: int = 2):
+    onnx_file = export_onnx(target, str(tmp_path / 'model.onnx'), EXPORT_SIZE)
+    assert_dynamic_input(onnx_file)
+    session = ort_session(onnx_file)
+    results = compare_with_onnxruntime(target, onnx_file, CHECK_SIZES, batch=batch, tolerance=TOLERANCE,
+                                       warmup=0, repeat=1, session=session)
+    print(format_table(results, TOLERANCE))
+    assert [r.input_shape for r in results] == [(batch, 3, 64, 64), (batch, 3, 72, 104)]
+    for r in results:
+        assert r.passed, r
+        assert r.max_rel_diff < TOLERANCE and r.max_abs_diff > 0  # float32 kernels differ a little, never 0
+    return onnx_file, session
+
+
+def test_repvit_backbone_fused_matches_onnxruntime(repvit_checkpoint, tmp_path):
+    target = build_export_target(REPVIT_SEG, repvit_checkpoint, 'backbone', REPVIT_M09)
+    assert target.kind == 'backbone' and target.output_names == ['feat_s4', 'feat_s8', 'feat_s16', 'feat_s32']
+    assert not any(callable(getattr(m, 'fuse', None)) for m in target.module.modules()), 'not fused'
+    # The loaded weights are the checkpoint's: the fused backbone computes what the unfused one does.
+    cfg = Config.fromfile(REPVIT_SEG)
+    cfg.merge_from_dict(REPVIT_M09)
+    init_default_scope('mmseg')
+    reference = MODELS.build(cfg.model).eval()
+    reference.load_state_dict(load_checkpoint_file(repvit_checkpoint)['state_dict'])
+    x = torch.randn(1, 3, 72, 104)
+    with torch.no_grad():
+        for fused, unfused in zip(target.module(x), reference.backbone(x)):
+            torch.testing.assert_close(fused, unfused, rtol=1e-4, atol=1e-4)
+
+    onnx_file, session = export_and_compare(target, tmp_path)
+
+    # The comparison can fail: weights changed after the export no longer match the file.
+    with torch.no_grad():
+        next(p for p in target.module.parameters() if p.dim() == 4).add_(0.5)
+    results = compare_with_onnxruntime(target, onnx_file, CHECK_SIZES[:1], warmup=0, repeat=1, session=session)
+    assert not results[0].passed and results[0].max_rel_diff > TOLERANCE
+
+
+def test_edgenext_backbone_matches_onnxruntime(tmp_path):
+    torch.manual_seed(0)
+    target = build_export_target(EDGENEXT_SEG, 'none', 'backbone', EDGENEXT_XXS)
+    assert target.backbone_type == 'EdgeNeXt'
+    export_and_compare(target, tmp_path)
+
+
+def test_segmentor_matches_onnxruntime(repvit_checkpoint, tmp_path):
+    target = build_export_target(REPVIT_SEG, repvit_checkpoint, 'model', REPVIT_M09)
+    assert target.kind == 'segmentor' and target.output_names == ['seg_logits']
+    with torch.no_grad():
+        logits, = target.module(torch.randn(1, 3, 72, 104))
+    assert logits.shape == (1, 5, 72, 104)  # the demo set's 5 classes, at the input size
+    onnx_file, _ = export_and_compare(target, tmp_path, batch=1)
+    props = {p.key: p.value for p in onnx.load(onnx_file, load_external_data=False).metadata_props}
+    assert props['mmlightvit.kind'] == 'segmentor' and 'mmlightvit.preprocess.mean' in props
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, str(ROOT / 'tools/deploy/export_onnx.py'), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+
+
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / 'edgenext.onnx'
+    proc = run_tool(EDGENEXT_SEG, 'none', '--out', str(out), '--shape', '64', '64', '--check-shapes', '64', '64',
+                    '72', '104', '--warmup', '0', '--repeat', '1', '--cfg-options',
+                    'model.backbone.arch=xx-small', 'model.neck.in_channels=[24,48,88,168]')
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert out.is_file()
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| 1x3x')]
+    assert [row.split('|')[1].strip() for row in rows] == ['1x3x64x64', '1x3x72x104'], proc.stdout
+    assert all(row.rstrip(' |').endswith('ok') for row in rows), proc.stdout
+    assert 'PyTorch (ms)' in proc.stdout and 'onnxruntime (ms)' in proc.stdout
+
+
+def test_cli_missing_checkpoint(tmp_path):
+    missing = tmp_path / 'no_such.pth'
+    proc = run_tool(EDGENEXT_SEG, str(missing), '--out', str(tmp_path / 'x.onnx'), '--no-check', '--cfg-options',
+                    'model.backbone.arch=xx-small', 'model.neck.in_channels=[24,48,88,168]')
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f'error: Checkpoint file {str(missing)!r} does not exist' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_unreadable_and_backbone_only_checkpoints(tmp_path):
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match='not a readable PyTorch checkpoint'):
+        build_export_target(EDGENEXT_SEG, str(garbage), 'backbone', EDGENEXT_XXS)
+    # Backbone weights alone cannot fill a whole segmentor.
+    target = build_export_target(EDGENEXT_SEG, 'none', 'backbone', EDGENEXT_XXS)
+    backbone_only = tmp_path / 'backbone.pth'
+    torch.save(target.module.backbone.state_dict(), backbone_only)
+    with pytest.raises(CheckpointError, match='backbone weights only'):
+        build_export_target(EDGENEXT_SEG, str(backbone_only), 'model', EDGENEXT_XXS)
+    assert build_export_target(EDGENEXT_SEG, str(backbone_only), 'backbone', EDGENEXT_XXS).kind == 'backbone'
+
+
+def test_two_stage_detector_is_refused_with_the_reason():
+    with pytest.raises(ExportError, match='NMS.*RoIAlign'):
+        build_export_target(MASK_RCNN, 'none', 'model')
+
+
+def test_fastervit_dynamic_size_is_refused_with_the_reason(tmp_path):
+    target = build_export_target(FASTERVIT_SEG, 'none', 'backbone')
+    assert not target.dynamic_size
+    with pytest.raises(ExportError, match='AveragePool.*--static'):
+        export_onnx(target, str(tmp_path / 'x.onnx'))

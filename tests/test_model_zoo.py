@@ -1,0 +1,118 @@
+"""The metafiles (configs/<family>/metafile.yml) cover every shipped config, and README's model-zoo tables are the
+ones tools/misc/generate_model_zoo.py generates from them; a few stored parameter counts are recounted."""
+import copy
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+
+
+def _load_generator():
+    # tools/ is not a package: load the script as a module
+    spec = importlib.util.spec_from_file_location('generate_model_zoo', ROOT / 'tools/misc/generate_model_zoo.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generator = _load_generator()
+METAFILES = generator.load_metafiles(ROOT)
+MODELS_BY_NAME = {model['Name']: model for metafile in METAFILES.values() for model in metafile['Models']}
+
+
+def _all_models():
+    return [(family, model) for family, metafile in METAFILES.items() for model in metafile['Models']]
+
+
+def test_every_family_has_a_metafile():
+    families = sorted({p.relative_to(ROOT / 'configs').parts[0] for p in CONFIGS})
+    assert sorted(METAFILES) == families
+
+
+def test_every_config_is_in_exactly_one_metafile():
+    listed = Counter(model['Config'] for _, model in _all_models())
+    shipped = {str(p.relative_to(ROOT)) for p in CONFIGS}
+    assert sorted(shipped - set(listed)) == [], 'configs missing from the metafiles'
+    assert sorted(set(listed) - shipped) == [], 'metafile entries without a config file'
+    assert [path for path, count in listed.items() if count > 1] == [], 'configs listed more than once'
+
+
+def test_metafile_entries_are_well_formed():
+    names = Counter(model['Name'] for _, model in _all_models())
+    assert [name for name, count in names.items() if count > 1] == [], 'duplicate model names'
+    for family, metafile in METAFILES.items():
+        collections = {collection['Name'] for collection in metafile['Collections']}
+        for collection in metafile['Collections']:
+            assert collection['Paper']['URL'].startswith('https://') and collection['Paper']['Title']
+            assert collection['Code']['URL'].startswith('https://github.com/')
+        for model in metafile['Models']:
+            config, metadata = Path(model['Config']), model['Metadata']
+            assert (ROOT / config).is_file(), config
+            assert config.parts[:2] == ('configs', family), f'{config} listed in the {family} metafile'
+            assert model['Name'] == config.stem, config
+            assert model['In Collection'] in collections, config
+            assert ('Epochs' in metadata) != ('Iterations' in metadata), config
+            # FLOPs go with the input they were measured at, and with the parameter count
+            assert ('FLOPs (G)' in metadata) == ('Input Shape' in metadata), config
+            assert 'FLOPs (G)' not in metadata or 'Parameters (M)' in metadata, config
+            for result in model.get('Results', []):
+                assert result['Task'] in metadata['Tasks'] and result['Metrics'], config
+            for key in ('Ablation of', 'Demo of'):
+                if key in metadata:
+                    assert metadata[key] in MODELS_BY_NAME, f'{config}: {key} {metadata[key]} is not a model'
+            if 'ablations' in config.parts:
+                assert 'Ablation of' in metadata and metadata.get('Change') and 'Results' not in model, config
+            elif config.stem.endswith('-demo'):
+                assert 'Demo of' in metadata and 'Results' not in model, config
+            else:
+                assert metadata.get('Recipe'), config
+
+
+def test_readme_tables_are_up_to_date():
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    stale = generator.stale_families(readme, METAFILES)
+    assert stale == [], f'run python tools/misc/generate_model_zoo.py (out of date: {stale})'
+
+
+def test_check_reports_the_stale_family():
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    changed = copy.deepcopy(METAFILES)
+    changed['edgenext']['Models'][0]['Metadata']['Parameters (M)'] += 1
+    assert generator.stale_families(readme, changed) == ['edgenext']
+    # a hand edit inside one table is caught too
+    edited = readme.replace('| [fpn_repvit-m1.5', '| [fpn_repvit-m1.50', 1)
+    assert edited != readme and generator.stale_families(edited, METAFILES) == ['repvit']
+    without_markers = readme.replace(generator.start_marker('fastervit'), '')
+    with pytest.raises(ValueError, match='fastervit'):
+        generator.stale_families(without_markers, METAFILES)
+
+
+@pytest.mark.parametrize('name', [
+    'fpn_repvit-m1.1_ade20k-512x512-40k',
+    'mask-rcnn_repvit-m0.9_coco',
+    'fpn_edgenext-xx-small_ade20k-512x512-40k',
+    'upernet_edgenext-small_ade20k-512x512-160k',  # the auxiliary head must not be counted
+])
+def test_stored_numbers_match_the_config(name):
+    model_entry = MODELS_BY_NAME[name]
+    metadata = model_entry['Metadata']
+    cfg = Config.fromfile(str(ROOT / model_entry['Config']))
+
+    schedule = 'Epochs' if 'Epochs' in metadata else 'Iterations'
+    assert metadata[schedule] == cfg.train_cfg['max_epochs' if schedule == 'Epochs' else 'max_iters']
+    init_cfg = cfg.model.backbone.get('init_cfg') or {}
+    assert metadata.get('Pretrained Backbone') == init_cfg.get('checkpoint')
+
+    cfg.model.backbone.init_cfg = None  # no download: the weights do not change the count
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    if getattr(model, 'auxiliary_head', None) is not None:
+        model.auxiliary_head = None  # tools/analysis/get_flops.py counts segmentors without it
+    params = sum(p.numel() for p in model.parameters())
+    assert round(params / 1e6, 2) == metadata['Parameters (M)'], params

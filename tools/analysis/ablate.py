@@ -1,0 +1,243 @@
+"""Train and test a set of (ablation) configs, then collect their metrics into one table (markdown and CSV).
+
+    # every config in a folder, one after the other, on this machine (CPU or one GPU)
+    python tools/analysis/ablate.py configs/repvit/ablations/demo
+    # a list of configs, 8 processes each (torchrun), with options for every run
+    python tools/analysis/ablate.py configs/repvit/ablations/*.py --launcher pytorch --nproc 8
+    # through Slurm (tools/slurm_train.sh / slurm_test.sh; GPUS etc. from the environment as there)
+    python tools/analysis/ablate.py configs/repvit/ablations --launcher slurm --partition PARTITION
+    # only (re)build the table from finished runs
+    python tools/analysis/ablate.py configs/repvit/ablations/demo --collect-only
+
+Each config gets ``WORK_ROOT/<config name>/`` (default ``work_dirs/ablate``): training writes its checkpoints
+there, ``test/`` holds the evaluation of the last checkpoint, and ``train.log`` / ``test.log`` the output of both
+steps. A config whose test metrics already exist is not run again (``--force`` re-runs it), so an interrupted
+ablation picks up where it stopped. The table lists every config with its status and the metrics of its test run
+(``--metrics`` picks columns; ``--baseline`` adds the difference to one config); it is written to
+``WORK_ROOT/summary.md`` and ``summary.csv`` and printed.
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+from typing import Dict, List, Optional
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+PYTHON = sys.executable
+# Logged values of a test run that are not metrics.
+NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'lr', 'memory'}
+# mmengine's training log lines: 'Epoch(train)  [3][ 40/100]' or 'Iter(train) [ 40/600]'.
+EPOCH_PROGRESS = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
+ITER_PROGRESS = re.compile(r'Iter\(train\)\s*\[\s*(\d+)/(\d+)\]')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('configs', nargs='+', help='config files and/or folders of config files')
+    parser.add_argument('--work-root', default=os.path.join('work_dirs', 'ablate'),
+                        help='one work dir per config under this folder (default work_dirs/ablate)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--nproc', type=int, default=1, help='processes per run with --launcher pytorch')
+    parser.add_argument('--partition', help='Slurm partition with --launcher slurm')
+    parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='passed to both tools/train.py and tools/test.py for every config')
+    parser.add_argument('--collect-only', action='store_true', help='do not run anything, only build the table')
+    parser.add_argument('--force', action='store_true', help='re-run configs that already have test metrics')
+    parser.add_argument('--metrics', nargs='+', help='metric columns (default: every metric of the test runs)')
+    parser.add_argument('--baseline', help='config name (or path) whose metrics the others are compared with')
+    args = parser.parse_args(argv)
+    if args.launcher == 'slurm' and not args.partition:
+        parser.error('--launcher slurm needs --partition')
+    return args
+
+
+def find_configs(paths: List[str]) -> List[str]:
+    configs = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(path, '*.py')))
+            if not found:
+                raise SystemExit(f'{path}: no *.py configs in this folder')
+            configs += found
+        elif os.path.isfile(path):
+            configs.append(path)
+        else:
+            raise SystemExit(f'{path}: no such config file or folder')
+    return list(dict.fromkeys(os.path.abspath(c) for c in configs))  # in order, without repeats
+
+
+def config_name(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def latest_test_metrics(work_dir: str) -> Optional[Dict[str, float]]:
+    """Metrics of the newest finished test run under ``work_dir/test``: the last line of mmengine's
+    ``test/<time>/<time>.json``, which a test run writes when it has evaluated."""
+    logs = sorted(glob.glob(os.path.join(work_dir, 'test', '*', '*.json')))
+    for path in reversed(logs):
+        with open(path) as f:
+            lines = [line for line in f if line.strip()]
+        if not lines:
+            continue
+        record = json.loads(lines[-1])
+        metrics = {k: v for k, v in record.items() if k not in NOT_METRICS and isinstance(v, (int, float))}
+        if metrics:
+            return metrics
+    return None
+
+
+def _step_command(step: str, config: str, work_dir: str, args) -> List[str]:
+    options = ['--cfg-options', *args.cfg_options] if args.cfg_options else []
+    if step == 'train':
+        script_args = [config, '--work-dir', work_dir]
+    else:
+        with open(os.path.join(work_dir, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+        script_args = [config, checkpoint, '--work-dir', os.path.join(work_dir, 'test')]
+    if args.launcher == 'pytorch':
+        return ['bash', os.path.join(ROOT, 'tools', f'dist_{step}.sh'), script_args[0], str(args.nproc),
+                *script_args[1:], *options]
+    if args.launcher == 'slurm':
+        return ['bash', os.path.join(ROOT, 'tools', f'slurm_{step}.sh'), args.partition,
+                f'ablate-{config_name(config)}', *script_args, *options]
+    return [PYTHON, os.path.join(ROOT, 'tools', f'{step}.py'), *script_args, *options]
+
+
+def run_step(step: str, config: str, work_dir: str, args, progress, task, max_epochs: Optional[int] = None) -> bool:
+    """Run train or test for one config, output to ``work_dir/<step>.log``; the progress bar follows training."""
+    command = _step_command(step, config, work_dir, args)
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    with open(os.path.join(work_dir, f'{step}.log'), 'w') as log:
+        log.write('$ ' + ' '.join(command) + '\n')
+        log.flush()
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, bufsize=1)
+        for line in process.stdout:
+            log.write(line)
+            if step == 'train':
+                _follow_training(line, progress, task, max_epochs)
+        return process.wait() == 0
+
+
+def _follow_training(line: str, progress, task, max_epochs: Optional[int]) -> None:
+    match = EPOCH_PROGRESS.search(line)
+    if match:
+        epoch, done, per_epoch = map(int, match.groups())
+        max_epochs = max_epochs or epoch
+        progress.update(task, completed=(epoch - 1) * per_epoch + done, total=max_epochs * per_epoch)
+        return
+    match = ITER_PROGRESS.search(line)
+    if match:
+        done, total = map(int, match.groups())
+        progress.update(task, completed=done, total=total)
+
+
+def _max_epochs(config: str, cfg_options: List[str]) -> Optional[int]:
+    """Epochs of an epoch-based config (with the command-line options), so the bar spans the whole training."""
+    from mmengine.config import Config, DictAction
+    try:
+        cfg = Config.fromfile(config)
+        options = {}
+        for option in cfg_options:
+            key, _, value = option.partition('=')
+            options[key] = DictAction._parse_iterable(value)
+        cfg.merge_from_dict(options)
+        return cfg.train_cfg.get('max_epochs')
+    except Exception:  # the bar then counts the iterations of the current epoch only
+        return None
+
+
+def run_all(configs: List[str], args) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    columns = (TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        overall = progress.add_task('ablation', total=len(configs))
+        for config in configs:
+            name = config_name(config)
+            work_dir = os.path.join(args.work_root, name)
+            if latest_test_metrics(work_dir) is not None and not args.force:
+                progress.console.print(f'{name}: finished before, not run again (--force re-runs it)')
+                progress.advance(overall)
+                continue
+            os.makedirs(work_dir, exist_ok=True)
+            task = progress.add_task(f'{name}: train', total=None)
+            ok = run_step('train', config, work_dir, args, progress, task, _max_epochs(config, args.cfg_options))
+            if ok:
+                progress.update(task, description=f'{name}: test')
+                ok = run_step('test', config, work_dir, args, progress, task)
+            progress.remove_task(task)
+            status = 'done' if ok else f'FAILED (see {os.path.join(work_dir, "train.log")} / test.log)'
+            progress.console.print(f'{name}: {status}')
+            progress.advance(overall)
+
+
+def collect(configs: List[str], work_root: str, metrics: Optional[List[str]] = None,
+            baseline: Optional[str] = None) -> List[Dict[str, object]]:
+    """One row per config: name, status and its test metrics (and differences to ``baseline``)."""
+    rows, found = [], {}
+    for config in configs:
+        name = config_name(config)
+        work_dir = os.path.join(work_root, name)
+        values = latest_test_metrics(work_dir)
+        if values is not None:
+            status = 'done'
+        elif os.path.isdir(work_dir):
+            status = 'failed' if any(os.path.exists(os.path.join(work_dir, f'{s}.log')) for s in ('train', 'test')) \
+                else 'incomplete'
+        else:
+            status = 'not run'
+        found[name] = values or {}
+        rows.append({'config': name, 'status': status, **(values or {})})
+    columns = metrics or sorted({k for values in found.values() for k in values})
+    base_name = config_name(baseline) if baseline else None
+    if base_name is not None and base_name not in found:
+        raise SystemExit(f'--baseline {baseline}: not one of the configs ({", ".join(found)})')
+    for row in rows:
+        for column in columns:
+            if base_name and column in found[base_name] and column in row:
+                row[f'Δ {column}'] = row[column] - found[base_name][column]
+    return rows, columns + ([f'Δ {c}' for c in columns] if base_name else [])
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f'{value:.4f}'
+    return '-' if value is None else str(value)
+
+
+def write_tables(rows, columns, work_root: str) -> str:
+    header = ['config', 'status', *columns]
+    markdown = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+    for row in rows:
+        markdown.append('| ' + ' | '.join(_cell(row.get(c)) for c in header) + ' |')
+    text = '\n'.join(markdown) + '\n'
+    os.makedirs(work_root, exist_ok=True)
+    with open(os.path.join(work_root, 'summary.md'), 'w') as f:
+        f.write(text)
+    with open(os.path.join(work_root, 'summary.csv'), 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    return text
+
+
+def main(argv=None):
+    warnings.filterwarnings('ignore', message='pkg_resources')  # mmengine's config loader imports it
+    args = parse_args(argv)
+    configs = find_configs(args.configs)
+    if not args.collect_only:
+        run_all(configs, args)
+    rows, columns = collect(configs, args.work_root, args.metrics, args.baseline)
+    print(write_tables(rows, columns, args.work_root))
+    print(f'written: {os.path.join(args.work_root, "summary.md")}, {os.path.join(args.work_root, "summary.csv")}')
+    failed = [row['config'] for row in rows if row['status'] == 'failed']
+    return 1 if failed and not args.collect_only else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Latency and throughput of mmlightvit backbones and whole models, as a markdown table (and a PNG plot).
+
+    # backbones (all four stage outputs) at 224x224, batch 1 and 16, eager and re-parameterised
+    python tools/analysis/benchmark.py RepViT:m1.1 EdgeNeXt:small
+    # against timm / fastervit on the same input and weights, in the same run
+    python tools/analysis/benchmark.py RepViT:m1.1 FasterViT:0 --compare
+    # whole detector / segmentor (predict mode, post-processing included) at the task's input size
+    python tools/analysis/benchmark.py configs/repvit/mask-rcnn_repvit-m1.1_coco.py --batch 1
+    # the backbones of several configs, plotted against the paper's box AP from the metafiles
+    python tools/analysis/benchmark.py configs/*/mask-rcnn_*_coco.py --backbone-only --plot work_dirs/ap.png
+    # CUDA, fp32 + fp16 + bf16 (autocast), plus torch.compile
+    python tools/analysis/benchmark.py RepViT:m1.1 --device cuda --dtype fp32 fp16 bf16 --compile
+
+Forms timed per target (see ``mmlightvit/utils/benchmark.py``): ``eager``; ``fused`` (re-parameterised, where
+anything folds); with ``--compile``, ``torch.compile`` of the last of those; with ``--compare``, the reference
+implementation's trunk (``forward_features``) with the same weights. Each form runs ``--warmup`` times untimed,
+then ``--repeat`` interleaved rounds; the table gives medians, images/s = batch / latency, ``eager / form`` (> 1:
+faster than eager), the peak CUDA memory of one run, and the largest output difference against eager. Numbers
+depend on the machine, its load and the thread count: compare ratios from one run, not numbers across runs.
+"""
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import torch
+
+# Run from a checkout without installing: make the repository importable.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+
+from mmlightvit.utils import benchmark as bench  # noqa: E402
+from mmlightvit.utils.complexity import (build_from_config, config_scope, default_shape, load_config,  # noqa: E402
+                                         predict_batch)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('targets', nargs='+', help='FAMILY:ARCH (e.g. RepViT:m1.1) or mmdet / mmseg config files')
+    parser.add_argument('--shape', type=int, nargs='+', metavar='N',
+                        help='input H W (or one number for a square); default 224x224 for backbones, the '
+                        "task's size for whole models (800x1280 mmdet, 512x512 mmseg)")
+    parser.add_argument('--batch', type=int, nargs='+', default=None,
+                        help='batch sizes (default: 1 16 for backbones, 1 2 for whole models)')
+    parser.add_argument('--backbone-only', action='store_true', help="time each config's backbone alone")
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--dtype', nargs='+', default=['fp32'], choices=sorted(bench.DTYPES),
+                        help='fp16 / bf16 run under autocast (fp16 on CUDA only)')
+    parser.add_argument('--no-fuse', action='store_true', help='skip the re-parameterised form')
+    parser.add_argument('--compile', action='store_true', help='add a torch.compile form (first call timed apart)')
+    parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
+    parser.add_argument('--compare', action='store_true',
+                        help='add the reference implementation (timm: RepViT, EdgeNeXt; fastervit: FasterViT)')
+    parser.add_argument('--repeat', type=int, default=10, help='timed rounds (median reported)')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed runs of each form first')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    parser.add_argument('--out', help='also write the table to this markdown file (and the numbers to .json)')
+    parser.add_argument('--plot', help='PNG: latency of each config against its paper metric from the metafiles')
+    parser.add_argument('--metric', default=None,
+                        help="metric for --plot (default: 'box AP' for mmdet, 'mIoU' for mmseg configs)")
+    args = parser.parse_args(argv)
+    if args.shape is not None:
+        if len(args.shape) not in (1, 2):
+            parser.error('--shape takes H W or a single size')
+        args.shape = tuple(args.shape) * (3 - len(args.shape))
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is available')
+    if args.device == 'cpu' and 'fp16' in args.dtype:
+        parser.error('fp16 autocast is for CUDA; on the CPU use --dtype bf16')
+    if args.compare and any(bench.parse_arch_target(t) is None for t in args.targets):
+        parser.error('--compare times backbones: give FAMILY:ARCH targets')
+    return args
+
+
+def build_target(target: str, args):
+    """-> (forms, example input builder(batch), shape, whole_model)."""
+    from mmlightvit.registry import MODELS
+    arch_target = bench.parse_arch_target(target)
+    if arch_target is not None:
+        family, arch = arch_target
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            backbone = MODELS.build(dict(type=family, arch=arch, out_indices=(0, 1, 2, 3)))
+        reference = bench.reference_form(family, arch, backbone) if args.compare else None  # loads its weights
+        forms = bench.backbone_forms(backbone, fuse=not args.no_fuse) + ([reference] if reference else [])
+        shape = args.shape or (224, 224)
+        return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
+
+    cfg = load_config(target)
+    if args.backbone_only:
+        backbone = build_from_config(cfg, cfg.model.backbone)
+        shape = args.shape or (224, 224)
+        return bench.backbone_forms(backbone, fuse=not args.no_fuse), (lambda batch: torch.rand(
+            batch, 3, *shape)), shape, False
+    model = build_from_config(cfg, cfg.model)
+    if getattr(model, 'auxiliary_head', None) is not None:
+        model.auxiliary_head = None  # training only
+    shape = args.shape or default_shape(cfg)
+    forms = bench.model_forms(model, fuse=not args.no_fuse)
+    return forms, (lambda batch: predict_batch(forms[0].module, config_scope(cfg), shape, batch)), shape, True
+
+
+def metafile_metrics(metric: str = None) -> dict:
+    """config path (relative to the repository) -> (metric name, value) from configs/*/metafile.yml."""
+    from mmengine.fileio import load
+    metrics = {}
+    for family in sorted(os.listdir(os.path.join(ROOT, 'configs'))):
+        path = os.path.join(ROOT, 'configs', family, 'metafile.yml')
+        if not os.path.isfile(path):
+            continue
+        for model in load(path).get('Models', []):
+            for result in model.get('Results') or []:
+                values = result.get('Metrics') or {}
+                name = metric or ('box AP' if 'box AP' in values else 'mIoU')
+                if name in values:
+                    metrics[os.path.normpath(model['Config'])] = (name, float(values[name]))
+    return metrics
+
+
+def plot(measurements, path: str, metric: str = None) -> int:
+    """Scatter of latency against the metafile metric, one colour per family; returns the number of points."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    known = metafile_metrics(metric)
+    points = {}
+    for m in measurements:
+        if m.form not in ('eager', 'fused') or m.batch != min(x.batch for x in measurements):
+            continue
+        key = os.path.normpath(os.path.relpath(os.path.abspath(m.target), ROOT))
+        if key in known:
+            family = key.split(os.sep)[1]
+            best = points.get(key)
+            if best is None or m.median_ms < best[1]:
+                points[key] = (family, m.median_ms, known[key][1], known[key][0])
+    if not points:
+        raise SystemExit(f'--plot: none of the configs has a {metric or "box AP / mIoU"} result in the metafiles')
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for family in sorted({p[0] for p in points.values()}):
+        rows = sorted((p for p in points.values() if p[0] == family), key=lambda p: p[1])
+        ax.plot([p[1] for p in rows], [p[2] for p in rows], marker='o', label=family)
+    first = measurements[0]
+    ax.set_xlabel(f'latency (ms), {first.device}, batch {min(x.batch for x in measurements)}, {first.dtype}')
+    ax.set_ylabel(f'{next(iter(points.values()))[3]} (paper)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return len(points)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    measurements = []
+    for target in args.targets:
+        forms, make_input, shape, whole_model = build_target(target, args)
+        if args.compile:
+            forms.append(bench.compiled_form(forms[-1] if forms[-1].name == 'fused' else forms[0], whole_model,
+                                             backend=args.compile_backend))
+        bench.move(forms, args.device)
+        for batch in args.batch or ([1, 2] if whole_model else [1, 16]):
+            inputs = bench.batch_to(make_input(batch), args.device)
+            for dtype in args.dtype:
+                measurements += bench.time_forms(forms, inputs, args.device, dtype, args.repeat, args.warmup,
+                                                 target, shape, batch)
+                print(f'done: {target} batch {batch} {dtype}', file=sys.stderr, flush=True)
+
+    threads = torch.get_num_threads() if args.device == 'cpu' else None
+    table = bench.markdown_table(measurements)
+    print(f'torch {torch.__version__}, {args.device}' + (f' ({threads} threads)' if threads else '')
+          + f'; median of {args.repeat} interleaved rounds after {args.warmup} warm-up runs; eval, no_grad.\n')
+    print(table)
+    ratios = bench.reference_ratios(measurements)
+    if ratios:
+        print('\n' + '\n'.join(ratios))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            f.write(table + '\n' + ''.join('\n' + line for line in ratios) + '\n')
+        with open(os.path.splitext(args.out)[0] + '.json', 'w') as f:
+            json.dump([asdict(m) for m in measurements], f, indent=1)
+    if args.plot:
+        count = plot(measurements, args.plot, args.metric)
+        print(f'\nplot of {count} configs: {args.plot}')
+    return measurements
+
+
+if __name__ == '__main__':
+    main()
