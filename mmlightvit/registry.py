@@ -9,6 +9,7 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry(
@@ -18,3 +19,5 @@ DATASETS = Registry(
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmlightvit', locations=['mmlightvit.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmlightvit', locations=['mmlightvit.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmlightvit', locations=['mmlightvit.engine'])

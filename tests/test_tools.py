@@ -130,9 +130,49 @@ def test_unknown_model_type_lists_registries(tmp_path):
     assert "Unknown model type 'NoSuchNet': looked in the registries mmdet::model -> mmengine::model" in proc.stderr
 
 
-def test_amp_on_cpu_fails_clearly(tmp_path):
+def test_amp_on_cpu_trains_in_bfloat16(tmp_path):
     if torch.cuda.is_available():
-        pytest.skip('only meaningful without CUDA')
-    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--amp'],
-               check=False)
-    assert proc.returncode != 0 and '--amp needs a CUDA GPU' in proc.stderr
+        pytest.skip('on a GPU --amp selects mmengine\'s AmpOptimWrapper')
+    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--amp',
+                '--cfg-options', 'train_cfg.max_iters=2'])
+    assert "type='mmlightvit.CPUBFloat16OptimWrapper'" in proc.stdout + proc.stderr
+    checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
+    assert checkpoint['meta']['iter'] == 2
+    assert all(v.dtype != torch.bfloat16 for v in checkpoint['state_dict'].values())  # weights stay float32
+
+
+def test_cpu_bfloat16_wrapper_autocasts_only_named_children():
+    from mmlightvit.engine import CPUBFloat16OptimWrapper
+
+    class Detector(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Linear(4, 4)
+            self.head = torch.nn.Linear(4, 1)
+            self.seen = []
+
+        def forward(self, x):
+            features = self.backbone(x)
+            self.seen.append((features.dtype, self.head(features).dtype))
+            return self.head(features).sum()
+
+    model = Detector()
+    inside = []  # registered before the wrapper's hooks, so it sees the backbone's own output
+    model.backbone.register_forward_hook(lambda module, args, output: inside.append(output.dtype))
+    wrapper = CPUBFloat16OptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                      autocast_modules=['backbone'])
+    before = model.backbone.weight.detach().clone()
+    with wrapper.optim_context(model):
+        wrapper.update_params(model(torch.randn(2, 4)))
+    model(torch.randn(2, 4))  # outside a training step (validation): float32 throughout
+    # in the step the backbone computed in bfloat16 and handed float32 to the head, which ran in float32
+    assert inside == [torch.bfloat16, torch.float32]
+    assert model.seen == [(torch.float32, torch.float32)] * 2
+    # the float32 weights were updated through the bfloat16 computation
+    assert model.backbone.weight.dtype == torch.float32 and not torch.equal(model.backbone.weight, before)
+
+    whole = CPUBFloat16OptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    with whole.optim_context(model):
+        model(torch.randn(2, 4))
+    assert model.seen[-1] == (torch.bfloat16, torch.bfloat16)

@@ -81,13 +81,26 @@ def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optio
 
 
 def enable_amp(cfg: Config) -> None:
-    """Switch the optimizer wrapper to mixed precision; mmengine's AmpOptimWrapper needs a GPU."""
-    if not torch.cuda.is_available():
-        raise RuntimeError('--amp needs a CUDA GPU: mmengine 0.10.7 runs automatic mixed precision only on GPU/NPU '
-                           '(its AmpOptimWrapper refuses the CPU). Train on the CPU in float32 by dropping --amp.')
-    if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    """Switch the optimizer wrapper to mixed precision: mmengine's AmpOptimWrapper (float16 with dynamic loss
+    scaling, or the config's ``dtype``) on a GPU; bfloat16 autocast without loss scaling on the CPU."""
+    wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if torch.cuda.is_available():
+        if wrapper_type not in ('AmpOptimWrapper', 'mmengine.AmpOptimWrapper'):
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    if wrapper_type not in ('OptimWrapper', 'mmlightvit.CPUBFloat16OptimWrapper'):
+        raise RuntimeError(f'--amp on the CPU runs bfloat16 autocast through mmlightvit.CPUBFloat16OptimWrapper, '
+                           f'which replaces a plain OptimWrapper; this config uses {wrapper_type!r}.')
+    if not torch.backends.mkldnn.is_available():
+        raise RuntimeError('--amp on the CPU needs bfloat16 kernels (oneDNN), which this torch build lacks; train '
+                           'in float32 by dropping --amp, or on a GPU.')
+    cfg.optim_wrapper.type = 'mmlightvit.CPUBFloat16OptimWrapper'
+    for key in ('loss_scale', 'dtype'):  # float16 settings of a GPU recipe mean nothing here
+        cfg.optim_wrapper.pop(key, None)
+    if cfg.get('default_scope') == 'mmdet':
+        # mmcv's CPU kernels (NMS, RoIAlign) take float32 only: the backbone and neck run in bfloat16, the heads not.
+        cfg.optim_wrapper.setdefault('autocast_modules', ['backbone', 'neck'])
 
 
 def explain_missing_type(err: KeyError) -> Optional[str]:
