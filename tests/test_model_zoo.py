@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
@@ -33,6 +34,13 @@ def _all_models():
 def test_every_family_has_a_metafile():
     families = sorted({p.relative_to(ROOT / 'configs').parts[0] for p in CONFIGS})
     assert sorted(METAFILES) == families
+
+
+def test_model_index_imports_every_metafile():
+    # model-index.yml is what OpenMMLab's tooling (mim) reads to find the metafiles
+    with open(ROOT / 'model-index.yml', encoding='utf-8') as f:
+        imported = yaml.safe_load(f)['Import']
+    assert sorted(imported) == sorted(f'configs/{family}/metafile.yml' for family in METAFILES)
 
 
 def test_every_config_is_in_exactly_one_metafile():

@@ -90,11 +90,79 @@ def test_dist_test_matches_single_process(trained, tmp_path):
     assert metrics(single) == metrics(dist)
 
 
-def test_dist_train_on_cpu(tmp_path):
-    run(['bash', 'tools/dist_train.sh', str(ITER_CONFIG), '2', '--work-dir', str(tmp_path), '--cfg-options',
-         'train_cfg.max_iters=2'], env={'PYTHON': sys.executable, 'PORT': '29534'})
+def test_dist_train_on_cpu_through_the_multi_node_path(tmp_path):
+    # One node of a multi-node job: node rank, node count and the master's address given explicitly, as a
+    # cluster's launcher would on each node.
+    proc = run(['bash', 'tools/dist_train.sh', str(ITER_CONFIG), '2', '--work-dir', str(tmp_path), '--cfg-options',
+                'train_cfg.max_iters=2'],
+               env={'PYTHON': sys.executable, 'NNODES': '1', 'NODE_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
+                    'PORT': '29534'})
     checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
     assert checkpoint['meta']['iter'] == 2
+    assert 'Distributed training: True' in proc.stdout + proc.stderr
+
+
+# Stand-ins for Slurm's commands: srun starts --ntasks copies of the command with the variables a Slurm task has
+# (and records its options); scontrol resolves the node list to this machine.
+FAKE_SRUN = """#!/usr/bin/env bash
+echo "$@" > "$SRUN_RECORD"
+ntasks=1
+while [[ $# -gt 0 && "$1" == -* ]]; do
+    case "$1" in --ntasks=*) ntasks=${1#*=} ;; -p) shift ;; esac
+    shift
+done
+pids=()
+for ((i = 0; i < ntasks; i++)); do
+    SLURM_PROCID=$i SLURM_NTASKS=$ntasks SLURM_LOCALID=$i SLURM_NODELIST='cpu-node[01]' "$@" &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+[[ "$1 $2 $3" == "show hostnames cpu-node[01]" ]] && echo 127.0.0.1
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path):
+    bin_dir = tmp_path / 'slurm-bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', FAKE_SRUN), ('scontrol', FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    record = tmp_path / 'srun-options.txt'
+    env = {'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'SRUN_RECORD': str(record), 'PYTHON': sys.executable,
+           'GPUS': '2', 'GRES': '', 'CPUS_PER_TASK': '1'}
+    return env, record
+
+
+def test_slurm_train_and_test_on_cpu(fake_slurm, trained, tmp_path):
+    env, record = fake_slurm
+    work_dir = tmp_path / 'work'
+    run(['bash', 'tools/slurm_train.sh', 'cpu-partition', 'tiny-job', str(ITER_CONFIG), str(work_dir),
+         '--cfg-options', 'train_cfg.max_iters=2'], env=dict(env, MASTER_PORT='29535'))
+    assert load_checkpoint_file(str(work_dir / 'iter_2.pth'))['meta']['iter'] == 2
+    options = record.read_text().split()
+    assert options[:6] == ['-p', 'cpu-partition', '--job-name=tiny-job', '--ntasks=2', '--ntasks-per-node=2',
+                           '--cpus-per-task=1']
+    assert not any(o.startswith('--gres') for o in options) and options[-2:] == ['--launcher', 'slurm']
+
+    proc = run(['bash', 'tools/slurm_test.sh', 'cpu-partition', 'tiny-test', str(ITER_CONFIG),
+                str(trained / 'iter_4.pth'), '--work-dir', str(tmp_path / 'test'), '--cfg-options', *SMALL_TEST],
+               env=dict(env, MASTER_PORT='29536'))
+    assert 'coco/bbox_mAP:' in proc.stdout + proc.stderr
+
+
+def test_slurm_launcher_outside_srun_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('with CUDA, mmengine runs the slurm launcher itself')
+    if 'SLURM_PROCID' in os.environ:
+        pytest.skip('running inside a Slurm task')
+    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--launcher',
+                'slurm'], check=False)
+    assert proc.returncode != 0 and '--launcher slurm outside an srun task: SLURM_PROCID' in proc.stderr
 
 
 def test_show_dir_writes_images(trained, tmp_path):

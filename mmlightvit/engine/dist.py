@@ -4,8 +4,11 @@ Two things stand in the way, both in mmengine: its ``pytorch`` launcher calls ``
 ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DistributedDataParallel, which rejects them for CPU
 modules. :func:`setup_cpu_distributed` initialises the process group itself (the Runner then skips its own
 ``init_dist``) and selects :class:`CPUDistributedDataParallel`, which drops ``device_ids`` for CPU modules.
+Under Slurm (``--launcher slurm``) the ranks and the address come from srun's variables
+(:func:`export_slurm_environment`).
 """
 import os
+import subprocess
 
 import torch
 import torch.distributed as dist
@@ -25,6 +28,24 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
         super().__init__(module=module, device_ids=device_ids, **kwargs)
 
 
+def export_slurm_environment() -> None:
+    """Set torch.distributed's RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT from the variables srun
+    gives each task, as mmengine's slurm launcher does for GPUs: the address is the job's first node
+    (``scontrol show hostnames``), the port ``MASTER_PORT`` if set, else 29500."""
+    missing = [v for v in ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST') if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"--launcher slurm outside an srun task: {', '.join(missing)} not set "
+                           '(start it with tools/slurm_train.sh / slurm_test.sh).')
+    if 'MASTER_ADDR' not in os.environ:
+        hosts = subprocess.run(['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']], check=True,
+                               capture_output=True, text=True).stdout.split()
+        os.environ['MASTER_ADDR'] = hosts[0]
+    os.environ.setdefault('MASTER_PORT', '29500')
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+
+
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     """On a machine without CUDA, start the gloo process group and the CPU-capable DDP wrapper.
 
@@ -32,9 +53,12 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     """
     if launcher == 'none' or torch.cuda.is_available():
         return
-    if launcher != 'pytorch':
+    if launcher == 'slurm':
+        export_slurm_environment()
+    elif launcher != 'pytorch':
         raise RuntimeError(f'Launcher {launcher!r} needs CUDA on this version of mmengine; on a CPU-only machine '
-                           "use '--launcher pytorch' (tools/dist_train.sh, tools/dist_test.sh).")
+                           "use '--launcher pytorch' (tools/dist_train.sh) or '--launcher slurm' "
+                           '(tools/slurm_train.sh).')
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     wrapper = cfg.get('model_wrapper_cfg') or {}
     if wrapper.get('type', 'MMDistributedDataParallel') in ('MMDistributedDataParallel',

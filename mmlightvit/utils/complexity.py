@@ -223,7 +223,7 @@ def build_arch(family_arch: str, with_classifier: bool = False, num_classes: int
     family, sep, arch = family_arch.partition(':')
     if not sep or not family or not arch:
         raise ValueError(f'Expected FAMILY:ARCH (e.g. RepViT:m1.1), got {family_arch!r}.')
-    backbone = MODELS.build(dict(type=family, arch=arch, out_indices=(3, )))
+    backbone = MODELS.build(dict(type=f'mmlightvit.{family}', arch=arch, out_indices=(3, )))
     return ImageClassifier(backbone, num_classes) if with_classifier else backbone
 
 

@@ -102,9 +102,10 @@ def _step_command(step: str, config: str, work_dir: str, args) -> List[str]:
     if args.launcher == 'pytorch':
         return ['bash', os.path.join(ROOT, 'tools', f'dist_{step}.sh'), script_args[0], str(args.nproc),
                 *script_args[1:], *options]
-    if args.launcher == 'slurm':
+    if args.launcher == 'slurm':  # slurm_train.sh takes the work dir as its fourth argument
+        slurm_args = [config, work_dir] if step == 'train' else script_args
         return ['bash', os.path.join(ROOT, 'tools', f'slurm_{step}.sh'), args.partition,
-                f'ablate-{config_name(config)}', *script_args, *options]
+                f'ablate-{config_name(config)}', *slurm_args, *options]
     return [PYTHON, os.path.join(ROOT, 'tools', f'{step}.py'), *script_args, *options]
 
 

@@ -82,7 +82,7 @@ def build_target(target: str, args):
         family, arch = arch_target
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            backbone = MODELS.build(dict(type=family, arch=arch, out_indices=(0, 1, 2, 3)))
+            backbone = MODELS.build(dict(type=f'mmlightvit.{family}', arch=arch, out_indices=(0, 1, 2, 3)))
         reference = bench.reference_form(family, arch, backbone) if args.compare else None  # loads its weights
         forms = bench.backbone_forms(backbone, fuse=not args.no_fuse) + ([reference] if reference else [])
         shape = args.shape or (224, 224)

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Usage: [GPUS=8 ...] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
+# (environment: see tools/slurm_launch.sh)
+set -euo pipefail
+exec bash "$(dirname "$0")/slurm_launch.sh" "$1" "$2" train.py "$3" --work-dir "$4" "${@:5}"
