@@ -557,6 +557,9 @@ class TransNeXt(LightBackbone):
     #: How many (stage, size, device) contexts are kept.
     max_cached_contexts = 32
 
+    # torch.compile runs this lookup eagerly: building the tables needs ``torch.unique`` (a data-dependent shape)
+    # and the cache is a Python dict; what it returns is constant per size, so each stage's blocks stay one graph.
+    @torch.compiler.disable
     def stage_context(self, index: int, hw: Tuple[int, int], device: torch.device) -> StageContext:
         """Tables of stage ``index`` for a runtime map of ``hw`` (cached)."""
         key = (index, int(hw[0]), int(hw[1]), str(device))
