@@ -52,7 +52,7 @@ else
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" pip_install --no-build-isolation mmcv==2.1.0
 fi
 
-pip_install -q -r requirements/runtime.txt -r requirements/tests.txt
+pip_install -q -r requirements/runtime.txt -r requirements/deploy.txt -r requirements/tests.txt
 # timm is the reference implementation in the tests. It declares torchvision, which has no CPU build for
 # torch 2.13 on PyPI (and would pull another torch), so it goes in without its declared dependencies; the rest
 # of what it needs is in requirements/tests.txt.
