@@ -10,6 +10,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
+from mmlightvit.utils.complexity import predict_batch
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
 
@@ -27,9 +29,14 @@ def test_config_builds(path):
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     model.init_weights()
+    # the whole model in predict mode (heads and post-processing included) on a small image, through the same data
+    # path as tools/analysis/benchmark.py (RTMDet's preprocessor does not pad: its test pipeline pads to 640x640)
+    inputs, data_samples = predict_batch(model.eval(), cfg.default_scope, (64, 96))
     with torch.no_grad():
-        feats = model.extract_feat(torch.randn(1, 3, 64, 96)) if hasattr(model, 'extract_feat') else None
-    assert feats is not None and all(f.shape[0] == 1 for f in feats)
+        results = model(inputs, data_samples, mode='predict')
+    assert len(results) == 1
+    prediction = results[0].pred_instances.bboxes if cfg.default_scope == 'mmdet' else results[0].pred_sem_seg.data
+    assert prediction.shape[-2:] == (64, 96) if cfg.default_scope == 'mmseg' else prediction.shape[-1] == 4
     assert cfg.model.backbone.type.startswith('mmlightvit.')
 
 

@@ -34,14 +34,15 @@ from ..layers import DropPath, LayerNorm2d, LightBackbone, Stage, build_activati
 class PatchConv(nn.Conv2d):
     """A non-overlapping ``k x k`` stride-``k`` conv (stem, down-sampling) that zero-pads the right and bottom edges
     to a multiple of ``k`` first, so any input size works and the output is ``ceil(n / k)`` (what a conv with
-    padding gives). Inputs whose sizes are multiples of ``k`` are untouched (the official model's behaviour)."""
+    padding gives). Inputs whose sizes are multiples of ``k`` are untouched (the official model's behaviour).
+
+    The pad is applied unconditionally (a zero pad changes nothing): a Python ``if`` on the size would be decided
+    once when the model is traced for ONNX export, fixing the padding of the export size for every input size."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k_h, k_w = self.kernel_size
         pad_h, pad_w = -x.shape[-2] % k_h, -x.shape[-1] % k_w
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        return super().forward(x)
+        return super().forward(F.pad(x, (0, pad_w, 0, pad_h)))
 
 
 def _norm(channels: int, bn_hs: bool, channels_last: bool) -> nn.Module:

@@ -161,7 +161,11 @@ class WindowAttention(nn.Module):
             bias = F.pad(bias, (num_extra, 0, num_extra, 0))
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0),
                                            dropout_p=self.attn_drop if self.training else 0.)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(batch, tokens, channels)))
+        # An explicit copy before merging the heads (same values): the CPU attention kernel may return this
+        # transpose already contiguous, and ONNX export then records a view that is invalid for the strides of
+        # its decomposed attention.
+        x = x.transpose(1, 2).clone(memory_format=torch.contiguous_format)
+        return self.proj_drop(self.proj(x.reshape(batch, tokens, channels)))
 
 
 class Mlp(nn.Module):

@@ -1,0 +1,420 @@
+"""ONNX export of a backbone, a segmentor or a one-stage detector, checked against onnxruntime.
+
+Three things can be exported from a config (``build_export_target``):
+
+* ``backbone``: the backbone alone, re-parameterised (``fuse_model``); outputs are its multi-scale maps;
+* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``);
+* ``model`` for a one-stage mmdet detector (RTMDet, ...): image -> the head's raw class / box maps per level
+  (mmdet's tensor-mode forward), without box decoding and NMS, which run outside the graph.
+
+Two-stage detectors (Mask R-CNN, ...) are refused in ``model`` mode: their RPN selects proposals with NMS and
+their RoI heads crop features with RoIAlign, which need the custom ops of a deployment toolkit here.
+
+The input of every exported graph is the preprocessed image batch (normalised, RGB/BGR as the config's
+``data_preprocessor`` says; the graph's metadata records mean, std and channel order). Batch, height and width are
+dynamic, except for the backbones in ``FIXED_SIZE_ONLY`` (one fixed-size graph per input size).
+:func:`compare_with_onnxruntime` runs the file with onnxruntime on the CPU at several sizes and reports
+the largest differences from PyTorch and the median latency of both.
+
+Exporter: ``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)`` (torch.export, then ONNX opset 20), the
+default and maintained path of torch 2.13. It traces the size arithmetic symbolically, so sizes computed from the
+input (EdgeNeXt's padding, the segmentor's final resize) stay expressions of the runtime size in the graph. The
+TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter can keep a Python ``if`` or an
+``int()`` on a size dynamic: what the export size gives is recorded for every size, silently, which is why the
+parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding and
+mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`).
+"""
+import os
+import os.path as osp
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mmlightvit.models.layers import fuse_model
+from mmlightvit.utils.checkpoint import (CheckpointError, check_state_dict, extract_state_dict,
+                                         load_checkpoint_file, strip_prefix)
+
+DEFAULT_OPSET = 20
+MODES = ('backbone', 'model')
+INPUT_NAME = 'image'
+#: A single-file .onnx holds at most 2 GB (protobuf); larger models keep their weights in FILE.onnx.data.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+#: Backbones whose size-dependent logic cannot become a graph with dynamic height and width; they export at
+#: fixed sizes (``dynamic=False``: one file per input size). The reason is given to the user.
+FIXED_SIZE_ONLY = {
+    'FasterViT': (
+        'FasterViT pools its carrier tokens with an average pool whose kernel and stride are computed from the '
+        "runtime size (the official TokenInitializer formula: kernel = size - (outputs - 1) * stride); ONNX's "
+        'AveragePool takes them as constant attributes, so a graph with dynamic height and width cannot express '
+        'it, and the position-bias tables are built in Python per window grid'),
+    'TransNeXt': (
+        'TransNeXt keys its per-size tables by the map size as Python ints (int() fixes the traced size), and '
+        'builds them with torch.unique (the number of distinct position-bias coordinates depends on the data) '
+        'and adaptive pooling over size-dependent bins'),
+}
+
+
+class ExportError(RuntimeError):
+    """A model or a mode that cannot be exported, with the reason."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What gets exported
+
+
+class BackboneFeatures(nn.Module):
+    """A backbone whose forward returns its feature maps as a tuple (one graph output each)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(self.backbone(image))
+
+
+class SegmentorLogits(nn.Module):
+    """An mmseg EncoderDecoder as image -> segmentation logits ``(N, classes, H, W)`` at the input size."""
+
+    def __init__(self, segmentor: nn.Module):
+        super().__init__()
+        self.segmentor = segmentor
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor]:
+        # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size there
+        # is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
+        metas = [dict(img_shape=image.shape[2:])]
+        return (self.segmentor.encode_decode(image, metas), )
+
+
+class DetectorRawOutputs(nn.Module):
+    """A one-stage mmdet detector as image -> the head's raw outputs per level, flattened into one tuple
+    (RTMDet: class scores of each level, then box distances of each level)."""
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        groups = self.detector._forward(image)  # backbone, neck, head.forward: no decoding, no NMS
+        return tuple(t for group in groups for t in group)
+
+
+class IntegerUpsample(nn.Module):
+    """mmseg's ``Upsample`` for an integer scale factor, with the output size kept symbolic.
+
+    mmseg computes the size as ``int(size * factor)``: during export ``int()`` fixes it to the traced size, so
+    every other input size would be resized to the traced feature size. ``size * k`` is the same number for an
+    integer ``k`` and stays an expression of the input size.
+    """
+
+    def __init__(self, upsample: nn.Module):
+        super().__init__()
+        self.factor = int(upsample.scale_factor)
+        self.mode = upsample.mode
+        self.align_corners = upsample.align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from mmseg.models.utils import resize
+        return resize(x, [t * self.factor for t in x.shape[-2:]], None, self.mode, self.align_corners)
+
+
+def replace_mmseg_upsample(model: nn.Module) -> int:
+    """Swap every size-less mmseg ``Upsample`` with an integer scale factor (FPNHead's, ...) for
+    :class:`IntegerUpsample`; returns how many were replaced."""
+    from mmseg.models.utils import Upsample
+    replaced = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            factor = getattr(child, 'scale_factor', None)
+            if (isinstance(child, Upsample) and not child.size and isinstance(factor, float)
+                    and factor.is_integer()):
+                setattr(parent, name, IntegerUpsample(child))
+                replaced += 1
+    return replaced
+
+
+@dataclass
+class ExportTarget:
+    """An eval-mode module ``image -> tuple of tensors`` and what the export and the check need to know."""
+    module: nn.Module
+    kind: str  # 'backbone', 'segmentor' or 'detector'
+    output_names: List[str]
+    size_divisor: int = 1  # input height and width must be multiples of it (1: any size)
+    backbone_type: str = ''
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dynamic_size(self) -> bool:
+        """Whether one graph with dynamic height and width can be exported (see ``FIXED_SIZE_ONLY``)."""
+        return self.backbone_type not in FIXED_SIZE_ONLY
+
+    def padded(self, height: int, width: int) -> Tuple[int, int]:
+        """The size the data preprocessor would pad an image of ``height x width`` to for this model."""
+        d = self.size_divisor
+        return -(-height // d) * d, -(-width // d) * d
+
+
+def _build_model(cfg) -> nn.Module:
+    from mmengine.registry import MODELS, init_default_scope
+
+    from mmlightvit.engine.setup import explain_missing_type
+    init_default_scope(cfg.get('default_scope', 'mmlightvit'))
+    try:
+        return MODELS.build(cfg.model)
+    except KeyError as err:
+        explanation = explain_missing_type(err)
+        if explanation is None:
+            raise
+        raise KeyError(explanation) from err
+
+
+def _load_weights(module: nn.Module, checkpoint: str, whole_model: bool) -> nn.Module:
+    """Load ``checkpoint`` strictly into ``module`` (the whole model, or its backbone) and return it fused.
+
+    The file is read with the project's safe loader. A detector / segmentor checkpoint (``backbone.*`` keys)
+    fills either; a backbone checkpoint (in any layout the backbone's ``convert_checkpoint`` knows) fills only a
+    backbone. A fused checkpoint (``tools/model_converters/fuse_checkpoint.py``) is loaded into the fused model.
+    """
+    raw = load_checkpoint_file(checkpoint)
+    state = extract_state_dict(raw, source=checkpoint)
+    has_model_keys = any(k.startswith('backbone.') for k in state)
+    if whole_model and not has_model_keys:
+        raise CheckpointError(
+            f'Checkpoint {checkpoint!r} holds backbone weights only (no backbone.* keys); the whole model needs a '
+            'checkpoint of the detector / segmentor (what tools/train.py writes). Export the backbone alone with '
+            '--mode backbone.')
+    if not whole_model:
+        if has_model_keys:
+            state = strip_prefix(state, 'backbone.')
+        elif hasattr(module, 'convert_checkpoint'):
+            state = module.convert_checkpoint(state)
+    meta = raw.get('meta') if isinstance(raw, dict) else None
+    if isinstance(meta, dict) and meta.get('fused'):
+        module = fuse_model(module.eval())  # the file holds the folded weights: fold first, then load
+    check_state_dict(module, state, source=f'Checkpoint {checkpoint!r}')
+    module.load_state_dict(state, strict=True)
+    return fuse_model(module.eval())
+
+
+def _preprocessor_metadata(cfg) -> Dict[str, str]:
+    pre = cfg.model.get('data_preprocessor') or {}
+    meta = {}
+    for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr'):
+        if pre.get(key) is not None:
+            meta[f'preprocess.{key}'] = str(list(pre[key]) if isinstance(pre[key], (list, tuple)) else pre[key])
+    return meta
+
+
+def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'backbone',
+                        cfg_options: Optional[dict] = None) -> ExportTarget:
+    """Build what ``mode`` exports from ``config``, load ``checkpoint`` (``None`` or ``'none'``: the random
+    initial weights) and fold the re-parameterisable blocks.
+
+    Raises:
+        FileNotFoundError, CheckpointError: the checkpoint is missing, unreadable, unsafe or does not match.
+        ExportError: the mode does not apply to this model (e.g. ``model`` on a two-stage detector).
+    """
+    from mmengine.config import Config
+    if mode not in MODES:
+        raise ExportError(f'Unknown mode {mode!r}; choose one of {MODES}.')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.model.get('backbone') is None:
+        raise ExportError(f'{config}: the model has no backbone to export.')
+    # Weights come from `checkpoint`; ImageNet initialisation would only try to download.
+    cfg.model.backbone.init_cfg = None
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
+    model = _build_model(cfg).eval()
+    backbone_type = type(model.backbone).__name__
+    use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
+    metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
+                    checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
+
+    if mode == 'backbone':
+        backbone = model.backbone
+        backbone = _load_weights(backbone, checkpoint, whole_model=False) if use_checkpoint else fuse_model(backbone)
+        strides = [2**(i + 2) for i in getattr(backbone, 'out_indices', ())]
+        names = [f'feat_s{s}' for s in strides] or None
+        module = BackboneFeatures(backbone).eval()
+        if names is None:  # a backbone without the project's contract: count its outputs
+            with torch.no_grad():
+                names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
+        return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata)
+
+    model = _load_weights(model, checkpoint, whole_model=True) if use_checkpoint else fuse_model(model)
+    if callable(getattr(model, 'encode_decode', None)):
+        replace_mmseg_upsample(model)
+        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits'], 1, backbone_type,
+                            metadata)
+    from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
+    if isinstance(model, TwoStageDetector):
+        raise ExportError(
+            f'{type(model).__name__} is a two-stage detector: its RPN selects proposals with NMS and its RoI heads '
+            'crop features with RoIAlign, which need custom ONNX ops (mmcv / a deployment toolkit) that this '
+            'exporter does not use. Export the backbone with --mode backbone, or use a one-stage detector (e.g. '
+            'configs/repvit/rtmdet_*.py), whose raw class / box maps export and whose NMS runs outside the graph.')
+    if not isinstance(model, SingleStageDetector):
+        raise ExportError(f'--mode model supports mmseg EncoderDecoder segmentors and one-stage mmdet detectors, '
+                          f'not {type(model).__name__}; use --mode backbone.')
+    module = DetectorRawOutputs(model).eval()
+    # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
+    # to the coarsest stride: pad to it, as the test pipeline's Pad does.
+    strides = getattr(getattr(model.bbox_head, 'prior_generator', None), 'strides', [(32, 32)])
+    divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
+    divisor = max(divisor, int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)))
+    with torch.no_grad():
+        groups = model._forward(torch.zeros(1, 3, divisor * 2, divisor * 2))
+    group_names = ['cls_score', 'bbox_pred'] + [f'out{g}' for g in range(2, len(groups))]
+    names = [f'{group_names[g]}_{level}' for g, group in enumerate(groups) for level in range(len(group))]
+    return ExportTarget(module, 'detector', names, divisor, backbone_type, metadata)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export
+
+
+def _short_reason(err: BaseException) -> str:
+    """The informative part of a torch.onnx error (the exporter wraps it in pages of advice)."""
+    text = str(err)
+    if '## Exception summary' in text:
+        text = text.split('## Exception summary', 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return ' '.join(lines[:3])[:800] or type(err).__name__
+
+
+def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
+                opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
+    """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
+    target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph; otherwise the graph
+    accepts exactly the traced size (the only option for the backbones in ``FIXED_SIZE_ONLY``)."""
+    if dynamic and not target.dynamic_size:
+        raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
+                          f'{FIXED_SIZE_ONLY[target.backbone_type]}. Export it at fixed sizes instead (--static: one '
+                          'file per input size).')
+    height, width = target.padded(*shape)
+    example = torch.randn(batch, 3, height, width)
+    with torch.no_grad():
+        # A forward at the traced size first: backbones that cache size-dependent tables (FasterViT, TransNeXt)
+        # then find real tensors for this size, which a fixed-size graph stores as constants.
+        target.module(example)
+    dim = torch.export.Dim.DYNAMIC
+    dynamic_shapes = ({0: dim, 2: dim, 3: dim}, ) if dynamic else None
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    try:
+        program = torch.onnx.export(
+            target.module, (example, ), dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=target.output_names, verbose=False)
+    except Exception as err:  # torch.export / decomposition / translation errors
+        raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
+                          f'{type(err).__name__}: {_short_reason(err)}') from err
+    program.model.metadata_props.update(
+        {f'mmlightvit.{k}': v for k, v in dict(target.metadata, kind=target.kind,
+                                                 size_divisor=str(target.size_divisor),
+                                                 dynamic_size=str(dynamic)).items()})
+    weight_bytes = sum(p.numel() * p.element_size() for p in target.module.state_dict().values())
+    program.save(out_file, external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+    return out_file
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parity and latency
+
+
+@dataclass
+class ParityResult:
+    """onnxruntime vs PyTorch eager at one input size."""
+    input_shape: Tuple[int, ...]
+    max_abs_diff: float
+    max_rel_diff: float  # max |ORT - PyTorch| / max |PyTorch| of each output, the largest over outputs
+    torch_ms: float
+    ort_ms: float
+    passed: bool
+    note: str = ''
+
+
+def _median_ms(fn, warmup: int, repeat: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def ort_session(onnx_file: str, threads: Optional[int] = None):
+    """An onnxruntime CPU session using ``threads`` intra-op threads (default: PyTorch's thread count)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(onnx_file, options, providers=['CPUExecutionProvider'])
+
+
+def compare_with_onnxruntime(target: ExportTarget, onnx_file: str, shapes: Sequence[Sequence[int]],
+                             batch: int = 1, tolerance: float = 1e-4, warmup: int = 2, repeat: int = 5,
+                             threads: Optional[int] = None, seed: int = 0, session=None) -> List[ParityResult]:
+    """Run ``onnx_file`` and ``target.module`` on the same random inputs at each ``(H, W)`` in ``shapes`` (padded
+    to the target's size divisor) and compare every output.
+
+    A size passes when the output shapes agree and ``max |ORT - PyTorch| <= tolerance * max |PyTorch|`` for each
+    output (the difference relative to the output's scale; the largest ratio is ``max_rel_diff``). Latency is
+    the median of ``repeat`` runs after ``warmup`` runs, PyTorch eager (inference mode) and onnxruntime on the
+    CPU with the same number of threads.
+    """
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        session = session or ort_session(onnx_file, threads)
+        return [_compare_at(target, session, size, batch, tolerance, warmup, repeat, seed + i)
+                for i, size in enumerate(shapes)]
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int, tolerance: float, warmup: int,
+                repeat: int, seed: int) -> ParityResult:
+    generator = torch.Generator().manual_seed(seed)
+    height, width = shape
+    size = target.padded(height, width)
+    x = torch.randn(batch, 3, *size, generator=generator)
+    feed = {INPUT_NAME: x.numpy()}
+    with torch.inference_mode():
+        expected = [t.float().numpy() for t in target.module(x)]
+        torch_ms = _median_ms(lambda: target.module(x), warmup, repeat)
+    got = session.run(None, feed)
+    ort_ms = _median_ms(lambda: session.run(None, feed), warmup, repeat)
+    shape_problems = [f'{name}: onnxruntime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
+                      for name, o, e in zip(target.output_names, got, expected) if o.shape != e.shape]
+    if len(got) != len(expected) or shape_problems:
+        note = '; '.join(shape_problems) or f'{len(got)} outputs vs {len(expected)}'
+        return ParityResult(tuple(x.shape), float('inf'), float('inf'), torch_ms, ort_ms, False, note)
+    abs_diffs = [float(np.abs(o - e).max()) if e.size else 0.0 for o, e in zip(got, expected)]
+    rel_diffs = [d / max(float(np.abs(e).max()), 1e-12) if e.size else 0.0 for d, e in zip(abs_diffs, expected)]
+    finite = all(np.isfinite(o).all() for o in got)
+    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, ort_ms,
+                        finite and max(rel_diffs) <= tolerance, '' if finite else 'non-finite output')
+
+
+def format_table(results: Sequence[ParityResult], tolerance: Optional[float] = None) -> str:
+    """A markdown table: input, max abs / relative difference, median latency of both, pass/fail."""
+    rel_header = 'max rel diff' + (f' (tol {tolerance:g})' if tolerance is not None else '')
+    lines = [f'| input | max abs diff | {rel_header} | PyTorch (ms) | onnxruntime (ms) | speed-up | parity |',
+             '| --- | --- | --- | --- | --- | --- | --- |']
+    for r in results:
+        shape = 'x'.join(str(s) for s in r.input_shape)
+        status = 'ok' if r.passed else 'FAIL' + (f' ({r.note})' if r.note else '')
+        lines.append(f'| {shape} | {r.max_abs_diff:.2e} | {r.max_rel_diff:.2e} | {r.torch_ms:.1f} | '
+                     f'{r.ort_ms:.1f} | {r.torch_ms / max(r.ort_ms, 1e-9):.2f} | {status} |')
+    return '\n'.join(lines)

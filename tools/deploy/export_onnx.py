@@ -1,0 +1,109 @@
+"""Export a backbone, a segmentor or a one-stage detector to ONNX and check it against onnxruntime.
+
+    python tools/deploy/export_onnx.py CONFIG CHECKPOINT [--mode backbone|model] [--out FILE] [--shape H W]
+        [--check-shapes H1 W1 [H2 W2 ...]] [--opset N] [--tolerance T] [--static]
+
+CHECKPOINT is a detector / segmentor checkpoint (what tools/train.py writes, fused or not), a backbone checkpoint
+(``--mode backbone`` only), or ``none`` for the random initial weights. ``--mode backbone`` exports the fused
+backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size) or
+one-stage detector (image -> raw class / box maps, no NMS). The graph's input is the preprocessed image batch;
+batch, height and width are dynamic. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
+each ``--check-shapes`` size; the tool prints the differences and median latencies and exits with status 1 when a
+difference exceeds ``--tolerance`` (relative to the output's largest magnitude). Errors (missing or unsafe
+checkpoint, a model that cannot be exported) exit with status 2.
+
+FasterViT and TransNeXt compute size-dependent tables in Python and export at fixed sizes only: ``--static``
+writes one file per check size (``OUT`` with ``_HxW`` before the extension).
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
+
+from mmengine.config import DictAction  # noqa: E402
+
+from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, MODES, ExportError, build_export_target,  # noqa: E402
+                                           compare_with_onnxruntime, export_onnx, format_table)
+from mmlightvit.utils import CheckpointError  # noqa: E402
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='model config (mmdet / mmseg, with a mmlightvit backbone)')
+    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random initial weights")
+    parser.add_argument('--mode', choices=MODES, default='backbone',
+                        help='backbone: the fused backbone alone; model: the whole segmentor / one-stage detector')
+    parser.add_argument('--out', help='output .onnx file (default: work_dirs/onnx/CONFIG_MODE.onnx)')
+    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
+                        help='input size used for tracing (the graph stays dynamic)')
+    parser.add_argument('--check-shapes', type=int, nargs='+', default=[224, 224, 200, 328], metavar='H W',
+                        help='pairs of H W at which onnxruntime is compared with PyTorch (default: 224 224 200 328)')
+    parser.add_argument('--batch', type=int, default=1, help='batch size of the check inputs')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset')
+    parser.add_argument('--tolerance', type=float, default=1e-4,
+                        help='largest allowed |ORT - PyTorch| relative to the largest |PyTorch| of each output')
+    parser.add_argument('--static', action='store_true',
+                        help='fixed-size graphs, one per check size (for backbones without dynamic-size export)')
+    parser.add_argument('--no-check', action='store_true', help='export only, skip the onnxruntime comparison')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed runs before timing')
+    parser.add_argument('--repeat', type=int, default=5, help='timed runs (the median is reported)')
+    parser.add_argument('--threads', type=int, help='CPU threads of PyTorch and onnxruntime (default: PyTorch\'s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
+    args = parser.parse_args(argv)
+    if len(args.check_shapes) % 2:
+        parser.error(f'--check-shapes takes pairs H W, got {len(args.check_shapes)} numbers.')
+    return args
+
+
+def check_shapes(args) -> List[Tuple[int, int]]:
+    values = args.check_shapes
+    return [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+
+
+def default_out(config: str, mode: str) -> str:
+    return osp.join('work_dirs', 'onnx', f'{osp.splitext(osp.basename(config))[0]}_{mode}.onnx')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    out = args.out or default_out(args.config, args.mode)
+    shapes = check_shapes(args)
+    try:
+        target = build_export_target(args.config, args.checkpoint, args.mode, args.cfg_options)
+        print(f'{target.kind} ({target.backbone_type}), outputs: {", ".join(target.output_names)}'
+              + (f'; inputs padded to multiples of {target.size_divisor}' if target.size_divisor > 1 else ''))
+        if args.static:
+            # One fixed-size graph per size: the traced size is the checked size.
+            stem, ext = osp.splitext(out)
+            results = []
+            for height, width in shapes:
+                file = f'{stem}_{height}x{width}{ext or ".onnx"}'
+                export_onnx(target, file, (height, width), args.batch, args.opset, dynamic=False)
+                print(f'exported {file} (fixed size)')
+                if not args.no_check:
+                    results += compare_with_onnxruntime(target, file, [(height, width)], args.batch,
+                                                        args.tolerance, args.warmup, args.repeat, args.threads)
+        else:
+            export_onnx(target, out, args.shape, 1, args.opset, dynamic=True)
+            print(f'exported {out} (dynamic batch, height and width; opset {args.opset})')
+            results = [] if args.no_check else compare_with_onnxruntime(
+                target, out, shapes, args.batch, args.tolerance, args.warmup, args.repeat, args.threads)
+    except (FileNotFoundError, CheckpointError, ExportError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    if results:
+        print(f'\nonnxruntime (CPUExecutionProvider) vs PyTorch eager, median of {args.repeat} runs after '
+              f'{args.warmup} warm-up runs:')
+        print(format_table(results, args.tolerance))
+    failed = [r for r in results if not r.passed]
+    if failed:
+        print(f'\nParity check failed at {len(failed)} of {len(results)} sizes (tolerance {args.tolerance:g}).',
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
