@@ -69,6 +69,13 @@ def test_benchmark_whole_segmentor_cli():
     assert float(lines[1].split(' | ')[10]) < 1e-4  # fused segmentor's logits match the eager ones
 
 
+def test_benchmark_detector_in_bfloat16_on_cpu():
+    # mmcv's CPU NMS / RoIAlign take float32 only: the detector's backbone and neck run under autocast, the heads not
+    rows = _tool('benchmark').main([str(TINY_DET), '--shape', '64', '64', '--batch', '1', '--repeat', '1',
+                                    '--warmup', '0', '--no-fuse', '--dtype', 'fp32', 'bf16'])
+    assert [(r.form, r.dtype) for r in rows] == [('eager', 'fp32'), ('eager', 'bf16')]
+
+
 def test_benchmark_rejects_bad_requests():
     proc = _run(['tools/analysis/benchmark.py', 'RepViT:m9', '--batch', '1', '--repeat', '1'], check=False)
     assert proc.returncode != 0 and 'm0.9' in proc.stderr  # the unknown arch error lists the known ones

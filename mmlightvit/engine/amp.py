@@ -8,14 +8,7 @@ import torch.nn as nn
 from mmengine.optim import OptimWrapper
 
 from mmlightvit.registry import OPTIM_WRAPPERS
-
-
-def _to_float32(output):
-    if isinstance(output, torch.Tensor):
-        return output.float() if output.dtype == torch.bfloat16 else output
-    if isinstance(output, (list, tuple)):
-        return type(output)(_to_float32(o) for o in output)
-    return output
+from mmlightvit.utils.autocast import autocast_children
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -34,44 +27,10 @@ class CPUBFloat16OptimWrapper(OptimWrapper):
     def __init__(self, *args, autocast_modules: Optional[Sequence[str]] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.autocast_modules = None if autocast_modules is None else tuple(autocast_modules)
-        self._hooked = set()
-        self._training_step = False
 
     @contextmanager
     def optim_context(self, model: nn.Module):
-        if self.autocast_modules is None:
-            with super().optim_context(model), torch.autocast(device_type='cpu', dtype=torch.bfloat16):
-                yield
-            return
-        self._hook(getattr(model, 'module', model))  # unwrap DDP
-        self._training_step = True
-        try:
-            with super().optim_context(model):
-                yield
-        finally:
-            self._training_step = False
-
-    def _hook(self, model: nn.Module) -> None:
-        """Forward hooks that autocast the named children, during training steps only (validation runs float32)."""
-        for name in self.autocast_modules:
-            child = getattr(model, name, None)
-            if child is None:
-                raise AttributeError(f'autocast_modules: the model has no child {name!r}')
-            if id(child) in self._hooked:
-                continue
-            contexts = []
-
-            def enter(module, args, contexts=contexts):
-                if self._training_step:
-                    contexts.append(torch.autocast(device_type='cpu', dtype=torch.bfloat16))
-                    contexts[-1].__enter__()
-
-            def leave(module, args, output, contexts=contexts):
-                if contexts:
-                    contexts.pop().__exit__(None, None, None)
-                    return _to_float32(output)
-                return output
-
-            child.register_forward_pre_hook(enter)
-            child.register_forward_hook(leave)
-            self._hooked.add(id(child))
+        model_itself = getattr(model, 'module', model)  # unwrap DDP
+        with super().optim_context(model), autocast_children(model_itself, self.autocast_modules, 'cpu',
+                                                             torch.bfloat16):
+            yield

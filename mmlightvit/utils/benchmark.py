@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from mmlightvit.models.layers import fuse_model
+from mmlightvit.utils.autocast import autocast_children
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -30,6 +31,7 @@ class Form:
     module: nn.Module
     run: Callable[[Any], Any]
     compile_seconds: Optional[float] = None
+    whole_model: bool = False  # a detector / segmentor in predict mode (else a backbone)
 
 
 @dataclass
@@ -82,44 +84,52 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def autocast_context(device: str, dtype: str):
-    """fp32 runs as is; fp16 / bf16 run under autocast (weights stay fp32, as AMP inference does)."""
+def autocast_context(form: Form, device: str, dtype: str):
+    """fp32 runs as is; fp16 / bf16 run under autocast (weights stay fp32, as AMP inference does). A detector on
+    the CPU autocasts its backbone and neck only: mmcv's CPU kernels (NMS, RoIAlign) take float32 alone."""
     if dtype == 'fp32':
         return nullcontext()
     if device == 'cpu' and dtype == 'fp16':
         raise ValueError('fp16 autocast is for CUDA; on the CPU use --dtype bf16 (or fp32).')
-    return torch.autocast(device_type=device, dtype=DTYPES[dtype])
+    children = None
+    if device == 'cpu' and form.whole_model and not hasattr(form.module, 'decode_head'):  # a detector
+        children = [name for name in ('backbone', 'neck') if hasattr(form.module, name)]
+    return autocast_children(form.module, children, device, DTYPES[dtype])
+
+
+def _run(form: Form, inputs: Any, device: str, dtype: str) -> Any:
+    with autocast_context(form, device, dtype):
+        return form.run(inputs)
 
 
 @torch.no_grad()
 def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repeat: int, warmup: int,
                target: str, shape: Tuple[int, int], batch: int) -> List[Measurement]:
     """Median latency of each form over ``repeat`` interleaved rounds, after ``warmup`` untimed runs of each."""
-    with autocast_context(device, dtype):
-        outputs = {}
+    outputs = {}
+    for form in forms:
+        start = time.perf_counter()
+        output = _run(form, inputs, device, dtype)  # for a compiled form, the first call compiles
+        _synchronize(device)
+        if form.name.startswith('compiled') and form.compile_seconds is None:
+            form.compile_seconds = time.perf_counter() - start
+        # A copy: predict mode writes into the data samples it is given, which every form shares.
+        first = _first_tensor(output)
+        outputs[form.name] = None if first is None else first.detach().clone()
+    for _ in range(warmup):
         for form in forms:
-            start = time.perf_counter()
-            output = form.run(inputs)  # for a compiled form, the first call compiles
+            _run(form, inputs, device, dtype)
+    times: Dict[str, List[float]] = {form.name: [] for form in forms}
+    for round_index in range(repeat):
+        # Alternate the order so no form always runs right after the same other one (caches, clocks).
+        order = forms if round_index % 2 == 0 else list(reversed(forms))
+        for form in order:
             _synchronize(device)
-            if form.name.startswith('compiled') and form.compile_seconds is None:
-                form.compile_seconds = time.perf_counter() - start
-            # A copy: predict mode writes into the data samples it is given, which every form shares.
-            first = _first_tensor(output)
-            outputs[form.name] = None if first is None else first.detach().clone()
-        for _ in range(warmup):
-            for form in forms:
-                form.run(inputs)
-        times: Dict[str, List[float]] = {form.name: [] for form in forms}
-        for round_index in range(repeat):
-            # Alternate the order so no form always runs right after the same other one (caches, clocks).
-            order = forms if round_index % 2 == 0 else list(reversed(forms))
-            for form in order:
-                _synchronize(device)
-                start = time.perf_counter()
-                form.run(inputs)
-                _synchronize(device)
-                times[form.name].append((time.perf_counter() - start) * 1000)
-        peaks = {form.name: _peak_memory_mb(form, inputs, device) for form in forms}
+            start = time.perf_counter()
+            _run(form, inputs, device, dtype)
+            _synchronize(device)
+            times[form.name].append((time.perf_counter() - start) * 1000)
+    peaks = {form.name: _peak_memory_mb(form, inputs, device, dtype) for form in forms}
 
     eager_output = outputs[forms[0].name]
     return [
@@ -130,13 +140,13 @@ def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repe
     ]
 
 
-def _peak_memory_mb(form: Form, inputs: Any, device: str) -> Optional[float]:
+def _peak_memory_mb(form: Form, inputs: Any, device: str, dtype: str) -> Optional[float]:
     if device != 'cuda':
         return None  # the CPU has no per-allocation peak counter; tools/analysis/benchmark_transnext.py uses RSS
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     held = torch.cuda.memory_allocated()
-    form.run(inputs)
+    _run(form, inputs, device, dtype)
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - held) / 2**20
 
@@ -151,7 +161,7 @@ def compiled_form(form: Form, whole_model: bool, **compile_kwargs) -> Form:
     else:
         compiled = torch.compile(module, **compile_kwargs)
         run = compiled
-    return Form(f'compiled ({form.name})', module, run)
+    return Form(f'compiled ({form.name})', module, run, whole_model=whole_model)
 
 
 def _predict_runner(model: nn.Module) -> Callable[[Any], Any]:
@@ -194,10 +204,10 @@ def reference_form(family: str, arch: str, backbone: nn.Module) -> Form:
 
 def model_forms(model: nn.Module, fuse: bool = True) -> List[Form]:
     model = model.eval()
-    forms = [Form('eager', model, _predict_runner(model))]
+    forms = [Form('eager', model, _predict_runner(model), whole_model=True)]
     if fuse and has_fusable_modules(model):
         fused = fuse_model(copy.deepcopy(model)).eval()
-        forms.append(Form('fused', fused, _predict_runner(fused)))
+        forms.append(Form('fused', fused, _predict_runner(fused), whole_model=True))
     return forms
 
 
