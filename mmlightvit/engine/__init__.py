@@ -5,6 +5,6 @@ from .hooks import FuseModelHook, RNGStateHook
 from .setup import DatasetNotFoundError, build_runner, check_dataset_paths, enable_amp, load_config
 
 __all__ = [
-    'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel', 'setup_cpu_distributed', 'RNGStateHook', 'FuseModelHook', 'DatasetNotFoundError',
-    'build_runner', 'check_dataset_paths', 'enable_amp', 'load_config'
+    'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel', 'setup_cpu_distributed', 'RNGStateHook',
+    'FuseModelHook', 'DatasetNotFoundError', 'build_runner', 'check_dataset_paths', 'enable_amp', 'load_config'
 ]

@@ -4,7 +4,7 @@ import re
 from typing import Iterator, Optional, Tuple
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 import mmengine.registry
 from mmengine.registry import RUNNERS, Registry
 from mmengine.runner import Runner

@@ -85,7 +85,8 @@ def plot(runs: List[str], keys: List[str], out: str, legend: List[str] = None, t
 
 def summary(runs: List[str]) -> str:
     """Markdown: per run, iterations logged, median seconds per iteration, and the last validation metrics."""
-    lines = ['| run | iterations | s / iter (median) | data s / iter | last validation |', '| --- | --- | --- | --- | --- |']
+    lines = ['| run | iterations | s / iter (median) | data s / iter | last validation |',
+             '| --- | --- | --- | --- | --- |']
     for run in runs:
         train, val = load_run(run)
         times = [r['time'] for r in train if 'time' in r][1:]  # the first window includes start-up
