@@ -94,8 +94,9 @@ def summary(runs: List[str]) -> str:
         last_iter = max((r['iter'] for r in train), default=0)
         metrics = {k: v for k, v in (val[-1] if val else {}).items() if k not in ('step', 'time', 'data_time')}
         shown = ', '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in metrics.items())
-        lines.append(f'| {run} | {last_iter} | {statistics.median(times):.3f} | {statistics.median(data_times):.3f} '
-                     f'| {shown or "-"} |' if times else f'| {run} | {last_iter} | - | - | {shown or "-"} |')
+        seconds = f'{statistics.median(times):.3f}' if times else '-'
+        data_seconds = f'{statistics.median(data_times):.3f}' if data_times else '-'
+        lines.append(f'| {run} | {last_iter} | {seconds} | {data_seconds} | {shown or "-"} |')
     return '\n'.join(lines)
 
 
