@@ -106,8 +106,8 @@ def ablation(tmp_path_factory):
     root = tmp_path_factory.mktemp('ablation')
     configs = root / 'configs'
     configs.mkdir()
-    (configs / 'tiny_base.py').write_text(f"_base_ = '{TINY_DET}'\n")
-    (configs / 'tiny_small-anchors.py').write_text(
+    (configs / 'tiny_base.py').write_text(f"_base_ = '{TINY_DET}'\n")  # names with dots, as ours have
+    (configs / 'tiny_small-anchors_m1.1.py').write_text(
         "_base_ = './tiny_base.py'\nmodel = dict(rpn_head=dict(anchor_generator=dict(scales=[4])))\n")
     (configs / 'tiny_broken.py').write_text("_base_ = './tiny_base.py'\nmodel = dict(backbone=dict(depth=7))\n")
     work_root = root / 'work'
@@ -125,9 +125,9 @@ def test_ablate_runs_and_collects(ablation):
     configs, work_root, proc = ablation
     assert proc.returncode == 1, proc.stderr[-3000:]  # one config cannot build: the tool reports the failure
     rows = _summary(work_root)
-    assert [rows[name]['status'] for name in ('tiny_base', 'tiny_broken', 'tiny_small-anchors')] == \
+    assert [rows[name]['status'] for name in ('tiny_base', 'tiny_broken', 'tiny_small-anchors_m1.1')] == \
         ['done', 'failed', 'done']
-    for name in ('tiny_base', 'tiny_small-anchors'):
+    for name in ('tiny_base', 'tiny_small-anchors_m1.1'):
         assert 0 <= float(rows[name]['coco/bbox_mAP']) <= 1
         assert (work_root / name / 'train.log').is_file() and (work_root / name / 'epoch_1.pth').is_file()
     assert float(rows['tiny_base']['Δ coco/bbox_mAP']) == 0
@@ -145,6 +145,14 @@ def test_ablate_does_not_rerun_finished_configs(ablation):
     assert len(list((work_root / 'tiny_base' / 'test').glob('*/*.json'))) == 1
 
 
+def test_ablate_collects_against_a_dotted_baseline(ablation):
+    configs, work_root, _ = ablation
+    proc = _run(['tools/analysis/ablate.py', str(configs), '--work-root', str(work_root), '--collect-only',
+                 '--baseline', 'tiny_small-anchors_m1.1', '--metrics', 'coco/bbox_mAP'])
+    assert '| tiny_small-anchors_m1.1 | done |' in proc.stdout
+    assert float(_summary(work_root)['tiny_small-anchors_m1.1']['Δ coco/bbox_mAP']) == 0
+
+
 def test_ablate_reports_missing_config(tmp_path):
     proc = _run(['tools/analysis/ablate.py', str(tmp_path / 'nope.py'), '--work-root', str(tmp_path)], check=False)
     assert proc.returncode != 0 and 'nope.py: no such config file or folder' in proc.stderr
@@ -152,7 +160,7 @@ def test_ablate_reports_missing_config(tmp_path):
 
 def test_analyze_logs_plot_and_summary(ablation, tmp_path):
     _, work_root, _ = ablation
-    runs = [str(work_root / 'tiny_base'), str(work_root / 'tiny_small-anchors')]
+    runs = [str(work_root / 'tiny_base'), str(work_root / 'tiny_small-anchors_m1.1')]
     png = tmp_path / 'curves.png'
     proc = _run(['tools/analysis/analyze_logs.py', 'plot', *runs, '--keys', 'loss', 'coco/bbox_mAP', '--out',
                  str(png)])

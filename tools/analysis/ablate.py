@@ -72,7 +72,9 @@ def find_configs(paths: List[str]) -> List[str]:
 
 
 def config_name(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
+    # not splitext: config names have dots of their own ('repvit-m1.1'), and --baseline may omit '.py'
+    name = os.path.basename(path)
+    return name[:-3] if name.endswith('.py') else name
 
 
 def latest_test_metrics(work_dir: str) -> Optional[Dict[str, float]]:
