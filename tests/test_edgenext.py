@@ -22,11 +22,11 @@ from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
                                   num_params, single_thread)
-from mmlightvit.utils.reference_models import import_timm
+from mmlightvit.utils.reference_models import REFERENCE_MODELS, import_timm
 
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
 BN_HS_ARCHS = ['xx-small-bn-hs', 'x-small-bn-hs', 'small-bn-hs']
-TIMM_NAMES = {a: 'edgenext_' + a.replace('-', '_') for a in ARCHS}
+TIMM_NAMES = REFERENCE_MODELS['EdgeNeXt'][1]  # arch -> timm model name
 # Reference table (paper / official README), whole classifier, in millions.
 TABLE_PARAMS_M = {'xx-small': 1.33, 'x-small': 2.34, 'small': 5.59, 'base': 18.51}
 BN_HS_PARAMS_M = {'xx-small-bn-hs': 1.33, 'x-small-bn-hs': 2.34, 'small-bn-hs': 5.58}

@@ -19,10 +19,10 @@ from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
                                   num_params, single_thread)
-from mmlightvit.utils.reference_models import import_timm
+from mmlightvit.utils.reference_models import REFERENCE_MODELS, import_timm
 
 ARCHS = ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3']
-TIMM_NAMES = {a: 'repvit_' + a.replace('.', '_') for a in ARCHS}
+TIMM_NAMES = REFERENCE_MODELS['RepViT'][1]  # arch -> timm model name
 # Paper / reference table: deploy (fused) model with a single classifier, in millions.
 FUSED_PARAMS_M = {'m0.9': 5.07, 'm1.0': 6.81, 'm1.1': 8.24, 'm1.5': 14.05, 'm2.3': 22.93}
 

@@ -195,10 +195,10 @@ def backbone_forms(backbone: nn.Module, fuse: bool = True) -> List[Form]:
 
 def reference_form(family: str, arch: str, backbone: nn.Module) -> Form:
     """The reference implementation with our backbone's weights loaded into ours from it (so outputs compare)."""
-    from mmlightvit.utils.reference_models import build_reference
+    from mmlightvit.utils.reference_models import REFERENCE_MODELS, build_reference
     reference = build_reference(family, arch)
     backbone.load_state_dict(backbone.convert_checkpoint(reference.state_dict()), strict=True)
-    package = 'timm' if family != 'FasterViT' else 'fastervit'
+    package = REFERENCE_MODELS[family][0]
     return Form(f'reference ({package})', reference, reference.forward_features)
 
 

@@ -104,13 +104,10 @@ def build_target(target: str, args):
 
 def metafile_metrics(metric: str = None) -> dict:
     """config path (relative to the repository) -> (metric name, value) from configs/*/metafile.yml."""
-    from mmengine.fileio import load
+    from tools.misc.generate_model_zoo import load_metafiles  # the metafile reader of the model-zoo generator
     metrics = {}
-    for family in sorted(os.listdir(os.path.join(ROOT, 'configs'))):
-        path = os.path.join(ROOT, 'configs', family, 'metafile.yml')
-        if not os.path.isfile(path):
-            continue
-        for model in load(path).get('Models', []):
+    for metafile in load_metafiles().values():
+        for model in metafile.get('Models', []):
             for result in model.get('Results') or []:
                 values = result.get('Metrics') or {}
                 name = metric or ('box AP' if 'box AP' in values else 'mIoU')
