@@ -48,6 +48,18 @@ def test_paper_configs_name_the_official_checkpoints():
         assert init_cfg.type == 'Pretrained' and init_cfg.checkpoint.startswith('https://'), path
 
 
+def test_configs_read_data_with_the_checked_datasets():
+    """COCO and ADE20K go through mmlightvit's dataset classes, whose errors name the file (the demo sets too)."""
+    for path in CONFIGS:
+        cfg = Config.fromfile(str(path))
+        for split in ('train', 'val', 'test'):
+            dataset = cfg[f'{split}_dataloader'].dataset if cfg.get(f'{split}_dataloader') else None
+            while dataset is not None and 'dataset' in dataset:  # wrappers
+                dataset = dataset.dataset
+            if dataset is not None:
+                assert dataset.type.startswith('mmlightvit.'), (path, split, dataset.type)
+
+
 @pytest.mark.parametrize('config, paper_params', [
     ('configs/transnext/mask-rcnn_transnext-tiny_coco.py', 47.9),
     ('configs/transnext/mask-rcnn_transnext-small_coco.py', 69.3),

@@ -8,7 +8,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmlightvit.engine import build_runner, check_dataset_paths, load_config  # noqa: E402
+from mmlightvit.engine import (build_runner, check_dataset_paths, end_children_with_this_process,  # noqa: E402
+                               finish_distributed, load_config, prepare_run)
 
 
 def parse_args():
@@ -16,6 +17,9 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--allow-partial-load', action='store_true',
+                        help='evaluate even if the checkpoint does not match the model (the parts it lacks stay '
+                        'random and are listed); by default such a checkpoint stops the test with the keys named')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file (e.g. results.pkl)')
     parser.add_argument('--show', action='store_true', help='show prediction results in a window')
     parser.add_argument('--show-dir', help='save images with predictions drawn on them to this directory')
@@ -44,9 +48,11 @@ def enable_visualization(cfg, show: bool, show_dir, wait_time: float) -> None:
 
 
 def main():
+    end_children_with_this_process()
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     check_dataset_paths(cfg, loaders=('test_dataloader', ))
+    prepare_run(cfg, training=False, allow_partial_load=args.allow_partial_load)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
@@ -62,6 +68,7 @@ def main():
             from mmengine.evaluator import DumpResults
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -18,3 +18,7 @@ model = dict(
         out_indices=(1, 2, 3),  # strides 8, 16, 32: RTMDet's three levels
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
     neck=dict(in_channels=[96, 192, 384]))
+# COCO read by the project's CocoDataset (mmdet's, with errors that name the file)
+train_dataloader = dict(dataset=dict(type='mmlightvit.CocoDataset'))
+val_dataloader = dict(dataset=dict(type='mmlightvit.CocoDataset'))
+test_dataloader = val_dataloader

@@ -11,9 +11,11 @@ changing ``num_train`` does not change the validation images. Both write into a 
 rename it to ``root`` at the end, so a reader never sees a half-written set and concurrent writers (the ranks of
 a distributed job) simply keep whichever copy was published first.
 
-Generation uses numpy, cv2 and json only. The dataset classes at the end of this module wrap mmdet's
-``CocoDataset`` and mmseg's ``BaseSegDataset`` and generate the data on first use.
+Generation uses numpy, cv2 and json only. The dataset classes at the end of this module derive from the
+project's checked COCO and segmentation datasets (:mod:`mmlightvit.datasets.checked`) and generate the data on
+first use.
 """
+import fnmatch
 import json
 import os
 import os.path as osp
@@ -24,14 +26,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from mmdet.datasets import CocoDataset
-from mmseg.datasets import BaseSegDataset
 
 from mmlightvit.registry import DATASETS
+
+from .checked import CheckedSegDataset, CocoDataset
 
 # Bump when the drawing code changes, so that a stale generated set can be recognised from its meta file.
 DEMO_DATA_VERSION = 1
 META_FILE = 'demo_meta.json'
+GENERATOR = 'mmlightvit.datasets.demo_data'  # recorded in META_FILE: the mark of a set this module wrote
 
 COCO_CLASSES = ('circle', 'rectangle', 'triangle', 'star')
 COCO_PALETTE = [(220, 20, 60), (0, 120, 255), (0, 170, 30), (250, 170, 30)]
@@ -144,16 +147,53 @@ def _new_tmp_dir(root: str) -> str:
     return tmp
 
 
-def _publish(tmp: str, root: str, markers: Sequence[str], overwrite: bool) -> None:
+def _foreign_files(root: str, layout: Sequence[str]) -> List[str]:
+    """Files under ``root`` that the generator does not write (``layout``: fnmatch patterns of relative paths)."""
+    foreign = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            rel = osp.relpath(osp.join(dirpath, name), root).replace(os.sep, '/')
+            if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in layout):
+                foreign.append(rel)
+    return sorted(foreign)
+
+
+def _check_replaceable(root: str, kind: str, layout: Sequence[str]) -> None:
+    """Raise unless ``root`` is a demo set of ``kind`` that this generator wrote, holding nothing else.
+
+    ``overwrite`` replaces only such a directory: the meta file names this generator and every file is one the
+    generator writes. Anything else may be someone's data, so it is never removed.
+    """
+    try:
+        with open(osp.join(root, META_FILE)) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get('generator') != GENERATOR or meta.get('kind') != kind:
+        reason = f'it has no {META_FILE} written by {GENERATOR} for a {kind} set'
+    else:
+        foreign = _foreign_files(root, layout)
+        if not foreign:
+            return
+        shown = ', '.join(foreign[:5]) + (f', ... ({len(foreign)} in all)' if len(foreign) > 5 else '')
+        reason = f'it holds files the generator did not write: {shown}'
+    raise RuntimeError(f'Refusing to replace {root}: {reason}. Only a demo dataset generated there is ever '
+                       'removed (with overwrite / --force); choose another directory or clear it yourself.')
+
+
+def _publish(tmp: str, root: str, kind: str, layout: Sequence[str], overwrite: bool) -> None:
     """Move the finished ``tmp`` directory to ``root`` in one rename.
 
     If ``root`` already holds a complete set (another process published first) it is kept and ``tmp`` is
-    dropped, unless ``overwrite``. An empty ``root`` (e.g. created by hand) is replaced; a non-empty one that is
-    not a complete set is left alone and reported, since it may hold someone's files.
+    dropped, unless ``overwrite``, which replaces a set this generator wrote and nothing else. An empty ``root``
+    (e.g. created by hand) is replaced; a non-empty one that is not a complete set is left alone and reported,
+    since it may hold someone's files.
     """
     root = osp.abspath(root)
+    markers = [pattern for pattern in layout if not any(c in pattern for c in '*?[')]
     old = None
-    if overwrite and osp.exists(root):
+    if overwrite and osp.exists(root) and not (osp.isdir(root) and not os.listdir(root)):
+        _check_replaceable(root, kind, layout)  # checked before generating too; the tree may have changed since
         old = f'{tmp}.old'
         os.rename(root, old)
     elif osp.isdir(root) and not os.listdir(root):
@@ -166,21 +206,23 @@ def _publish(tmp: str, root: str, markers: Sequence[str], overwrite: bool) -> No
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not _is_complete(root, markers):
-            raise RuntimeError(f'{root} exists but is not a complete demo dataset (missing one of {list(markers)}); '
-                               'remove it or regenerate with --force')
+            raise RuntimeError(f'{root} exists but is not a complete demo dataset (missing one of {markers}); '
+                               'remove it or choose another directory') from None
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _generate_atomically(root: str, markers: Sequence[str], overwrite: bool, write_fn) -> str:
+def _generate_atomically(root: str, kind: str, layout: Sequence[str], overwrite: bool, write_fn) -> str:
+    if overwrite and osp.isdir(root) and os.listdir(root):
+        _check_replaceable(root, kind, layout)  # fail before spending time on generation
     tmp = _new_tmp_dir(root)
     try:
         write_fn(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _publish(tmp, root, markers, overwrite)
+    _publish(tmp, root, kind, layout, overwrite)
     return root
 
 
@@ -198,12 +240,13 @@ def _warn_if_different(root: str, expected: dict) -> None:
 
 
 def _meta(kind: str, seed: int, num_train: int, num_val: int, image_size: Tuple[int, int], classes) -> dict:
-    return dict(generator='mmlightvit.datasets.demo_data', kind=kind, version=DEMO_DATA_VERSION, seed=seed,
+    return dict(generator=GENERATOR, kind=kind, version=DEMO_DATA_VERSION, seed=seed,
                 num_train=num_train, num_val=num_val, image_size=list(image_size), classes=list(classes))
 
 
 # ---------------------------------------------------------------------------------------------------- COCO
 COCO_MARKERS = (META_FILE, 'annotations/instances_train.json', 'annotations/instances_val.json')
+COCO_LAYOUT = COCO_MARKERS + ('train/??????.jpg', 'val/??????.jpg')  # every file generate_demo_coco writes
 COCO_DEFAULTS = dict(num_train=400, num_val=50, image_size=(256, 256), seed=0)
 
 
@@ -313,7 +356,7 @@ def generate_demo_coco(root: str,
             _write_json(osp.join(tmp, 'annotations', f'instances_{split}.json'), coco)
         _write_json(osp.join(tmp, META_FILE), _meta('coco', seed, num_train, num_val, image_size, COCO_CLASSES))
 
-    return _generate_atomically(root, COCO_MARKERS, overwrite, write)
+    return _generate_atomically(root, 'coco', COCO_LAYOUT, overwrite, write)
 
 
 def ensure_demo_coco(root: str, **kwargs) -> str:
@@ -328,6 +371,9 @@ def ensure_demo_coco(root: str, **kwargs) -> str:
 
 # -------------------------------------------------------------------------------------------------- ADE20K
 ADE_MARKERS = (META_FILE, )  # the whole tree appears in one rename, so the meta file alone marks completeness
+ADE_LAYOUT = ADE_MARKERS + (  # every file generate_demo_ade20k writes
+    'images/training/demo_training_??????.jpg', 'images/validation/demo_validation_??????.jpg',
+    'annotations/training/demo_training_??????.png', 'annotations/validation/demo_validation_??????.png')
 ADE_DEFAULTS = dict(num_train=400, num_val=50, image_size=(256, 256), seed=0)
 _ADE_SHAPES = ('circle', 'rectangle', 'triangle')
 
@@ -424,7 +470,7 @@ def generate_demo_ade20k(root: str,
                     raise OSError(f'cv2 could not write {name}.png')
         _write_json(osp.join(tmp, META_FILE), _meta('ade20k', seed, num_train, num_val, image_size, ADE_CLASSES))
 
-    return _generate_atomically(root, ADE_MARKERS, overwrite, write)
+    return _generate_atomically(root, 'ade20k', ADE_LAYOUT, overwrite, write)
 
 
 def ensure_demo_ade20k(root: str, **kwargs) -> str:
@@ -440,7 +486,7 @@ def ensure_demo_ade20k(root: str, **kwargs) -> str:
 # ------------------------------------------------------------------------------------------ dataset classes
 @DATASETS.register_module()
 class DemoCocoDataset(CocoDataset):
-    """mmdet ``CocoDataset`` over the generated shapes set; generates it into ``data_root`` when missing.
+    """The project's ``CocoDataset`` over the generated shapes set; generates it into ``data_root`` when missing.
 
     Args:
         data_root: root of the set (generated there if absent).
@@ -457,7 +503,7 @@ class DemoCocoDataset(CocoDataset):
 
 
 @DATASETS.register_module()
-class DemoADE20KDataset(BaseSegDataset):
+class DemoADE20KDataset(CheckedSegDataset):
     """mmseg segmentation dataset over the generated ADE20K-style set; generates it into ``data_root`` when missing.
 
     Label 0 ("other") becomes the ignore index through ``reduce_zero_label=True``, as for ADE20K.

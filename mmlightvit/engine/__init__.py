@@ -1,10 +1,17 @@
 """Runner glue: CPU distributed runs, hooks, and what the tools share. Imports mmengine (and mmdet/mmseg lazily)."""
 from .amp import CPUBFloat16OptimWrapper
-from .dist import CPUDistributedDataParallel, setup_cpu_distributed
+from .checkpointing import AtomicCheckpointHook, StrictLoadHook, find_resume_checkpoint
+from .data_loading import SeededInfiniteSampler, SeededSampler
+from .dist import CPUDistributedDataParallel, finish_distributed, setup_cpu_distributed
 from .hooks import FuseModelHook, RNGStateHook
-from .setup import DatasetNotFoundError, build_runner, check_dataset_paths, enable_amp, load_config
+from .process import end_children_with_this_process
+from .setup import (DatasetNotFoundError, align_evaluator_annotations, build_runner, check_dataset_paths,
+                    check_feature_channels, enable_amp, load_config, prepare_run)
 
 __all__ = [
-    'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel', 'setup_cpu_distributed', 'RNGStateHook',
-    'FuseModelHook', 'DatasetNotFoundError', 'build_runner', 'check_dataset_paths', 'enable_amp', 'load_config'
+    'CPUBFloat16OptimWrapper', 'AtomicCheckpointHook', 'StrictLoadHook', 'find_resume_checkpoint', 'SeededSampler',
+    'SeededInfiniteSampler', 'CPUDistributedDataParallel', 'finish_distributed', 'setup_cpu_distributed',
+    'FuseModelHook', 'RNGStateHook', 'end_children_with_this_process', 'DatasetNotFoundError',
+    'align_evaluator_annotations', 'build_runner', 'check_dataset_paths', 'check_feature_channels', 'enable_amp',
+    'load_config', 'prepare_run'
 ]

@@ -67,3 +67,15 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo', init_method='env://', rank=int(os.environ['RANK']),
                                 world_size=int(os.environ['WORLD_SIZE']))
+
+
+def finish_distributed() -> None:
+    """End a distributed run cleanly: wait for every rank, then destroy the process group.
+
+    Left to the interpreter's exit, the gloo process group is torn down while other ranks may already be gone,
+    and its C++ threads can abort the process ("terminate called without an active exception", SIGABRT) after
+    the job has printed its results.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -8,6 +8,8 @@ import torch.nn as nn
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
+from mmlightvit.engine.checkpointing import is_training
+from mmlightvit.engine.data_loading import data_sampler
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.registry import HOOKS
 from mmlightvit.utils.checkpoint import CheckpointError, check_state_dict, extract_state_dict
@@ -18,10 +20,20 @@ class RNGStateHook(Hook):
     """Save the random number generators in each checkpoint and restore them on resume.
 
     mmengine re-seeds a resumed run from the config's seed, so proposal sampling and other random choices after
-    the resume differ from an uninterrupted run. With this hook a single-process run that is stopped and resumed
-    ends with the same weights as one that was not. The states are plain tensors, arrays and tuples, so they pass
-    the safe checkpoint loader.
+    the resume differ from an uninterrupted run. With this hook (and the seeded samplers of
+    :mod:`mmlightvit.engine.data_loading` for the augmentations) a run that is stopped and resumed ends with the
+    same weights as one that was not. The states are plain tensors, arrays and tuples, so they pass the safe
+    checkpoint loader. Two more draws are kept in line:
+
+    * the train DataLoader takes its workers' base seed from a generator of its own, not from torch's global one,
+      so creating the loader's iterator on resume (with ``persistent_workers`` an uninterrupted run creates it
+      once) does not shift the global stream;
+    * on resume the train sampler shuffles with the checkpoint's seed (mmengine restores the run's seed after the
+      sampler was built with a new one when the config sets no seed).
     """
+
+    def __init__(self):
+        self._resumed_state = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['rng_state'] = dict(
@@ -30,15 +42,18 @@ class RNGStateHook(Hook):
             torch=torch.get_rng_state(),
             cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
-    def __init__(self):
-        self._resumed_state = None
-
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Plain weight loading (load_from without resume) keeps the run's own seeding.
         if runner._resume:
             self._resumed_state = checkpoint.get('rng_state')
 
     def before_train(self, runner) -> None:
+        loader = runner.train_dataloader
+        if getattr(loader, 'generator', None) is None:
+            loader.generator = torch.Generator().manual_seed(runner.seed)
+        sampler = data_sampler(loader)
+        if runner._resume and hasattr(sampler, 'seed') and not runner._randomness_cfg.get('diff_rank_seed'):
+            sampler.seed = runner.seed
         # Applied here rather than on load: Runner.resume re-seeds after loading when the seeds differ.
         state, self._resumed_state = self._resumed_state, None
         if state is None:
@@ -87,13 +102,6 @@ class FuseModelHook(Hook):
         self._fused = False  # fold once per run: a second fuse_model would find nothing, but keep the log honest
 
     @staticmethod
-    def _training(runner) -> bool:
-        # Runner.train() builds the train loop (a BaseLoop) before loading checkpoints and validating; in
-        # Runner.test() / Runner.val() it stays a config dict (or None).
-        from mmengine.runner import BaseLoop
-        return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
-
-    @staticmethod
     def _models(runner) -> List[nn.Module]:
         """The runner's model (unwrapped from DDP) and the EMA copy of any EMAHook."""
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -105,7 +113,7 @@ class FuseModelHook(Hook):
         return models
 
     def _fuse(self, runner, when: str) -> None:
-        if self._fused or self._training(runner):
+        if self._fused or is_training(runner):
             return
         models = self._models(runner)
         for model in models:
@@ -126,7 +134,7 @@ class FuseModelHook(Hook):
         self._fused = True
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        if self._training(runner):
+        if is_training(runner):
             return
         if (checkpoint.get('meta') or {}).get('fused'):
             self._fuse(runner, 'before loading a fused checkpoint')

@@ -1,14 +1,19 @@
 """What tools/train.py and tools/test.py share: reading the config, checking data, building the Runner."""
+import copy
+import logging
 import os.path as osp
 import re
 from typing import Iterator, Optional, Tuple
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 import mmengine.registry
 from mmengine.registry import RUNNERS, Registry
 from mmengine.runner import Runner
 
+from .data_loading import SEEDED_SAMPLERS
 from .dist import setup_cpu_distributed
 
 DATA_HELP = {
@@ -18,8 +23,9 @@ DATA_HELP = {
             'data/ade/ADEChallengeData2016/{images,annotations}.'),
 }
 DEMO_HELP = ('To try the same model on small generated data instead, use the matching *_demo.py config (or '
-             "inherit configs/_base_/datasets/coco_instance_demo.py / ade20k_demo.py); "
-             "point at another copy with --cfg-options {key}.data_root=PATH.")
+             "inherit configs/_base_/datasets/coco_instance_demo.py / ade20k_demo.py). A copy elsewhere: link it "
+             "to the path above (ln -s /path/to/copy {path}), or pass --cfg-options {overrides} (the evaluators' "
+             'annotation files follow the datasets).')
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -45,25 +51,64 @@ def check_dataset_paths(cfg: Config, loaders=('train_dataloader', 'val_dataloade
 
     Demo datasets (types containing 'Demo') generate themselves and are skipped.
     """
-    for loader in loaders:
-        if not cfg.get(loader):
+    datasets = [(key, dataset) for loader in loaders if cfg.get(loader)
+                for key, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset')]
+    for key, dataset in datasets:
+        if 'Demo' in str(dataset.get('type', '')):
             continue
-        for key, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset'):
-            if 'Demo' in str(dataset.get('type', '')):
+        root = dataset.get('data_root') or ''
+        paths = [('data_root', root)] if root else []
+        ann_file = dataset.get('ann_file')
+        if ann_file:
+            paths.append(('ann_file', osp.join(root, ann_file)))
+        for field, path in paths:
+            if not osp.exists(path):
+                dataset_type = str(dataset.get('type', '')).lower()
+                kind = next((k for k in DATA_HELP if k in dataset_type), None)
+                help_text = DATA_HELP.get(kind, 'Put the dataset at that path.')
+                overrides = ' '.join(f'{k}.data_root=PATH' for k, d in datasets if d.get('data_root'))
+                raise DatasetNotFoundError(
+                    f'{key}.{field} points to {osp.abspath(path)!r}, which does not exist.\n'
+                    f'{help_text}\n' + DEMO_HELP.format(path=root or path, overrides=overrides))
+
+
+def _dataset_annotation_file(dataset: dict) -> Optional[str]:
+    ann_file = dataset.get('ann_file')
+    return osp.normpath(osp.join(dataset.get('data_root') or '', ann_file)) if ann_file else None
+
+
+def align_evaluator_annotations(cfg: Config, cfg_options: Optional[dict] = None) -> None:
+    """Make each evaluator's ``ann_file`` the annotation file of the dataset it evaluates.
+
+    mmdet's COCO metrics read the ground truth from their own ``ann_file``; after ``--cfg-options
+    test_dataloader.dataset.data_root=...`` it would still name the old copy and score the predictions against
+    other annotations. An ``ann_file`` that differs from its dataset's is replaced (and the change logged),
+    unless it was itself given in ``cfg_options``; then it is kept with a warning.
+    """
+    explicit = set(cfg_options or ())
+    for loader, evaluator_key in (('val_dataloader', 'val_evaluator'), ('test_dataloader', 'test_evaluator')):
+        if not cfg.get(loader) or not cfg.get(evaluator_key):
+            continue
+        datasets = list(_datasets(cfg[loader].get('dataset'), f'{loader}.dataset'))
+        expected = _dataset_annotation_file(datasets[0][1]) if len(datasets) == 1 else None
+        if expected is None:
+            continue
+        # a copy: configs often share one evaluator between val and test (test_evaluator = val_evaluator)
+        evaluator = copy.deepcopy(cfg[evaluator_key])
+        metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+        for index, metric in enumerate(metrics):
+            ann_file = metric.get('ann_file') if isinstance(metric, dict) else None
+            if not ann_file or osp.normpath(ann_file) == expected:
                 continue
-            root = dataset.get('data_root') or ''
-            paths = [('data_root', root)] if root else []
-            ann_file = dataset.get('ann_file')
-            if ann_file:
-                paths.append(('ann_file', osp.join(root, ann_file)))
-            for field, path in paths:
-                if not osp.exists(path):
-                    dataset_type = str(dataset.get('type', '')).lower()
-                    kind = next((k for k in DATA_HELP if k in dataset_type), None)
-                    help_text = DATA_HELP.get(kind, 'Put the dataset at that path.')
-                    raise DatasetNotFoundError(
-                        f'{key}.{field} points to {osp.abspath(path)!r}, which does not exist.\n'
-                        f'{help_text}\n' + DEMO_HELP.format(key=key))
+            key = f'{evaluator_key}.ann_file' if metric is evaluator else f'{evaluator_key}.{index}.ann_file'
+            if key in explicit:
+                print_log(f'{key}={ann_file!r} (given) differs from the annotation file of the dataset it '
+                          f'evaluates, {expected!r}.', logger='current', level=logging.WARNING)
+                continue
+            metric['ann_file'] = expected
+            cfg[evaluator_key] = evaluator
+            print_log(f'{key} follows {datasets[0][0]}: {expected!r} (the config named {ann_file!r}).',
+                      logger='current', level=logging.WARNING)
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
@@ -71,6 +116,7 @@ def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optio
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    align_evaluator_annotations(cfg, cfg_options)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -101,6 +147,64 @@ def enable_amp(cfg: Config) -> None:
     if cfg.get('default_scope') == 'mmdet':
         # mmcv's CPU kernels (NMS, RoIAlign) take float32 only: the backbone and neck run in bfloat16, the heads not.
         cfg.optim_wrapper.setdefault('autocast_modules', ['backbone', 'neck'])
+
+
+def _hook_type(hook) -> str:
+    return str(hook.get('type', '')) if isinstance(hook, dict) else type(hook).__name__
+
+
+def prepare_run(cfg: Config, training: bool, allow_partial_load: bool = False) -> None:
+    """Turn on what keeps a run from losing work or giving a wrong number silently (see the README's "Resume and
+    checkpoint safety"): crash-safe checkpoints, strict checks of every loaded checkpoint, and for training the
+    random generators in the checkpoints plus per-sample augmentation seeds (exact resume with any number of
+    DataLoader workers). Settings the config already makes are kept.
+    """
+    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if isinstance(checkpoint_hook, dict) and checkpoint_hook.get('type') in ('CheckpointHook',
+                                                                             'mmengine.CheckpointHook'):
+        checkpoint_hook.type = 'mmlightvit.AtomicCheckpointHook'
+    custom_hooks = list(cfg.get('custom_hooks') or [])
+    present = {_hook_type(hook).split('.')[-1] for hook in custom_hooks}
+    if 'StrictLoadHook' not in present:
+        custom_hooks.append(dict(type='mmlightvit.StrictLoadHook', allow_partial=allow_partial_load))
+    if training and 'RNGStateHook' not in present:
+        custom_hooks.append(dict(type='mmlightvit.RNGStateHook'))
+    cfg.custom_hooks = custom_hooks
+    if training and cfg.get('train_dataloader'):
+        sampler = cfg.train_dataloader.get('sampler')
+        sampler_type = str(sampler.get('type', '')) if isinstance(sampler, dict) else ''
+        if sampler_type.replace('mmengine.', '') in SEEDED_SAMPLERS:
+            sampler.type = SEEDED_SAMPLERS[sampler_type.replace('mmengine.', '')]
+
+
+def check_feature_channels(model) -> None:
+    """Compare the channels a backbone gives with what the neck (or, without one, the decode head) expects.
+
+    Both are known once the model is built; a mismatch would otherwise surface at the first forward pass as a
+    convolution's channel error. Only backbones that declare ``out_channels`` (this project's) are checked.
+    """
+    backbone = getattr(model, 'backbone', None)
+    produced = list(getattr(backbone, 'out_channels', None) or [])
+    if not produced:
+        return
+    if getattr(model, 'neck', None) is not None:
+        name, consumer, indices = 'model.neck', model.neck, range(len(produced))
+    elif getattr(model, 'decode_head', None) is not None:
+        name, consumer = 'model.decode_head', model.decode_head
+        in_index = getattr(consumer, 'in_index', list(range(len(produced))))
+        indices = [in_index] if isinstance(in_index, int) else in_index
+    else:
+        return
+    expected = getattr(consumer, 'in_channels', None)
+    if not isinstance(expected, (list, tuple)) or any(i >= len(produced) for i in indices):
+        return
+    given = [produced[i] for i in indices]
+    if list(expected) != given:
+        out_indices = getattr(backbone, 'out_indices', None)
+        raise ValueError(
+            f'{name}.in_channels is {list(expected)}, but the backbone ({type(backbone).__name__}'
+            f'{f", out_indices {tuple(out_indices)}" if out_indices is not None else ""}) gives {given}: set '
+            f'{name}.in_channels={given} (or pick the backbone variant the neck was written for).')
 
 
 def explain_missing_type(err: KeyError) -> Optional[str]:
@@ -134,11 +238,11 @@ def explain_missing_type(err: KeyError) -> Optional[str]:
 
 def build_runner(cfg: Config) -> Runner:
     try:
-        if 'runner_type' in cfg:
-            return RUNNERS.build(cfg)
-        return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     except KeyError as err:
         explanation = explain_missing_type(err)
         if explanation is None:
             raise
         raise KeyError(explanation) from err
+    check_feature_channels(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+    return runner

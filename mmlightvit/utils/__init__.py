@@ -1,7 +1,8 @@
-from .checkpoint import (CheckpointError, check_state_dict, extract_state_dict, install_safe_checkpoint_loading,
-                         load_backbone_checkpoint, load_checkpoint_file)
+from .checkpoint import (CheckpointError, check_state_dict, extract_state_dict, format_mismatches,
+                         install_safe_checkpoint_loading, load_backbone_checkpoint, load_checkpoint_file,
+                         state_dict_mismatches)
 
 __all__ = [
-    'CheckpointError', 'check_state_dict', 'extract_state_dict', 'install_safe_checkpoint_loading',
-    'load_backbone_checkpoint', 'load_checkpoint_file'
+    'CheckpointError', 'check_state_dict', 'extract_state_dict', 'format_mismatches',
+    'install_safe_checkpoint_loading', 'load_backbone_checkpoint', 'load_checkpoint_file', 'state_dict_mismatches'
 ]

@@ -6,9 +6,11 @@ scalars in the message hub). :func:`install_safe_checkpoint_loading` routes mmen
 ``load_checkpoint``, ``init_cfg=dict(type='Pretrained')``) through :func:`load_checkpoint_file`.
 """
 import argparse
+import hashlib
 import os
 import os.path as osp
 import pickle
+import re
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -101,19 +103,47 @@ def _load_from_local(filename, map_location=None):
     return load_checkpoint_file(filename, map_location=map_location)
 
 
-def _load_from_http(filename, map_location=None, model_dir=None, progress=False):
-    """Download once into torch's hub cache (rank 0 first), then load safely like a local file."""
-    from mmengine.dist import barrier, get_dist_info
+_URL_HASH = re.compile(r'-([a-f0-9]{8,64})\.')  # torch.hub / OpenMMLab names: NAME-<sha256 prefix>.pth
+
+
+def http_cache_path(url: str, model_dir: Optional[str] = None) -> str:
+    """Where a downloaded checkpoint is kept: torch's hub cache, under a name that includes a digest of the whole
+    URL, so two URLs that end in the same file name never share a cached file."""
     model_dir = model_dir or osp.join(torch.hub.get_dir(), 'checkpoints')
-    cached = osp.join(model_dir, osp.basename(filename.split('?')[0]))
+    name = osp.basename(url.split('?')[0])
+    return osp.join(model_dir, f'{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}')
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_from_http(filename, map_location=None, model_dir=None, progress=False):
+    """Download once into torch's hub cache (rank 0 first), then load safely like a local file.
+
+    When the file name carries a hash (``NAME-<sha256 prefix>.pth``), the download and the cached file are
+    checked against it; a cached file that does not match is named in the error and never loaded.
+    """
+    from mmengine.dist import barrier, get_dist_info
+    cached = http_cache_path(filename, model_dir)
+    match = _URL_HASH.search(osp.basename(filename.split('?')[0]))
+    hash_prefix = match.group(1) if match else None
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.isfile(cached):
-        os.makedirs(model_dir, exist_ok=True)
-        torch.hub.download_url_to_file(filename, cached, progress=progress)
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        # torch writes a temporary file, checks the hash prefix and renames it into place
+        torch.hub.download_url_to_file(filename, cached, hash_prefix=hash_prefix, progress=progress)
     if world_size > 1:
         barrier()
         if not osp.isfile(cached):
             raise CheckpointError(f'Rank {rank} cannot see {cached!r} downloaded by rank 0 from {filename}.')
+    if hash_prefix is not None and not _sha256_of(cached).startswith(hash_prefix):
+        raise CheckpointError(f'The cached download {cached!r} of {filename} does not match the hash in its name '
+                              f'({hash_prefix}): it is damaged or another file. Delete it to download again.')
     return load_checkpoint_file(cached, map_location=map_location)
 
 
@@ -180,22 +210,29 @@ def _summarise(keys: List[str], limit: int = 12) -> str:
     return f'{shown}, ... ({len(keys)} in all)' if len(keys) > limit else shown
 
 
+def state_dict_mismatches(model: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, List[str]]:
+    """The keys of ``state`` that do not fit ``model``: {'missing keys': [...], 'unexpected keys': [...],
+    'wrong shapes': ['key (checkpoint (..), model (..))', ...]}, empty kinds left out."""
+    expected = model.state_dict()
+    mismatches = {
+        'missing keys': [k for k in expected if k not in state],
+        'unexpected keys': [k for k in state if k not in expected],
+        'wrong shapes': [f'{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
+                         for k in expected if k in state and state[k].shape != expected[k].shape],
+    }
+    return {kind: keys for kind, keys in mismatches.items() if keys}
+
+
+def format_mismatches(mismatches: Dict[str, List[str]]) -> str:
+    """'missing keys: a, b; wrong shapes: ...' for the result of :func:`state_dict_mismatches`."""
+    return '; '.join(f'{kind}: {_summarise(keys)}' for kind, keys in mismatches.items())
+
+
 def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
     """Raise :class:`CheckpointError` naming every missing, unexpected and mis-shaped key."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [f'{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
-                   for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = []
-    if missing:
-        problems.append(f'missing keys: {_summarise(missing)}')
-    if unexpected:
-        problems.append(f'unexpected keys: {_summarise(unexpected)}')
-    if wrong_shape:
-        problems.append(f'wrong shapes: {_summarise(wrong_shape)}')
-    if problems:
-        raise CheckpointError(f'{source} does not match {type(model).__name__}: ' + '; '.join(problems) + '.')
+    mismatches = state_dict_mismatches(model, state)
+    if mismatches:
+        raise CheckpointError(f'{source} does not match {type(model).__name__}: {format_mismatches(mismatches)}.')
 
 
 def load_backbone_checkpoint(model: nn.Module, filename: str,

@@ -3,7 +3,8 @@
     python tools/misc/generate_demo_data.py [--coco-root data/demo/coco] [--ade-root data/demo/ade20k]
                                             [--seed 0] [--force]
 
-An existing complete set is kept (and only summarised) unless --force. The dataset classes
+An existing complete set is kept (and only summarised) unless --force, which regenerates a set that this
+generator wrote there and nothing else: a directory holding any other file is never removed. The dataset classes
 ``mmlightvit.DemoCocoDataset`` / ``mmlightvit.DemoADE20KDataset`` generate the same data on first use, so running
 this script is optional.
 """
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument('--coco-root', default='data/demo/coco')
     parser.add_argument('--ade-root', default='data/demo/ade20k')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--force', action='store_true', help='regenerate even if the sets exist')
+    parser.add_argument('--force', action='store_true', help='regenerate sets that this generator wrote (other directories are never removed)')
     args = parser.parse_args()
 
     for name, root, generate, ensure, summarise in (

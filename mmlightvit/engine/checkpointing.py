@@ -1,0 +1,279 @@
+"""Checkpoints that survive a kill at any moment, resume that finds the newest complete one, and loads that never
+leave part of a model random without saying so.
+
+* :class:`AtomicCheckpointHook`: mmengine's CheckpointHook with a crash-safe order
+  of work: the checkpoint is written to a hidden temporary file and renamed into place, ``last_checkpoint`` is
+  replaced (also by rename) only after that, and outdated checkpoints are deleted only after the new one is
+  complete. mmengine 0.10.7 deletes first and writes in place, so a kill during the save can leave nothing usable.
+* :func:`find_resume_checkpoint`: what ``--resume`` without a path resumes from: the file ``last_checkpoint``
+  names when it is complete, else the newest complete ``epoch_N.pth`` / ``iter_N.pth``.
+* :class:`StrictLoadHook`: on resume, the checkpoint must hold the whole training state and match the model and
+  the optimizer; for evaluation, the weights must match the model exactly; for fine-tuning (``load_from``) the
+  mismatches are listed.
+"""
+import os
+import os.path as osp
+import re
+import zipfile
+from typing import Dict, List, Optional
+
+import torch.nn as nn
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop
+
+from mmlightvit.registry import HOOKS
+from mmlightvit.utils.checkpoint import (CheckpointError, extract_state_dict, format_mismatches,
+                                         state_dict_mismatches)
+
+LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's CheckpointHook and find_latest_checkpoint use
+_RESUMABLE_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def replace_file_atomically(path: str, write) -> None:
+    """Write ``path`` through ``write(tmp_path)`` and a rename, so a reader sees the old file or the new one."""
+    directory, name = osp.split(osp.abspath(path))
+    tmp = osp.join(directory, f'.{name}.tmp-{os.getpid()}')
+    try:
+        write(tmp)
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    try:  # make the rename itself durable
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # some file systems cannot fsync a directory
+        pass
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` zip file (a truncated one has no central directory)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith('data.pkl') for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _resumable_checkpoints(work_dir: str) -> List[str]:
+    """``epoch_N.pth`` / ``iter_N.pth`` in ``work_dir``, newest (highest N, then latest written) first."""
+    found = []
+    for name in os.listdir(work_dir) if osp.isdir(work_dir) else []:
+        match = _RESUMABLE_NAME.match(name)
+        if match:
+            path = osp.join(work_dir, name)
+            found.append((int(match.group(2)), osp.getmtime(path), path))
+    return [path for *_, path in sorted(found, reverse=True)]
+
+
+def find_resume_checkpoint(work_dir: str, logger=None) -> Optional[str]:
+    """The checkpoint ``--resume`` (without a path) continues from, or None when ``work_dir`` holds none.
+
+    ``last_checkpoint`` is followed when it names a complete file; otherwise the newest complete
+    ``epoch_N.pth`` / ``iter_N.pth`` is taken and the reason is logged. Checkpoints that exist but are all
+    incomplete raise :class:`CheckpointError`: starting over would overwrite them.
+    """
+    log = logger.warning if logger is not None else print
+    named = None
+    pointer = osp.join(work_dir, LAST_CHECKPOINT)
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        # A work dir that was moved or copied keeps its file names: look for the file beside the pointer too.
+        for path in (named, osp.join(work_dir, osp.basename(named))):
+            if path and is_complete_checkpoint(path):
+                return path
+    candidates = _resumable_checkpoints(work_dir)
+    for path in candidates:
+        if is_complete_checkpoint(path):
+            reason = (f'{LAST_CHECKPOINT} names {named!r}, which is missing or incomplete' if named is not None else
+                      f'{pointer} does not exist')
+            log(f'Resuming from {path}: {reason}; it is the newest complete checkpoint in {work_dir}.')
+            return path
+    if candidates:
+        raise CheckpointError(
+            f'--resume found checkpoints in {work_dir} but none is complete: {", ".join(candidates)}. '
+            'Starting over would overwrite them; resume from a checkpoint elsewhere (--resume PATH) or use another '
+            '--work-dir.')
+    return None
+
+
+class _DeferredRemoval:
+    """A file backend stand-in that records removals instead of doing them (the rest is passed through)."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.removed: List[str] = []
+
+    def remove(self, path):
+        self.removed.append(path)
+
+    def rmtree(self, path):
+        self.removed.append(path)
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook (same arguments, same files) with a save that a kill cannot break.
+
+    Order of work for a regular checkpoint on a local disk: write ``.NAME.tmp-PID``, fsync, rename it to ``NAME``,
+    replace ``last_checkpoint`` by rename, and only then delete the checkpoints beyond ``max_keep_ckpts``. For a
+    new best checkpoint the previous best is deleted after the new one is written. Remote back ends (``s3://``
+    and the like) keep mmengine's behaviour.
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        outdated = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            # the best-checkpoint path may save the same step twice; keep the bookkeeping of mmengine's hook
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        tmp_filename = f'.{ckpt_filename}.tmp-{os.getpid()}'
+        tmp_path = osp.join(self.out_dir, tmp_filename)
+        try:
+            runner.save_checkpoint(
+                self.out_dir, tmp_filename, self.file_client_args, save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                backend_args=self.backend_args, **self.args)
+            if not is_main_process():  # Runner.save_checkpoint writes on the main process only
+                return
+            with open(tmp_path, 'rb') as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, self.last_ckpt)
+        except BaseException:
+            if is_main_process() and osp.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+
+        def write_pointer(tmp):
+            with open(tmp, 'w') as f:
+                f.write(self.last_ckpt)
+
+        replace_file_atomically(osp.join(runner.work_dir, LAST_CHECKPOINT), write_pointer)
+        for old_step in outdated:
+            old = osp.join(self.out_dir, self.filename_tmpl.format(old_step))
+            if osp.isfile(old) and old != self.last_ckpt:
+                os.remove(old)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        # mmengine removes the previous best before writing the new one; defer the removal until it is written.
+        backend, self.file_backend = self.file_backend, _DeferredRemoval(self.file_backend)
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            deferred, self.file_backend = self.file_backend, backend
+        if is_main_process():
+            for path in deferred.removed:
+                if backend.isfile(path):
+                    backend.remove(path)
+                elif backend.isdir(path):
+                    backend.rmtree(path)
+
+
+def is_training(runner) -> bool:
+    """Whether the runner is in ``train()``: it builds its train loop before loading checkpoints and validating;
+    in ``test()`` / ``val()`` the loop stays a config dict (or None)."""
+    return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+def _random_parts(missing: List[str]) -> List[str]:
+    """Top-level modules with missing weights, e.g. ['roi_head.mask_head'] (two name levels)."""
+    return sorted({'.'.join(key.split('.')[:2]) for key in missing})
+
+
+@HOOKS.register_module()
+class StrictLoadHook(Hook):
+    """Check every checkpoint the Runner loads before its weights are used.
+
+    * resume (``--resume``): the checkpoint must hold ``meta`` (epoch, iter), ``message_hub``, ``state_dict`` and,
+      when the run has them, ``optimizer`` and ``param_schedulers``; the weights must match the model exactly and
+      the optimizer's parameter groups the current optimizer's. mmengine would resume a partial checkpoint and
+      train on with random parts, or fail later with a bare ``KeyError``.
+    * evaluation (``tools/test.py``, ``Runner.val()`` / ``test()``): the weights must match the model exactly;
+      mmengine only logs mismatched keys and evaluates whatever stayed random. ``allow_partial=True`` accepts a
+      partial load and logs which parts stayed random.
+    * fine-tuning (``load_from`` while training): mmengine's non-strict load is kept and the mismatches are logged.
+
+    Runs after FuseModelHook (which folds the model before a fused checkpoint is loaded) and before EMAHook
+    (which copies the checkpoint into its averaged model).
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, allow_partial: bool = False):
+        self.allow_partial = allow_partial
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        source = f'Checkpoint {runner._load_from!r}' if getattr(runner, '_load_from', None) else 'The checkpoint'
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f'{source} is a {type(checkpoint).__name__}, not a checkpoint dict.')
+        model = _unwrapped(runner.model)
+        training = is_training(runner)
+        if runner._resume and training:
+            self._check_training_state(runner, checkpoint, source)
+        mismatches = state_dict_mismatches(model, extract_state_dict(checkpoint, source=source))
+        if not mismatches:
+            return
+        summary = f'{source} does not match {type(model).__name__}: {format_mismatches(mismatches)}.'
+        if runner._resume and training:
+            raise CheckpointError(f'{summary} Resuming would train on with the unmatched parts; resume from a '
+                                  'checkpoint of this model and config.')
+        missing = mismatches.get('missing keys', [])
+        if training:  # fine-tuning from load_from: mmengine's partial load, with the mismatches named
+            runner.logger.warning(f'load_from: {summary}')
+        elif self.allow_partial:
+            runner.logger.warning(f'Partial load allowed: {summary} Random (not loaded): '
+                                  f'{", ".join(_random_parts(missing)) or "nothing"}.')
+        else:
+            raise CheckpointError(
+                f'{summary} Evaluating it would measure a partly random model. Use a checkpoint of this config '
+                "(or convert it), or pass --allow-partial-load to evaluate anyway.")
+
+    @staticmethod
+    def _check_training_state(runner, checkpoint: dict, source: str) -> None:
+        required = ['meta', 'message_hub', 'state_dict']
+        if runner.optim_wrapper is not None:
+            required.append('optimizer')
+        if runner.param_schedulers:
+            required.append('param_schedulers')
+        missing = [key for key in required if key not in checkpoint]
+        meta = checkpoint.get('meta')
+        if isinstance(meta, dict):
+            missing += [f'meta.{key}' for key in ('epoch', 'iter') if key not in meta]
+        if missing:
+            raise CheckpointError(
+                f'{source} cannot be resumed: it lacks {", ".join(missing)} (a training checkpoint written by '
+                f'the Runner holds {", ".join(required)}). To start a new run from its weights, use load_from '
+                '(--cfg-options load_from=PATH) instead of --resume.')
+        saved = checkpoint.get('optimizer')
+        optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
+        if isinstance(saved, dict) and 'param_groups' in saved and optimizer is not None:
+            ours = [len(group['params']) for group in optimizer.param_groups]
+            theirs = [len(group['params']) for group in saved['param_groups']]
+            if ours != theirs:
+                raise CheckpointError(
+                    f'{source} cannot be resumed: its optimizer has parameter groups of {theirs} parameters, this '
+                    f'run\'s optimizer {ours} (another model or another paramwise_cfg).')
