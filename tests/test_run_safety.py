@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -82,8 +83,26 @@ class Interrupt(Hook):
             raise KeyboardInterrupt
 
 
+class ImprovingScore(BaseMetric):
+    """A validation metric that improves at every evaluation in this process (resumed runs included), so every
+    epoch writes a new best checkpoint."""
+
+    evaluations = 0
+
+    def process(self, data_batch, data_samples):
+        self.results.append(0)
+
+    def compute_metrics(self, results):
+        ImprovingScore.evaluations += 1
+        return dict(score=float(ImprovingScore.evaluations))
+
+
 def toy_runner(work_dir, max_epochs=3, num_workers=0, resume=False, load_from=None, model=None, seed=3,
-               allow_partial=False, interrupt_at=None):
+               allow_partial=False, interrupt_at=None, save_best=False):
+    validation = dict(
+        val_dataloader=dict(dataset=NoisyPoints(), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=4),
+        val_evaluator=[ImprovingScore()],
+        val_cfg=dict(type='ValLoop')) if save_best else {}
     torch.manual_seed(0)  # the same initial weights in every run of this process
     runner = Runner(
         model=model or LinearModel(),
@@ -97,16 +116,18 @@ def toy_runner(work_dir, max_epochs=3, num_workers=0, resume=False, load_from=No
             persistent_workers=num_workers > 0),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
         param_scheduler=[dict(type='MultiStepLR', milestones=[2], by_epoch=True)],
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
         default_hooks=dict(
-            checkpoint=dict(type='mmlightvit.AtomicCheckpointHook', interval=1, max_keep_ckpts=1),
+            checkpoint=dict(type='mmlightvit.AtomicCheckpointHook', interval=1, max_keep_ckpts=1,
+                            save_best='score' if save_best else None, rule='greater'),
             logger=dict(type='LoggerHook', interval=100)),
         custom_hooks=[dict(type='mmlightvit.RNGStateHook'),
                       dict(type='mmlightvit.StrictLoadHook', allow_partial=allow_partial)],
         randomness=dict(seed=seed),
         resume=resume,
         load_from=load_from,
-        default_scope='mmengine')
+        default_scope='mmengine',
+        **validation)
     if interrupt_at is not None:
         runner.register_hook(Interrupt(interrupt_at))
     return runner
@@ -145,34 +166,54 @@ def test_augmentation_seeds_do_not_depend_on_workers_or_interruption(toy_run, tm
     assert not torch.equal(final_weights(tmp_path / 'other-seed')['head.weight'], final_weights(toy_run)['head.weight'])
 
 
+def dies_while_writing(monkeypatch, name_part):
+    """Make the next write of a file whose name contains ``name_part`` stop half way, as a kill would."""
+    from mmengine.fileio import LocalBackend
+    real_put = LocalBackend.put
+
+    def put(self, obj, filepath):
+        if name_part in osp.basename(str(filepath)):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            monkeypatch.setattr(LocalBackend, 'put', real_put)
+            raise KeyboardInterrupt(f'killed while writing {filepath}')
+        real_put(self, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', put)
+
+
+def pth_files(work_dir):
+    return sorted(p.name for p in Path(work_dir).iterdir() if p.name.endswith('.pth') or '.tmp' in p.name)
+
+
 def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         toy_runner(tmp_path, interrupt_at=2).train()
     previous = (tmp_path / 'epoch_2.pth').read_bytes()
-
-    real_save = torch.save
-
-    def dies_half_way(obj, f, *args, **kwargs):  # writes half of the file, then the process "dies"
-        real_save(obj, f, *args, **kwargs)
-        if hasattr(f, 'truncate'):
-            f.truncate(f.tell() // 2)
-        raise KeyboardInterrupt('killed while saving')
-
-    monkeypatch.setattr(torch, 'save', dies_half_way)
-    runner = toy_runner(tmp_path, resume=True, load_from=str(tmp_path / 'epoch_2.pth'))
-    with pytest.raises(KeyboardInterrupt, match='killed while saving'):
-        runner.train()
-    monkeypatch.setattr(torch, 'save', real_save)
+    dies_while_writing(monkeypatch, 'epoch_3')
+    with pytest.raises(KeyboardInterrupt, match='killed while writing'):
+        toy_runner(tmp_path, resume=True, load_from=str(tmp_path / 'epoch_2.pth')).train()
     # max_keep_ckpts=1, yet the previous checkpoint is whole and still named by last_checkpoint; no partial file
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == '.pth' or p.name.startswith('.')) == [
-        'epoch_2.pth'
-    ]
+    assert pth_files(tmp_path) == ['epoch_2.pth']
     assert (tmp_path / 'epoch_2.pth').read_bytes() == previous
     assert (tmp_path / 'last_checkpoint').read_text().endswith('epoch_2.pth')
     assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_2.pth')
     # the next save works and removes the outdated checkpoint only once the new one is complete
     toy_runner(tmp_path, resume=True, load_from=str(tmp_path / 'epoch_2.pth')).train()
-    assert sorted(p.name for p in tmp_path.glob('*.pth')) == ['epoch_3.pth']
+    assert pth_files(tmp_path) == ['epoch_3.pth']
+
+
+def test_kill_while_writing_a_new_best_keeps_the_previous_best(tmp_path, monkeypatch):
+    with pytest.raises(KeyboardInterrupt):
+        toy_runner(tmp_path, interrupt_at=2, save_best=True).train()
+    assert pth_files(tmp_path) == ['best_score_epoch_2.pth', 'epoch_2.pth']
+    previous_best = (tmp_path / 'best_score_epoch_2.pth').read_bytes()
+    dies_while_writing(monkeypatch, 'best_score_epoch_3')
+    with pytest.raises(KeyboardInterrupt, match='killed while writing'):
+        toy_runner(tmp_path, resume=True, load_from=str(tmp_path / 'epoch_2.pth'), save_best=True).train()
+    assert (tmp_path / 'best_score_epoch_2.pth').read_bytes() == previous_best  # mmengine had deleted it first
+    toy_runner(tmp_path, resume=True, load_from=str(tmp_path / 'epoch_3.pth'), max_epochs=4, save_best=True).train()
+    assert pth_files(tmp_path) == ['best_score_epoch_4.pth', 'epoch_4.pth']
 
 
 def test_resume_without_last_checkpoint_takes_the_newest_complete_one(tmp_path):
@@ -481,6 +522,8 @@ def test_distributed_runs_end_cleanly_every_time(tmp_path):
                       "setup_cpu_distributed(Config(dict()), 'pytorch')\n"
                       'import torch.distributed as dist\n'
                       'dist.all_reduce(__import__("torch").ones(1))\n'
+                      'results = [None, None]\n'
+                      "dist.all_gather_object(results, {'metric': dist.get_rank()})\n"
                       'finish_distributed()\n')
     for attempt in range(4):
         proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',

@@ -15,6 +15,7 @@ import os
 import os.path as osp
 import re
 import zipfile
+from functools import partial
 from typing import Dict, List, Optional
 
 import torch.nn as nn
@@ -127,14 +128,30 @@ class _DeferredRemoval:
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's CheckpointHook (same arguments, same files) with a save that a kill cannot break.
 
-    Order of work for a regular checkpoint on a local disk: write ``.NAME.tmp-PID``, fsync, rename it to ``NAME``,
-    replace ``last_checkpoint`` by rename, and only then delete the checkpoints beyond ``max_keep_ckpts``. For a
-    new best checkpoint the previous best is deleted after the new one is written. Remote back ends (``s3://``
-    and the like) keep mmengine's behaviour.
+    Order of work on a local disk: write ``.NAME.tmp-PID``, fsync, rename it to ``NAME``; for a regular checkpoint
+    then replace ``last_checkpoint`` by rename, and only then delete the checkpoints beyond ``max_keep_ckpts``;
+    for a new best checkpoint, delete the previous best only after the new one is in place. Remote back ends
+    (``s3://`` and the like) keep mmengine's behaviour.
     """
 
+    def _write(self, runner, out_dir, filename, *args, **kwargs) -> None:
+        """``Runner.save_checkpoint(out_dir, filename, ...)`` through a temporary file and a rename."""
+        tmp_path = osp.join(out_dir, f'.{filename}.tmp-{os.getpid()}')
+        try:
+            # the class's method: _save_best_checkpoint routes the instance's save_checkpoint here
+            type(runner).save_checkpoint(runner, out_dir, osp.basename(tmp_path), *args, **kwargs)
+            if is_main_process():  # Runner.save_checkpoint writes on the main process only
+                with open(tmp_path, 'rb') as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp_path, osp.join(out_dir, filename))
+        except BaseException:
+            if is_main_process() and osp.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+
     def _save_checkpoint_with_step(self, runner, step, meta):
-        if not isinstance(self.file_backend, LocalBackend):
+        # (_save_best_checkpoint calls this with the deferring stand-in of a local backend)
+        if not isinstance(self.file_backend, (LocalBackend, _DeferredRemoval)):
             return super()._save_checkpoint_with_step(runner, step, meta)
         outdated = []
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
@@ -147,22 +164,11 @@ class AtomicCheckpointHook(CheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        tmp_filename = f'.{ckpt_filename}.tmp-{os.getpid()}'
-        tmp_path = osp.join(self.out_dir, tmp_filename)
-        try:
-            runner.save_checkpoint(
-                self.out_dir, tmp_filename, self.file_client_args, save_optimizer=self.save_optimizer,
-                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-                backend_args=self.backend_args, **self.args)
-            if not is_main_process():  # Runner.save_checkpoint writes on the main process only
-                return
-            with open(tmp_path, 'rb') as f:
-                os.fsync(f.fileno())
-            os.replace(tmp_path, self.last_ckpt)
-        except BaseException:
-            if is_main_process() and osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        self._write(runner, self.out_dir, ckpt_filename, self.file_client_args, save_optimizer=self.save_optimizer,
+                    save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                    backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
 
         def write_pointer(tmp):
             with open(tmp, 'w') as f:
@@ -175,12 +181,17 @@ class AtomicCheckpointHook(CheckpointHook):
                 os.remove(old)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
-        # mmengine removes the previous best before writing the new one; defer the removal until it is written.
+        if not isinstance(self.file_backend, LocalBackend):
+            return super()._save_best_checkpoint(runner, metrics)
+        # mmengine's method removes the previous best and then writes the new one in place: write through
+        # _write, and defer the removal until the new file is complete.
         backend, self.file_backend = self.file_backend, _DeferredRemoval(self.file_backend)
+        runner.save_checkpoint = partial(self._write, runner)
         try:
             super()._save_best_checkpoint(runner, metrics)
         finally:
             deferred, self.file_backend = self.file_backend, backend
+            del runner.save_checkpoint  # the Runner's own method again
         if is_main_process():
             for path in deferred.removed:
                 if backend.isfile(path):
