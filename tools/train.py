@@ -7,8 +7,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmlightvit.engine import (build_runner, check_dataset_paths, enable_amp, end_children_with_this_process,  # noqa: E402
-                               find_resume_checkpoint, finish_distributed, load_config, prepare_run)
+from mmlightvit.engine import (build_runner, check_dataset_paths, enable_amp,  # noqa: E402
+                               end_children_with_this_process, find_resume_checkpoint, finish_distributed,
+                               load_config, prepare_run)
 
 
 def parse_args():

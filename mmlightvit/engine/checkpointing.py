@@ -26,8 +26,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
 
 from mmlightvit.registry import HOOKS
-from mmlightvit.utils.checkpoint import (CheckpointError, extract_state_dict, format_mismatches,
-                                         state_dict_mismatches)
+from mmlightvit.utils.checkpoint import (CheckpointError, convert_released_state, extract_state_dict,
+                                         format_mismatches, state_dict_mismatches)
 
 LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's CheckpointHook and find_latest_checkpoint use
 _RESUMABLE_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -210,6 +210,18 @@ def _unwrapped(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
+def convert_loaded_checkpoint(runner, model: nn.Module, checkpoint: dict, source: str) -> dict:
+    """The state dict of a checkpoint the Runner just read; an officially released detector or segmentor is
+    converted to ``model``'s keys in memory (``checkpoint['state_dict']`` is replaced, which is what the Runner
+    loads next)."""
+    state, converted = convert_released_state(model, extract_state_dict(checkpoint, source=source))
+    if converted:
+        checkpoint['state_dict'] = state
+        runner.logger.info(f'{source}: the backbone weights are in the official {type(model.backbone).__name__} '
+                           'layout; converted in memory.')
+    return state
+
+
 def _random_parts(missing: List[str]) -> List[str]:
     """Top-level modules with missing weights, e.g. ['roi_head.mask_head'] (two name levels)."""
     return sorted({'.'.join(key.split('.')[:2]) for key in missing})
@@ -223,10 +235,12 @@ class StrictLoadHook(Hook):
       when the run has them, ``optimizer`` and ``param_schedulers``; the weights must match the model exactly and
       the optimizer's parameter groups the current optimizer's. mmengine would resume a partial checkpoint and
       train on with random parts, or fail later with a bare ``KeyError``.
-    * evaluation (``tools/test.py``, ``Runner.val()`` / ``test()``): the weights must match the model exactly;
+    * evaluation (``tools/test.py``, ``Runner.val()`` / ``test()``): an officially released detector or segmentor
+      (backbone in the official module tree) is converted in memory first; the weights must match the model exactly;
       mmengine only logs mismatched keys and evaluates whatever stayed random. ``allow_partial=True`` accepts a
       partial load and logs which parts stayed random.
-    * fine-tuning (``load_from`` while training): mmengine's non-strict load is kept and the mismatches are logged.
+    * fine-tuning (``load_from`` while training): released layouts are converted too; mmengine's non-strict load
+      is kept and the mismatches are logged.
 
     Runs after FuseModelHook (which folds the model before a fused checkpoint is loaded) and before EMAHook
     (which copies the checkpoint into its averaged model).
@@ -245,7 +259,10 @@ class StrictLoadHook(Hook):
         training = is_training(runner)
         if runner._resume and training:
             self._check_training_state(runner, checkpoint, source)
-        mismatches = state_dict_mismatches(model, extract_state_dict(checkpoint, source=source))
+            state = extract_state_dict(checkpoint, source=source)
+        else:
+            state = convert_loaded_checkpoint(runner, model, checkpoint, source)
+        mismatches = state_dict_mismatches(model, state)
         if not mismatches:
             return
         summary = f'{source} does not match {type(model).__name__}: {format_mismatches(mismatches)}.'

@@ -8,11 +8,11 @@ import torch.nn as nn
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 
-from mmlightvit.engine.checkpointing import is_training
+from mmlightvit.engine.checkpointing import convert_loaded_checkpoint, is_training
 from mmlightvit.engine.data_loading import data_sampler
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.registry import HOOKS
-from mmlightvit.utils.checkpoint import CheckpointError, check_state_dict, extract_state_dict
+from mmlightvit.utils.checkpoint import CheckpointError, check_state_dict
 
 
 @HOOKS.register_module()
@@ -141,8 +141,9 @@ class FuseModelHook(Hook):
         elif self._fused:
             raise CheckpointError('FuseModelHook: the model was already folded, but the checkpoint being loaded '
                                   'is not a fused one (meta.fused is not set).')
-        state = extract_state_dict(checkpoint, source='checkpoint')
-        check_state_dict(self._models(runner)[0], state, source='FuseModelHook: the checkpoint')
+        model = self._models(runner)[0]
+        state = convert_loaded_checkpoint(runner, model, checkpoint, source='FuseModelHook: the checkpoint')
+        check_state_dict(model, state, source='FuseModelHook: the checkpoint')
 
     def before_val(self, runner) -> None:
         self._fuse(runner, 'before_val')

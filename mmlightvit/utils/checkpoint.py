@@ -257,3 +257,29 @@ def load_backbone_checkpoint(model: nn.Module, filename: str,
         state = convert(state)
     check_state_dict(model, state, source=f'Checkpoint {filename!r}')
     model.load_state_dict(state, strict=True)
+
+
+def convert_released_state(model: nn.Module, state: Dict[str, torch.Tensor]):
+    """Map a released detector's or segmentor's state dict onto ``model``'s keys.
+
+    Official dense releases (RepViT's and TransNeXt's mmdet 2.x / mmseg 0.x and mmdet 3.x / mmseg 1.x files) keep
+    the heads under the names mmdet 3.3 / mmseg 1.2 use, but the backbone in the official module tree. The
+    ``backbone.*`` keys go through the backbone's own ``convert_checkpoint``; the rest is kept as it is.
+
+    Returns:
+        ``(state, converted)``: the state dict to load and whether the backbone was converted. Keys the
+        conversion filled in from the model itself (optional output norms that no release has) are left out, so
+        a strict check reports them as missing.
+    """
+    backbone = getattr(model, 'backbone', None)
+    convert = getattr(backbone, 'convert_checkpoint', None)
+    if convert is None or not any(k.startswith('backbone.') for k in state):
+        return state, False
+    original = strip_prefix(state, 'backbone.')
+    converted = convert(OrderedDict(original))
+    if list(converted) == list(original):
+        return state, False
+    own = {k: v.data_ptr() for k, v in backbone.state_dict().items()}
+    result = OrderedDict((k, v) for k, v in state.items() if not k.startswith('backbone.'))
+    result.update(('backbone.' + k, v) for k, v in converted.items() if own.get(k) != v.data_ptr())
+    return result, True

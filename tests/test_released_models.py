@@ -1,0 +1,94 @@
+"""Officially released detectors and segmentors load strictly, as they are, through tools/test.py's loader.
+
+No release can be downloaded here, so each test writes a file in the release's layout (backbone in the official
+module tree through the family's ``to_official_state_dict``, heads under the names mmdet 2.x / mmseg 0.x wrote,
+mmcv 1.x ``meta``) around a randomly initialised model of the paper config.
+"""
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmlightvit.engine import build_runner, load_config, prepare_run
+from mmlightvit.utils import CheckpointError, load_checkpoint_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def evaluation_runner(config, work_dir, checkpoint=None):
+    """A Runner as tools/test.py builds it, without the ImageNet download; the checkpoint is loaded at once."""
+    cfg = load_config(str(ROOT / config), work_dir=str(work_dir))
+    cfg.model.backbone.init_cfg = None
+    prepare_run(cfg, training=False)
+    cfg.load_from = checkpoint
+    runner = build_runner(cfg)
+    if checkpoint is not None:
+        runner.load_or_resume()  # what Runner.test() does first
+    return runner
+
+
+def released_layout(model) -> 'OrderedDict[str, torch.Tensor]':
+    state = OrderedDict((k, v) for k, v in model.state_dict().items() if not k.startswith('backbone.'))
+    state.update(('backbone.' + k, v) for k, v in model.backbone.to_official_state_dict().items())
+    return state
+
+
+RELEASES = {
+    # config: (meta of the writer, wrapped in {'meta', 'state_dict'} or a bare state dict)
+    'configs/repvit/mask-rcnn_repvit-m1.1_coco.py': (dict(mmcv_version='1.7.1', CLASSES=('person', )), True),
+    'configs/repvit/fpn_repvit-m1.1_ade20k-512x512-40k.py': (dict(mmcv_version='1.7.1', CLASSES=('wall', ),
+                                                                  PALETTE=[[120, 120, 120]]), True),
+    'configs/transnext/mask-rcnn_transnext-tiny_coco.py': (None, False),
+    'configs/transnext/upernet_transnext-tiny_ade20k-512x512-160k.py': (None, False),
+}
+
+
+@pytest.mark.parametrize('config', list(RELEASES))
+def test_release_layout_loads_strictly_and_equals_our_layout(config, tmp_path):
+    meta, wrapped = RELEASES[config]
+    reference = evaluation_runner(config, tmp_path / 'reference').model
+    release = released_layout(reference)
+    assert any(k.startswith('backbone.') for k in release) and set(release) != set(reference.state_dict())
+    path = tmp_path / 'release.pth'
+    torch.save({'meta': meta, 'state_dict': release} if wrapped else release, path)
+
+    fresh = evaluation_runner(config, tmp_path / 'fresh')
+    assert not torch.equal(fresh.model.state_dict()['backbone.' + next(iter(reference.backbone.state_dict()))],
+                           reference.backbone.state_dict()[next(iter(reference.backbone.state_dict()))])
+    loaded = evaluation_runner(config, tmp_path / 'loaded', str(path)).model.state_dict()
+    expected = reference.state_dict()
+    assert loaded.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+
+    # one head key less: stopped, the key named
+    head_key = next(k for k in release if not k.startswith('backbone.') and k.endswith('.weight'))
+    damaged = OrderedDict((k, v) for k, v in release.items() if k != head_key)
+    torch.save({'state_dict': damaged}, tmp_path / 'damaged.pth')
+    with pytest.raises(CheckpointError, match=f'missing keys: {head_key}'):
+        evaluation_runner(config, tmp_path / 'damaged', str(tmp_path / 'damaged.pth'))
+
+
+def test_test_tool_and_converter_take_a_release(tmp_path):
+    config = 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
+    model = evaluation_runner(config, tmp_path / 'reference').model
+    torch.save({'meta': dict(CLASSES=('circle', 'rectangle', 'triangle', 'star')), 'state_dict': released_layout(model)},
+               tmp_path / 'release.pth')
+    # converted once by the tool: our keys, the reference's weights, the classes as dataset_meta
+    subprocess.run([sys.executable, 'tools/model_converters/release_to_mmlightvit.py', config,
+                    str(tmp_path / 'release.pth'), str(tmp_path / 'converted.pth')], cwd=ROOT, check=True)
+    converted = load_checkpoint_file(str(tmp_path / 'converted.pth'))
+    assert converted['meta']['backbone_layout'] == 'official'
+    assert converted['meta']['dataset_meta']['classes'] == ('circle', 'rectangle', 'triangle', 'star')
+    for key, value in model.state_dict().items():
+        assert torch.equal(converted['state_dict'][key], value), key
+    # evaluated as it is by tools/test.py
+    proc = subprocess.run([sys.executable, 'tools/test.py', config, str(tmp_path / 'release.pth'), '--work-dir',
+                           str(tmp_path / 'test'), '--cfg-options', 'test_dataloader.dataset.indices=2'], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'official RepViT layout; converted in memory' in proc.stdout + proc.stderr
+    assert 'coco/bbox_mAP:' in proc.stdout + proc.stderr

@@ -1,0 +1,67 @@
+"""Convert an officially released detector or segmentor (RepViT, TransNeXt) to this project's keys, once.
+
+    python tools/model_converters/release_to_mmlightvit.py CONFIG SRC DST
+
+Converting is optional: ``tools/test.py CONFIG SRC`` (and ``dist_test.sh``) evaluates a release directly, converting
+it in memory the same way. The official dense releases keep their heads under the names mmdet 3.3 / mmseg 1.2 use
+(mmdet 2.x and mmseg 0.x wrote the same names); only the backbone is in the official module tree, and it goes
+through the backbone's own converter. The result is checked strictly against the model the config builds and
+saved as ``{'state_dict', 'meta'}`` (``meta.dataset_meta`` from the release's ``CLASSES`` / ``PALETTE`` if it has
+them). ``SRC`` is read safely (weights only); a file that does not fit the config is an error naming the keys.
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import Optional, Sequence
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
+
+import torch  # noqa: E402
+
+from mmlightvit.utils import (check_state_dict, convert_released_state, extract_state_dict,  # noqa: E402
+                              load_checkpoint_file)
+from mmlightvit.utils.complexity import build_from_config, load_config  # noqa: E402
+
+
+def dataset_meta(meta) -> Optional[dict]:
+    """mmdet 3.x / mmseg 1.x ``dataset_meta`` of a release's ``meta`` (2.x / 0.x store ``CLASSES``, ``PALETTE``)."""
+    if not isinstance(meta, dict):
+        return None
+    if isinstance(meta.get('dataset_meta'), dict):
+        return meta['dataset_meta']
+    if meta.get('CLASSES') is None:
+        return None
+    found = dict(classes=tuple(meta['CLASSES']))
+    if meta.get('PALETTE') is not None:
+        found['palette'] = [tuple(colour) for colour in meta['PALETTE']]
+    return found
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='the config of the released model, e.g. '
+                        'configs/repvit/mask-rcnn_repvit-m1.1_coco.py')
+    parser.add_argument('src', help='the released checkpoint')
+    parser.add_argument('dst', help='output file')
+    args = parser.parse_args(argv)
+
+    cfg = load_config(args.config)
+    model = build_from_config(cfg, cfg.model)
+    checkpoint = load_checkpoint_file(args.src)
+    state, converted = convert_released_state(model, extract_state_dict(checkpoint, source=args.src))
+    check_state_dict(model, state, source=f'Checkpoint {args.src!r}')
+    meta = dict(source=osp.basename(args.src), config=osp.basename(args.config),
+                backbone_layout='official' if converted else 'mmlightvit',
+                converter='tools/model_converters/release_to_mmlightvit.py')
+    found = dataset_meta(checkpoint.get('meta') if isinstance(checkpoint, dict) else None)
+    if found is not None:
+        meta['dataset_meta'] = found
+    torch.save({'state_dict': {k: v.detach().clone().contiguous() for k, v in state.items()}, 'meta': meta},
+               args.dst)
+    print(f'{args.src} -> {args.dst}\n  backbone layout: {meta["backbone_layout"]}; {len(state)} tensors; loads '
+          f'strictly into the model of {osp.basename(args.config)}.')
+    return dict(meta=meta, num_keys=len(state), dst=args.dst)
+
+
+if __name__ == '__main__':
+    main()
