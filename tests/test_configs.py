@@ -48,6 +48,14 @@ def test_paper_configs_name_the_official_checkpoints():
         assert init_cfg.type == 'Pretrained' and init_cfg.checkpoint.startswith('https://'), path
 
 
+@pytest.mark.parametrize('variant', ['m0.9', 'm1.1', 'm1.5'])
+def test_rtmdet_recipe_scales_lr_from_its_own_batch(variant):
+    cfg = Config.fromfile(str(ROOT / f'configs/repvit/rtmdet_repvit-{variant}_coco.py'))
+    assert cfg.auto_scale_lr.base_batch_size == 8 * cfg.train_dataloader.batch_size == 256
+    assert cfg.sync_bn == 'torch'
+    assert cfg.model.neck.norm_cfg.type == cfg.model.bbox_head.norm_cfg.type == 'SyncBN'
+
+
 def test_configs_read_data_with_the_checked_datasets():
     """COCO and ADE20K go through mmlightvit's dataset classes, whose errors name the file (the demo sets too)."""
     for path in CONFIGS:

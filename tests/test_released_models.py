@@ -92,3 +92,22 @@ def test_test_tool_and_converter_take_a_release(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'official RepViT layout; converted in memory' in proc.stdout + proc.stderr
     assert 'coco/bbox_mAP:' in proc.stdout + proc.stderr
+
+
+def test_repvit_segmentation_tests_with_the_official_align_resize():
+    """The official RepViT ADE20K test: keep-ratio into 2048x512, then resize (not pad) to multiples of 32."""
+    import cv2
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+    pipeline = Config.fromfile(str(ROOT / 'configs/repvit/fpn_repvit-m2.3_ade20k-512x512-40k.py')).test_pipeline
+    assert pipeline[1] == dict(type='mmlightvit.AlignResize', scale=(2048, 512), size_divisor=32)
+    img = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    out = Compose(pipeline[1:2])(dict(img=img))
+    assert out['img'].shape[:2] == (512, 704)  # mmseg's Resize: 512 x 683, padded rather than resized
+    expected = cv2.resize(cv2.resize(img, (683, 512), interpolation=cv2.INTER_LINEAR), (704, 512),
+                          interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(out['img'], expected)
+    assert out['scale_factor'] == (704 / 500, 512 / 375)

@@ -31,3 +31,12 @@ optim_wrapper = dict(
 param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)]
 train_dataloader = dict(batch_size=4)
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+# The official test resize: keep-ratio into 2048x512, then each side resized (not padded) up to a multiple of 32.
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='mmlightvit.AlignResize', scale=(2048, 512), size_divisor=32),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader

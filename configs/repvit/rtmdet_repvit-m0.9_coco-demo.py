@@ -10,6 +10,7 @@ image_scale = (256, 256)
 max_epochs = 12
 dataset_type = 'mmlightvit.DemoCocoDataset'
 data_root = 'data/demo/coco/'
+sync_bn = None  # plain BN in CPU (gloo) distributed runs too
 
 model = dict(
     backbone=dict(init_cfg=None),

@@ -22,3 +22,7 @@ model = dict(
 train_dataloader = dict(dataset=dict(type='mmlightvit.CocoDataset'))
 val_dataloader = dict(dataset=dict(type='mmlightvit.CocoDataset'))
 test_dataloader = val_dataloader
+# RTMDet's recipe is 8 GPUs x 32 images: --auto-scale-lr scales from that batch (not schedule_1x's 16), and every
+# BatchNorm is synchronised across GPUs, the backbone's too (as CSPNeXt's SyncBN).
+auto_scale_lr = dict(enable=False, base_batch_size=256)
+sync_bn = 'torch'
