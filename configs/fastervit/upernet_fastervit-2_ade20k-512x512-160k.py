@@ -25,6 +25,9 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
         out_norm_cfg=dict(type='BN'),
+        # the official dense code (downstream/object_detection/dino) builds every variant without carrier-token
+        # propagation, which the ImageNet models of variants 3-6 use
+        do_propagation=False,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
     decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
     auxiliary_head=dict(in_channels=384, num_classes=150))
