@@ -124,3 +124,18 @@ def test_stored_numbers_match_the_config(name):
         model.auxiliary_head = None  # tools/analysis/get_flops.py counts segmentors without it
     params = sum(p.numel() for p in model.parameters())
     assert round(params / 1e6, 2) == metadata['Parameters (M)'], params
+
+
+def test_every_paper_result_has_a_command():
+    """Released rows evaluate the release (with --tta where the result is multi-scale); the others train first."""
+    _command = generator._command
+    released = [model for _, model in _all_models() if 'Weights' in model]
+    assert len(released) == 6 + 6 + 6  # RepViT 3 Mask R-CNN + 3 FPN; TransNeXt 3 Mask R-CNN + 3 UperNet (ss, ms, extra)
+    for model in released:
+        assert model['Weights'].startswith('https://') and 'Results' in model, model['Name']
+        assert _command(model).startswith(f"`python tools/test.py {model['Config']} {model['Weights']}")
+    for _, model in _all_models():
+        if '_ms' in model['Name']:
+            assert model['Metadata']['Test Options'] == '--tta' and _command(model).endswith(' --tta`')
+        if 'Results' in model and 'Weights' not in model:
+            assert 'tools/dist_train.sh' in _command(model), model['Name']

@@ -17,6 +17,9 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation: the config's tta_model (mmseg's SegTTAModel, mmdet's "
+                        'DetTTAModel) over its tta_pipeline (e.g. multi-scale + flip)')
     parser.add_argument('--allow-partial-load', action='store_true',
                         help='evaluate even if the checkpoint does not match the model (the parts it lacks stay '
                         'random and are listed); by default such a checkpoint stops the test with the keys named')
@@ -47,6 +50,19 @@ def enable_visualization(cfg, show: bool, show_dir, wait_time: float) -> None:
             cfg.visualizer.save_dir = osp.abspath(show_dir)  # mmseg saves through the visualizer
 
 
+def enable_tta(cfg) -> None:
+    """Wrap the model in the config's ``tta_model`` and test with its ``tta_pipeline``, as mmdet's and mmseg's
+    ``tools/test.py --tta`` do."""
+    missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
+    if missing:
+        raise RuntimeError(f'--tta needs {" and ".join(missing)} in the config (mmseg configs inherit both from '
+                           "mmseg's default_runtime and dataset bases; see configs/_base_/datasets/"
+                           'ade20k_ms-flip_tta.py for the multi-scale + flip test of the papers).')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
 def main():
     end_children_with_this_process()
     args = parse_args()
@@ -54,6 +70,8 @@ def main():
     check_dataset_paths(cfg, loaders=('test_dataloader', ))
     prepare_run(cfg, training=False, allow_partial_load=args.allow_partial_load)
     cfg.load_from = args.checkpoint
+    if args.tta:
+        enable_tta(cfg)
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
     runner = build_runner(cfg)

@@ -7,13 +7,16 @@
 # linear warm-up from 1e-6, poly decay power 1.0, batch 8 GPUs x 2, auxiliary FCN head on stage 3, whole-image
 # single-scale test (as Swin's), no decay on norms and position-bias tables (here the `cpb_mlp` MLPs) nor on layer
 # scales, no layer-wise lr decay. Backbone as in the official DINO code: drop path 0.1, BatchNorm on each returned map.
+# The paper's multi-scale result: tools/test.py THIS_CONFIG CHECKPOINT --tta (6 scales + flip, as Swin's).
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     '../_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k_ms-flip_tta.py',
     'mmseg::_base_/schedules/schedule_160k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
+tta_pipeline = _base_.ms_flip_tta_pipeline
 checkpoint = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_2_224_1k.pth.tar'  # official README
 model = dict(
     pretrained=None,  # the backbone loads its own weights through init_cfg

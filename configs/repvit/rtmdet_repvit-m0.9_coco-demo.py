@@ -71,3 +71,19 @@ custom_hooks = [
     # Exact resumption: the random generators travel in the checkpoints.
     dict(type='mmlightvit.RNGStateHook'),
 ]
+# Test-time augmentation (tools/test.py --tta): RTMDet's three scales with and without flip, at the demo's size.
+tta_img_scales = [(256, 256), (192, 192), (320, 320)]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=s, keep_ratio=True) for s in tta_img_scales],
+            # flip before Pad, so that the boxes can be flipped back
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='Pad', size=(320, 320), pad_val=dict(img=(114, 114, 114)))],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                                                   'flip', 'flip_direction'))],
+        ]),
+]

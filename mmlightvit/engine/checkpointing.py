@@ -22,7 +22,7 @@ import torch.nn as nn
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop
 
 from mmlightvit.registry import HOOKS
@@ -206,8 +206,10 @@ def is_training(runner) -> bool:
     return isinstance(getattr(runner, '_train_loop', None), BaseLoop)
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model whose weights a checkpoint holds: inside DDP wrappers and test-time-augmentation models (the
+    Runner loads checkpoints into the same one)."""
+    return model.module if is_model_wrapper(model) or isinstance(model, BaseTTAModel) else model
 
 
 def convert_loaded_checkpoint(runner, model: nn.Module, checkpoint: dict, source: str) -> dict:
@@ -255,7 +257,7 @@ class StrictLoadHook(Hook):
         source = f'Checkpoint {runner._load_from!r}' if getattr(runner, '_load_from', None) else 'The checkpoint'
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f'{source} is a {type(checkpoint).__name__}, not a checkpoint dict.')
-        model = _unwrapped(runner.model)
+        model = unwrap_model(runner.model)
         training = is_training(runner)
         if runner._resume and training:
             self._check_training_state(runner, checkpoint, source)

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.hooks import EMAHook, Hook
-from mmengine.model import is_model_wrapper
 
-from mmlightvit.engine.checkpointing import convert_loaded_checkpoint, is_training
+from mmlightvit.engine.checkpointing import convert_loaded_checkpoint, is_training, unwrap_model
 from mmlightvit.engine.data_loading import data_sampler
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.registry import HOOKS
@@ -104,8 +103,7 @@ class FuseModelHook(Hook):
     @staticmethod
     def _models(runner) -> List[nn.Module]:
         """The runner's model (unwrapped from DDP) and the EMA copy of any EMAHook."""
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        models = [model]
+        models = [unwrap_model(runner.model)]
         for hook in getattr(runner, 'hooks', []):
             ema_model = getattr(hook, 'ema_model', None)
             if isinstance(hook, EMAHook) and ema_model is not None:

@@ -8,11 +8,11 @@ from typing import Iterator, Optional, Tuple
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 import mmengine.registry
 from mmengine.registry import RUNNERS, Registry
 from mmengine.runner import Runner
 
+from .checkpointing import unwrap_model
 from .data_loading import SEEDED_SAMPLERS
 from .dist import setup_cpu_distributed
 
@@ -244,5 +244,5 @@ def build_runner(cfg: Config) -> Runner:
         if explanation is None:
             raise
         raise KeyError(explanation) from err
-    check_feature_channels(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+    check_feature_channels(unwrap_model(runner.model))
     return runner

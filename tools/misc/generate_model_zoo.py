@@ -27,8 +27,8 @@ TASK_NAMES = {
     'Instance Segmentation': 'instance seg.',
     'Semantic Segmentation': 'semantic seg.',
 }
-COLUMNS = ['config', 'task', 'data', 'schedule', 'params', 'FLOPs (input H x W)', 'paper result', 'recipe / notes',
-           'pretrained backbone']
+COLUMNS = ['config', 'task', 'data', 'schedule', 'params', 'FLOPs (input H x W)', 'paper result', 'reproduce',
+           'recipe / notes', 'pretrained backbone']
 
 
 def start_marker(family: str) -> str:
@@ -80,6 +80,23 @@ def _paper_result(model: dict) -> str:
     return f"{text} ({', '.join(paper_cost)})" if paper_cost else text
 
 
+def _command(model: dict) -> str:
+    """The command that reproduces the row's paper result: evaluating the released model, or training first."""
+    if 'Results' not in model:
+        return '-'
+    config, options = model['Config'], model['Metadata'].get('Test Options')
+    suffix = f' {options}' if options else ''
+    if 'Weights' in model:
+        command = f"`python tools/test.py {config} {model['Weights']}{suffix}`"
+    else:
+        command = (f'`bash tools/dist_train.sh {config} 8`, then `python tools/test.py {config} '
+                   f'work_dirs/{model["Name"]}/CHECKPOINT{suffix}`')
+    ms_metrics = [name for result in model['Results'] for name in result['Metrics'] if '(ms' in name]
+    if ms_metrics and not options:
+        command += f" (add `--tta` for {', '.join(ms_metrics)})"
+    return command
+
+
 def _notes(metadata: dict) -> str:
     if 'Ablation of' in metadata:
         return f"ablation of `{metadata['Ablation of']}`: {metadata['Change']}"
@@ -103,6 +120,7 @@ def model_row(model: dict) -> List[str]:
         f"{metadata['Parameters (M)']:.2f}M" if 'Parameters (M)' in metadata else 'not measured',
         _flops(metadata),
         _paper_result(model),
+        _command(model),
         _notes(metadata),
         _pretrained(metadata),
     ]
@@ -116,7 +134,8 @@ def render_table(family: str, metafile: dict) -> str:
         '',
         f'Generated from `configs/{family}/metafile.yml` by `tools/misc/generate_model_zoo.py`. Params and FLOPs',
         '(MACs) measured with `tools/analysis/get_flops.py` (segmentors without their auxiliary head); paper results',
-        'as the paper reports them, not reproduced here.',
+        'as the paper reports them, not reproduced here (no GPU or COCO / ADE20K on the machines this project is',
+        'tested on); "reproduce" gives the command that measures each, from the released model where there is one.',
     ]
     return '\n'.join(lines)
 

@@ -1,9 +1,11 @@
-"""Officially released detectors and segmentors load strictly, as they are, through tools/test.py's loader.
+"""What reproducing the papers' dense numbers needs: released models that load as they are, the official test
+pipelines, and test-time augmentation.
 
-No release can be downloaded here, so each test writes a file in the release's layout (backbone in the official
-module tree through the family's ``to_official_state_dict``, heads under the names mmdet 2.x / mmseg 0.x wrote,
-mmcv 1.x ``meta``) around a randomly initialised model of the paper config.
+No release can be downloaded here, so each release test writes a file in the release's layout (backbone in the
+official module tree through the family's ``to_official_state_dict``, heads under the names mmdet 2.x / mmseg 0.x
+wrote, mmcv 1.x ``meta``) around a randomly initialised model of the paper config.
 """
+import pickle
 import subprocess
 import sys
 from collections import OrderedDict
@@ -111,3 +113,54 @@ def test_repvit_segmentation_tests_with_the_official_align_resize():
                           interpolation=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(out['img'], expected)
     assert out['scale_factor'] == (704 / 500, 512 / 375)
+
+
+def _test(config, checkpoint, work_dir, *extra):
+    proc = subprocess.run([sys.executable, 'tools/test.py', config, str(checkpoint), '--work-dir', str(work_dir),
+                           *extra], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize('config, tta_model, metric', [
+    ('configs/repvit/fpn_repvit-m1.1_ade20k-demo.py', 'SegTTAModel', 'mIoU:'),
+    ('configs/repvit/rtmdet_repvit-m0.9_coco-demo.py', 'DetTTAModel', 'coco/bbox_mAP:'),
+])
+def test_tta_evaluates_through_the_tta_model(config, tta_model, metric, tmp_path):
+    model = evaluation_runner(config, tmp_path / 'build').model
+    if hasattr(model, 'decode_head'):  # a classifier of larger weights than its init: class maps vary in space
+        torch.nn.init.normal_(model.decode_head.conv_seg.weight, std=1.0)
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'weights.pth')
+    options = ['--cfg-options', 'test_dataloader.dataset.indices=2']
+    plain = _test(config, tmp_path / 'weights.pth', tmp_path / 'plain', '--out', str(tmp_path / 'plain.pkl'),
+                  *options)
+    tta = _test(config, tmp_path / 'weights.pth', tmp_path / 'tta', '--tta', '--out', str(tmp_path / 'tta.pkl'),
+                *options)
+    # the model of the dumped config is the TTA model around the detector / segmentor
+    assert 'module=dict(' in tta and 'module=dict(' not in plain and f"type='{tta_model}'" in tta
+    assert metric in tta
+    with open(tmp_path / 'plain.pkl', 'rb') as f, open(tmp_path / 'tta.pkl', 'rb') as g:
+        plain_results, tta_results = pickle.load(f), pickle.load(g)
+    assert len(plain_results) == len(tta_results) == 2
+    if 'SegTTA' in tta_model:
+        one, two = plain_results[0]['pred_sem_seg']['data'], tta_results[0]['pred_sem_seg']['data']
+    else:
+        one, two = plain_results[0]['pred_instances']['bboxes'], tta_results[0]['pred_instances']['bboxes']
+    assert one.shape != two.shape or not torch.equal(one, two)  # the merged views predict differently
+
+
+def test_ms_configs_test_as_the_official_ms_configs():
+    from mmengine.config import Config
+    for size in ('tiny', 'small', 'base'):
+        ms = Config.fromfile(str(ROOT / f'configs/transnext/upernet_transnext-{size}_ade20k-512x512-160k_ms.py'))
+        extra = Config.fromfile(
+            str(ROOT / f'configs/transnext/upernet_transnext-{size}_ade20k-512x512-160k_ms-extrapolation.py'))
+        for cfg, extrapolation in ((ms, False), (extra, True)):
+            assert cfg.model.backbone.img_size == 800 and cfg.model.backbone.extrapolation is extrapolation
+            assert cfg.model.test_cfg == dict(mode='whole')
+            resizes = cfg.tta_pipeline[1].transforms[0]
+            assert [r.scale for r in resizes] == [(1024, 256), (1536, 384), (2048, 512), (2560, 640), (3072, 768),
+                                                  (3584, 896)]
+            assert [f.prob for f in cfg.tta_pipeline[1].transforms[1]] == [0., 1.]
+    fastervit = Config.fromfile(str(ROOT / 'configs/fastervit/upernet_fastervit-4_ade20k-512x512-160k.py'))
+    assert fastervit.tta_pipeline == ms.tta_pipeline and fastervit.tta_model.type == 'SegTTAModel'
