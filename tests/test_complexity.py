@@ -132,6 +132,25 @@ def test_detector_counts():
     assert count_model(str(DET_DEMO), shape=(128, 128)).macs == whole.macs
 
 
+def test_cascade_mask_heads_are_counted_on_100_rois():
+    """The papers' convention (mmdet 2.x forward_dummy): every stage's box head on all proposals, every stage's
+    mask head on the first 100 RoIs. Checked against an independent count: the model without its mask branch plus
+    each mask head counted alone on 100 RoI features."""
+    from mmlightvit.utils.complexity import MASK_ROIS, build_from_config, load_config
+    config = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
+    whole = count_model(config, shape=(128, 160))
+    cfg = load_config(config)
+    cfg.model.roi_head.mask_head = None
+    cfg.model.roi_head.mask_roi_extractor = None
+    without_masks = count_model(cfg, shape=(128, 160))
+    model = build_from_config(cfg, load_config(config).model).eval()
+    heads = model.roi_head.mask_head
+    size = model.roi_head.mask_roi_extractor[0].roi_layers[0].output_size
+    mask_macs = sum(count_macs(head, (torch.randn(MASK_ROIS, head.in_channels, *size), ))[0] for head in heads)
+    assert len(heads) == 3 and whole.proposals == without_masks.proposals > MASK_ROIS
+    assert whole.macs == without_masks.macs + mask_macs
+
+
 def test_cli_prints_one_row_per_config():
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     proc = subprocess.run(

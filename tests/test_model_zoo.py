@@ -121,6 +121,8 @@ def test_stored_numbers_match_the_config(name):
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     if getattr(model, 'auxiliary_head', None) is not None:
+        with_aux = sum(p.numel() for p in model.parameters())
+        assert round(with_aux / 1e6, 2) == metadata['Parameters with Auxiliary Head (M)'], with_aux
         model.auxiliary_head = None  # tools/analysis/get_flops.py counts segmentors without it
     params = sum(p.numel() for p in model.parameters())
     assert round(params / 1e6, 2) == metadata['Parameters (M)'], params

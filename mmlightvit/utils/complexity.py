@@ -42,7 +42,8 @@ scaling, masking and softmax are element-wise and not counted. Whatever op a mod
 Detectors and segmentors run in OpenMMLab's tensor mode, ``model._forward(inputs, data_samples)``, as mmdet's and
 mmseg's ``get_flops`` tools do, on one image of the requested size after the model's data preprocessor (which may
 pad it, e.g. to a multiple of 32). For a two-stage detector the RoI heads' cost depends on how many proposals the
-RPN keeps (mmdet's ``StandardRoIHead`` runs the box head on all of them and the mask head on the first 100), so
+RPN keeps (mmdet's ``StandardRoIHead`` runs the box head on all of them and the mask head on the first 100; a
+cascade head's mask heads are counted on the first 100 too, the papers' convention, see :class:`_TensorMode`), so
 the number of proposals is reported with the count; weights and the input are seeded, so counts are reproducible.
 Segmentors are counted without their auxiliary head (training only), in FLOPs and params alike, as mmseg's tool does.
 """
@@ -301,9 +302,20 @@ def predict_batch(model: nn.Module, scope: str, shape: Tuple[int, int], batch: i
     return data['inputs'], data['data_samples']
 
 
+#: RoIs the mask heads of a two-stage detector are counted on: mmdet 2.x's ``forward_dummy`` (the convention of the
+#: papers' FLOPs columns) and mmdet 3.x's ``StandardRoIHead.forward`` run them on the first 100 proposals.
+MASK_ROIS = 100
+
+
 class _TensorMode(nn.Module):
     """Calls ``model._forward(inputs, data_samples)`` (OpenMMLab's tensor mode) with fixed data samples, so the
-    analyzer can trace it as a one-input module; records how many proposals an RPN passes on."""
+    analyzer can trace it as a one-input module; records how many proposals an RPN passes on.
+
+    mmdet 3.x's ``CascadeRoIHead.forward`` runs every stage's mask head on all proposals (1000), where mmdet 2.x's
+    ``forward_dummy``, whose counts the papers' Cascade Mask R-CNN tables give, runs them on the first
+    :data:`MASK_ROIS`. So for a cascade head the mask branch computes on those RoIs only; the rest of its output
+    is zero-filled (not counted), which keeps the shapes the head expects.
+    """
 
     def __init__(self, model: nn.Module, data_samples: list):
         super().__init__()
@@ -313,20 +325,34 @@ class _TensorMode(nn.Module):
 
     def forward(self, inputs: torch.Tensor):
         rpn_head = getattr(self.model, 'rpn_head', None)
-        if rpn_head is None:
-            return self.model._forward(inputs, self.data_samples)
-        predict = rpn_head.predict
+        roi_head = getattr(self.model, 'roi_head', None)
+        shadowed = []  # (module, name): instance attributes that shadow a method for this call only
+        if rpn_head is not None:
+            predict = rpn_head.predict
 
-        def counting_predict(*args, **kwargs):
-            results = predict(*args, **kwargs)
-            self.proposals = sum(len(r) for r in results)
-            return results
+            def counting_predict(*args, **kwargs):
+                results = predict(*args, **kwargs)
+                self.proposals = sum(len(r) for r in results)
+                return results
 
-        rpn_head.predict = counting_predict  # an instance attribute shadows the method for this call only
+            rpn_head.predict = counting_predict
+            shadowed.append((rpn_head, 'predict'))
+        if getattr(roi_head, 'num_stages', None) and getattr(roi_head, 'with_mask', False):
+            mask_forward = roi_head._mask_forward
+
+            def first_rois_mask_forward(stage, x, rois):
+                results = mask_forward(stage, x, rois[:MASK_ROIS])
+                masks = results['mask_preds']
+                rest = masks.new_zeros((len(rois) - len(masks), ) + masks.shape[1:])
+                return dict(results, mask_preds=torch.cat([masks, rest]))
+
+            roi_head._mask_forward = first_rois_mask_forward
+            shadowed.append((roi_head, '_mask_forward'))
         try:
             return self.model._forward(inputs, self.data_samples)
         finally:
-            del rpn_head.predict
+            for module, name in shadowed:
+                delattr(module, name)
 
 
 def count_model(config: Union[str, Config],

@@ -60,6 +60,15 @@ def _schedule(metadata: dict) -> str:
     return f'{iterations // 1000}k iters' if iterations % 1000 == 0 else f'{iterations} iters'
 
 
+def _params(metadata: dict) -> str:
+    if 'Parameters (M)' not in metadata:
+        return 'not measured'
+    text = f"{metadata['Parameters (M)']:.2f}M"
+    if 'Parameters with Auxiliary Head (M)' in metadata:
+        text += f" ({metadata['Parameters with Auxiliary Head (M)']:.2f}M with aux. head)"
+    return text
+
+
 def _flops(metadata: dict) -> str:
     if 'FLOPs (G)' not in metadata:
         return 'not measured'
@@ -117,7 +126,7 @@ def model_row(model: dict) -> List[str]:
         ' + '.join(TASK_NAMES[task] for task in metadata['Tasks']),
         metadata['Training Data'],
         _schedule(metadata),
-        f"{metadata['Parameters (M)']:.2f}M" if 'Parameters (M)' in metadata else 'not measured',
+        _params(metadata),
         _flops(metadata),
         _paper_result(model),
         _command(model),
@@ -133,7 +142,9 @@ def render_table(family: str, metafile: dict) -> str:
     lines += [
         '',
         f'Generated from `configs/{family}/metafile.yml` by `tools/misc/generate_model_zoo.py`. Params and FLOPs',
-        '(MACs) measured with `tools/analysis/get_flops.py` (segmentors without their auxiliary head); paper results',
+        '(MACs) measured with `tools/analysis/get_flops.py` in the papers\' conventions: detectors at 800x1280 with',
+        'the mask heads on the first 100 RoIs (every stage of a Cascade too), UperNet at 512x2048, segmentors',
+        'without their auxiliary head (with it in brackets, as the papers\' UperNet tables count); paper results',
         'as the paper reports them, not reproduced here (no GPU or COCO / ADE20K on the machines this project is',
         'tested on); "reproduce" gives the command that measures each, from the released model where there is one.',
     ]
