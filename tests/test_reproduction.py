@@ -77,8 +77,8 @@ def test_release_layout_loads_strictly_and_equals_our_layout(config, tmp_path):
 def test_test_tool_and_converter_take_a_release(tmp_path):
     config = 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
     model = evaluation_runner(config, tmp_path / 'reference').model
-    torch.save({'meta': dict(CLASSES=('circle', 'rectangle', 'triangle', 'star')), 'state_dict': released_layout(model)},
-               tmp_path / 'release.pth')
+    meta = dict(CLASSES=('circle', 'rectangle', 'triangle', 'star'))
+    torch.save({'meta': meta, 'state_dict': released_layout(model)}, tmp_path / 'release.pth')
     # converted once by the tool: our keys, the reference's weights, the classes as dataset_meta
     subprocess.run([sys.executable, 'tools/model_converters/release_to_mmlightvit.py', config,
                     str(tmp_path / 'release.pth'), str(tmp_path / 'converted.pth')], cwd=ROOT, check=True)

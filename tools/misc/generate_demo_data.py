@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument('--coco-root', default='data/demo/coco')
     parser.add_argument('--ade-root', default='data/demo/ade20k')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--force', action='store_true', help='regenerate sets that this generator wrote (other directories are never removed)')
+    parser.add_argument('--force', action='store_true',
+                        help='regenerate sets that this generator wrote (other directories are never removed)')
     args = parser.parse_args()
 
     for name, root, generate, ensure, summarise in (
