@@ -73,13 +73,18 @@ _runs = iter(range(10**6))
 
 
 class Interrupt(Hook):
-    """Stops the run (as Ctrl-C would) when epoch ``at`` is about to start, after the checkpoints before it."""
+    """Stops the run (as Ctrl-C would) when epoch (or iteration) ``at`` is about to start, after the checkpoints
+    before it."""
 
-    def __init__(self, at):
-        self.at = at
+    def __init__(self, at, by_epoch=True):
+        self.at, self.by_epoch = at, by_epoch
 
     def before_train_epoch(self, runner):
-        if runner.epoch == self.at:
+        if self.by_epoch and runner.epoch == self.at:
+            raise KeyboardInterrupt
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if not self.by_epoch and runner.iter == self.at:
             raise KeyboardInterrupt
 
 
@@ -98,7 +103,10 @@ class ImprovingScore(BaseMetric):
 
 
 def toy_runner(work_dir, max_epochs=3, num_workers=0, resume=False, load_from=None, model=None, seed=3,
-               allow_partial=False, interrupt_at=None, save_best=False):
+               allow_partial=False, interrupt_at=None, save_best=False, max_iters=None):
+    """A toy run of ``max_epochs`` epochs, or of ``max_iters`` iterations (infinite sampler, a checkpoint every
+    4 iterations)."""
+    by_epoch = max_iters is None
     validation = dict(
         val_dataloader=dict(dataset=NoisyPoints(), sampler=dict(type='DefaultSampler', shuffle=False), batch_size=4),
         val_evaluator=[ImprovingScore()],
@@ -110,16 +118,18 @@ def toy_runner(work_dir, max_epochs=3, num_workers=0, resume=False, load_from=No
         experiment_name=f'toy-{os.getpid()}-{next(_runs)}',
         train_dataloader=dict(
             dataset=NoisyPoints(),
-            sampler=dict(type='mmlightvit.SeededSampler', shuffle=True),
+            sampler=dict(type='mmlightvit.SeededSampler' if by_epoch else 'mmlightvit.SeededInfiniteSampler',
+                         shuffle=True),
             batch_size=2,
             num_workers=num_workers,
             persistent_workers=num_workers > 0),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
-        param_scheduler=[dict(type='MultiStepLR', milestones=[2], by_epoch=True)],
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        param_scheduler=[dict(type='MultiStepLR', milestones=[2] if by_epoch else [6], by_epoch=by_epoch)],
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1) if by_epoch else dict(
+            by_epoch=False, max_iters=max_iters, val_interval=100),
         default_hooks=dict(
-            checkpoint=dict(type='mmlightvit.AtomicCheckpointHook', interval=1, max_keep_ckpts=1,
-                            save_best='score' if save_best else None, rule='greater'),
+            checkpoint=dict(type='mmlightvit.AtomicCheckpointHook', interval=1 if by_epoch else 4, by_epoch=by_epoch,
+                            max_keep_ckpts=1, save_best='score' if save_best else None, rule='greater'),
             logger=dict(type='LoggerHook', interval=100)),
         custom_hooks=[dict(type='mmlightvit.RNGStateHook'),
                       dict(type='mmlightvit.StrictLoadHook', allow_partial=allow_partial)],
@@ -129,7 +139,7 @@ def toy_runner(work_dir, max_epochs=3, num_workers=0, resume=False, load_from=No
         default_scope='mmengine',
         **validation)
     if interrupt_at is not None:
-        runner.register_hook(Interrupt(interrupt_at))
+        runner.register_hook(Interrupt(interrupt_at, by_epoch))
     return runner
 
 
@@ -184,6 +194,19 @@ def dies_while_writing(monkeypatch, name_part):
 
 def pth_files(work_dir):
     return sorted(p.name for p in Path(work_dir).iterdir() if p.name.endswith('.pth') or '.tmp' in p.name)
+
+
+def test_iteration_based_resume_with_workers_is_exact(tmp_path):
+    """The infinite sampler of iteration-based configs (mmseg's): interrupted at iteration 8 and resumed with fresh
+    workers, the run ends where an uninterrupted one does."""
+    toy_runner(tmp_path / 'reference', max_iters=12, num_workers=2).train()
+    with pytest.raises(KeyboardInterrupt):
+        toy_runner(tmp_path / 'interrupted', max_iters=12, num_workers=2, interrupt_at=8).train()
+    toy_runner(tmp_path / 'interrupted', max_iters=12, num_workers=2, resume=True,
+               load_from=str(tmp_path / 'interrupted/iter_8.pth')).train()
+    reference, resumed = (load_checkpoint_file(str(tmp_path / run / 'iter_12.pth'))['state_dict']
+                          for run in ('reference', 'interrupted'))
+    assert_same_weights(resumed, reference)
 
 
 def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
