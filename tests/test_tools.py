@@ -244,3 +244,24 @@ def test_cpu_bfloat16_wrapper_autocasts_only_named_children():
     with whole.optim_context(model):
         model(torch.randn(2, 4))
     assert model.seen[-1] == (torch.bfloat16, torch.bfloat16)
+
+
+def test_segmentation_out_writes_label_maps(tmp_path):
+    """--out DIR for a segmentor writes one label PNG per test image, as mmseg 1.x's test.py, beside the metric."""
+    from PIL import Image
+
+    from mmlightvit.utils.complexity import build_from_config, load_config
+    config = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
+    cfg = load_config(str(config))
+    torch.save({'state_dict': build_from_config(cfg, cfg.model).state_dict()}, tmp_path / 'weights.pth')
+    proc = run([sys.executable, 'tools/test.py', str(config), str(tmp_path / 'weights.pth'), '--work-dir',
+                str(tmp_path / 'work'), '--out', str(tmp_path / 'maps'), '--cfg-options',
+                'test_dataloader.dataset.indices=3'])
+    assert 'mIoU:' in proc.stdout + proc.stderr
+    maps = sorted((tmp_path / 'maps').glob('*.png'))
+    assert len(maps) == 3
+    label = np.array(Image.open(maps[0]))
+    assert label.ndim == 2 and label.max() <= cfg.model.decode_head.num_classes  # 1..K after reduce_zero_label
+    proc = run([sys.executable, 'tools/test.py', str(ITER_CONFIG), str(tmp_path / 'weights.pth'), '--out',
+                str(tmp_path / 'det-maps')], check=False)
+    assert proc.returncode != 0 and 'must be a .pkl or .pickle file for a detector' in proc.stderr

@@ -23,7 +23,9 @@ def parse_args():
     parser.add_argument('--allow-partial-load', action='store_true',
                         help='evaluate even if the checkpoint does not match the model (the parts it lacks stay '
                         'random and are listed); by default such a checkpoint stops the test with the keys named')
-    parser.add_argument('--out', help='dump the raw predictions to this pickle file (e.g. results.pkl)')
+    parser.add_argument('--out', help='detection: dump the predictions to this pickle file (results.pkl); '
+                        'segmentation: write the predicted label maps to this directory (one PNG per image, as '
+                        "mmseg 1.x's test.py), or, for a .pkl path, dump the raw predictions")
     parser.add_argument('--show', action='store_true', help='show prediction results in a window')
     parser.add_argument('--show-dir', help='save images with predictions drawn on them to this directory')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each image is shown with --show')
@@ -50,6 +52,18 @@ def enable_visualization(cfg, show: bool, show_dir, wait_time: float) -> None:
             cfg.visualizer.save_dir = osp.abspath(show_dir)  # mmseg saves through the visualizer
 
 
+def write_label_maps(cfg, out_dir: str) -> None:
+    """Have mmseg's IoUMetric save each predicted label map as a PNG in ``out_dir`` while it evaluates."""
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    metrics = [e for e in evaluators if 'IoUMetric' in str(e.get('type', ''))]
+    if not metrics:
+        raise RuntimeError('--out DIR writes label maps through mmseg\'s IoUMetric, which this config\'s '
+                           'test_evaluator does not use; pass a .pkl path to dump the raw predictions instead.')
+    for metric in metrics:
+        metric['output_dir'] = osp.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+
+
 def enable_tta(cfg) -> None:
     """Wrap the model in the config's ``tta_model`` and test with its ``tta_pipeline``, as mmdet's and mmseg's
     ``tools/test.py --tta`` do."""
@@ -74,11 +88,15 @@ def main():
         enable_tta(cfg)
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
+    pickle_out = bool(args.out) and args.out.endswith(('.pkl', '.pickle'))
+    scope = cfg.get('default_scope')
+    if args.out and not pickle_out:
+        if scope != 'mmseg':
+            raise ValueError('--out must be a .pkl or .pickle file for a detector (a directory of label maps is '
+                             'for segmentors)')
+        write_label_maps(cfg, args.out)
     runner = build_runner(cfg)
-    if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError('--out must be a .pkl or .pickle file')
-        scope = cfg.get('default_scope')
+    if pickle_out:
         if scope == 'mmdet':
             from mmdet.evaluation import DumpDetResults  # masks as RLE, as mmdet's tools do
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
