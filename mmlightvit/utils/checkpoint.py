@@ -11,6 +11,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import sys
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -145,6 +146,14 @@ def _load_from_http(filename, map_location=None, model_dir=None, progress=False)
         raise CheckpointError(f'The cached download {cached!r} of {filename} does not match the hash in its name '
                               f'({hash_prefix}): it is damaged or another file. Delete it to download again.')
     return load_checkpoint_file(cached, map_location=map_location)
+
+
+def read_checkpoint(filename: str, map_location='cpu') -> dict:
+    """Load a checkpoint from a local path or an http(s) URL (downloaded once into torch's hub cache, with a
+    progress bar on a terminal), always weights-only. Raises like :func:`load_checkpoint_file`."""
+    if str(filename).startswith(('http://', 'https://')):
+        return _load_from_http(filename, map_location=map_location, progress=sys.stderr.isatty())
+    return load_checkpoint_file(filename, map_location=map_location)
 
 
 def install_safe_checkpoint_loading() -> None:
