@@ -8,8 +8,8 @@
 
 Writes ``OUT_DIR/vis/<image>`` (the image with the predictions drawn) and ``OUT_DIR/preds/<image>.json``
 (detectors: labels, scores, boxes in input-image pixels and RLE masks, as mmdet's DetInferencer writes them;
-segmentors: the classes found and their pixel shares, with the label map itself as a PNG in ``OUT_DIR/pred/``,
-as mmseg's inferencer writes it).
+segmentors: the classes found and their pixel shares, with the label map itself, 0-based class indices, in
+``OUT_DIR/preds/<image>_pred.png``).
 """
 import argparse
 import json
@@ -17,6 +17,7 @@ import os
 import os.path as osp
 
 import numpy as np
+from PIL import Image
 
 
 def parse_args(argv=None):
@@ -54,13 +55,16 @@ def main(argv=None):
     inferencer = build_inferencer(args.model, weights=args.weights, device=args.device, fuse=args.fuse)
     out_dir = '' if args.no_save_vis and args.no_save_pred else args.out_dir
     if isinstance(inferencer, LightSegInferencer):
-        results = inferencer(args.inputs, batch_size=args.batch_size, show=args.show, out_dir=out_dir,
-                             opacity=args.opacity, return_datasamples=True)
+        # the label maps are written here, named after their images (mmseg's inferencer numbers them)
+        results = inferencer(args.inputs, batch_size=args.batch_size, show=args.show,
+                             out_dir='' if args.no_save_vis else out_dir, opacity=args.opacity,
+                             return_datasamples=True)
         samples = results if isinstance(results, list) else [results]
         classes = inferencer.model.dataset_meta.get('classes')
         summaries = []
         for sample in samples:
-            summary = segmentation_summary(sample.pred_sem_seg.data[0].cpu().numpy(), classes)
+            label_map = sample.pred_sem_seg.data[0].cpu().numpy()
+            summary = segmentation_summary(label_map, classes)
             summary['img_path'] = sample.metainfo.get('img_path')
             summaries.append(summary)
             if out_dir and not args.no_save_pred:
@@ -68,6 +72,7 @@ def main(argv=None):
                 os.makedirs(osp.join(out_dir, 'preds'), exist_ok=True)
                 with open(osp.join(out_dir, 'preds', f'{name}.json'), 'w') as f:
                     json.dump(summary, f)
+                Image.fromarray(label_map.astype(np.uint8)).save(osp.join(out_dir, 'preds', f'{name}_pred.png'))
         if args.print_result:
             print(json.dumps(summaries, indent=1))
     else:
