@@ -17,15 +17,27 @@ STAMP_VALUE="$(cat tools/install.sh setup.py requirements/*.txt | sha256sum | cu
 
 log() { printf '[install] %s\n' "$*"; }
 
+link_for_mim() {
+    # mim looks for tools/, configs/ and model-index.yml under site-packages/mmlightvit/.mim (it predates PEP 660
+    # editable installs, which leave no folder there): a link to the checkout's package lets
+    # `mim train|test|download mmlightvit ...` find them.
+    local site
+    site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    if [[ ! -e "$site/mmlightvit" ]]; then
+        ln -s "$ROOT/mmlightvit" "$site/mmlightvit"
+    fi
+}
+
 stack_imports() {
     "$VENV/bin/python" - <<'PY' 2>/dev/null
-import mmcv, mmcv.ops, mmdet, mmengine, mmpretrain, mmseg, torch, mmlightvit  # noqa: F401
+import mmcv, mmcv.ops, mmdet, mmengine, mmpretrain, mmseg, torch, mmlightvit, mim  # noqa: F401
 assert mmcv.__version__ == '2.1.0', mmcv.__version__
 assert torch.__version__.startswith('2.13.0'), torch.__version__
 PY
 }
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_VALUE" ]] && stack_imports; then
+    link_for_mim
     log "environment in $VENV is up to date"
     exit 0
 fi
@@ -59,7 +71,9 @@ pip_install -q -r requirements/runtime.txt -r requirements/deploy.txt -r require
 pip_install -q --no-deps timm==1.0.31
 # The fastervit package (FasterViT's reference implementation in the tests) declares torchvision as well.
 pip_install -q --no-deps fastervit==1.0.0
+pip_install -q --no-deps openmim==0.3.9  # see requirements/tools.txt
 pip_install -q --no-build-isolation --no-deps -e .
+link_for_mim
 
 stack_imports || { log "the installed stack does not import; see the errors above"; exit 1; }
 echo "$STAMP_VALUE" > "$STAMP"
