@@ -153,6 +153,46 @@ def test_ablate_collects_against_a_dotted_baseline(ablation):
     assert float(_summary(work_root)['tiny_small-anchors_m1.1']['Δ coco/bbox_mAP']) == 0
 
 
+def _fake_test_run(work_dir: Path, metrics: dict) -> None:
+    """What tools/test.py leaves in a work dir: test/<time>/<time>.json ending in the metrics."""
+    log = work_dir / 'test' / '20260101_000000' / '20260101_000000.json'
+    log.parent.mkdir(parents=True)
+    log.write_text(json.dumps({'step': 1, **metrics}) + '\n')
+
+
+def test_ablate_seeds_mean_std_and_standard_error(tmp_path):
+    tool = _tool('ablate')
+    values = {'base': [0.20, 0.22, 0.24], 'change': [0.25, 0.26]}  # the third seed of 'change' failed
+    for name, maps in values.items():
+        for seed, value in enumerate(maps):
+            _fake_test_run(tmp_path / name / f'seed-{seed}', {'coco/bbox_mAP': value})
+    (tmp_path / 'change' / 'seed-2').mkdir()
+    (tmp_path / 'change' / 'seed-2' / 'train.log').write_text('crashed')
+    rows, columns = tool.collect(['base.py', 'change.py'], str(tmp_path), baseline='base', seeds=3)
+    base, change = rows
+    assert (base['status'], base['seeds'], change['status'], change['seeds']) == ('done', 3, '2/3 done, failed', 2)
+    assert base['coco/bbox_mAP'] == pytest.approx(0.22) and base['coco/bbox_mAP std'] == pytest.approx(0.02)
+    assert change['coco/bbox_mAP std'] == pytest.approx(0.01 / 2 ** 0.5)
+    assert change['Δ coco/bbox_mAP'] == pytest.approx(0.035)
+    assert change['Δ coco/bbox_mAP s.e.'] == pytest.approx((0.02 ** 2 / 3 + 0.01 ** 2 / 2 / 2) ** 0.5)
+    text = tool.write_tables(rows, columns, str(tmp_path))
+    assert '| change | 2/3 done, failed | 2 | 0.2550 ± 0.0071 | +0.0350 ± 0.0126 |' in text
+    with open(tmp_path / 'summary.csv') as f:
+        assert next(csv.reader(f)) == ['config', 'status', 'seeds', 'coco/bbox_mAP', 'coco/bbox_mAP std',
+                                       'Δ coco/bbox_mAP', 'Δ coco/bbox_mAP s.e.']
+
+
+def test_ablate_seeds_train_each_config_with_each_seed(tmp_path):
+    (tmp_path / 'tiny.py').write_text(f"_base_ = '{TINY_DET}'\n")
+    work_root = tmp_path / 'work'
+    proc = _run(['tools/analysis/ablate.py', str(tmp_path / 'tiny.py'), '--work-root', str(work_root), '--seeds',
+                 '2', '--metrics', 'coco/bbox_mAP', '--cfg-options', *TINY_RUN])
+    assert '| tiny | done | 2 |' in proc.stdout
+    for seed in (0, 1):
+        log = (work_root / 'tiny' / f'seed-{seed}' / 'train.log').read_text()
+        assert f'randomness.seed={seed}' in log.splitlines()[0] and f'seed: {seed}' in log
+
+
 def test_ablate_reports_missing_config(tmp_path):
     proc = _run(['tools/analysis/ablate.py', str(tmp_path / 'nope.py'), '--work-root', str(tmp_path)], check=False)
     assert proc.returncode != 0 and 'nope.py: no such config file or folder' in proc.stderr

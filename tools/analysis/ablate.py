@@ -8,6 +8,9 @@
     python tools/analysis/ablate.py configs/repvit/ablations --launcher slurm --partition PARTITION
     # only (re)build the table from finished runs
     python tools/analysis/ablate.py configs/repvit/ablations/demo --collect-only
+    # every config with seeds 0, 1, 2: the table shows mean ± standard deviation and the difference to the
+    # baseline ± its standard error
+    python tools/analysis/ablate.py configs/repvit/ablations/demo --seeds 3 --baseline NAME
 
 Each config gets ``WORK_ROOT/<config name>/`` (default ``work_dirs/ablate``): training writes its checkpoints
 there, ``test/`` holds the evaluation of the last checkpoint, and ``train.log`` / ``test.log`` the output of both
@@ -15,17 +18,23 @@ steps. A config whose test metrics already exist is not run again (``--force`` r
 ablation picks up where it stopped. The table lists every config with its status and the metrics of its test run
 (``--metrics`` picks columns; ``--baseline`` adds the difference to one config); it is written to
 ``WORK_ROOT/summary.md`` and ``summary.csv`` and printed.
+
+With ``--seeds N`` each config is trained N times, with ``randomness.seed`` 0 to N-1, in
+``WORK_ROOT/<config name>/seed-<k>/``. The table then gives each metric as the mean over the seeds ± their sample
+standard deviation, and the difference to the baseline's mean ± the standard error of that difference
+(sqrt(s_a^2 / n_a + s_b^2 / n_b)): a difference within about two standard errors is not a finding.
 """
 import argparse
 import csv
 import glob
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 PYTHON = sys.executable
@@ -50,7 +59,11 @@ def parse_args(argv=None):
     parser.add_argument('--force', action='store_true', help='re-run configs that already have test metrics')
     parser.add_argument('--metrics', nargs='+', help='metric columns (default: every metric of the test runs)')
     parser.add_argument('--baseline', help='config name (or path) whose metrics the others are compared with')
+    parser.add_argument('--seeds', type=int, help='train each config N times (randomness.seed 0..N-1) and report '
+                        'mean ± standard deviation')
     args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error('--seeds needs at least 1')
     if args.launcher == 'slurm' and not args.partition:
         parser.error('--launcher slurm needs --partition')
     return args
@@ -93,8 +106,17 @@ def latest_test_metrics(work_dir: str) -> Optional[Dict[str, float]]:
     return None
 
 
-def _step_command(step: str, config: str, work_dir: str, args) -> List[str]:
-    options = ['--cfg-options', *args.cfg_options] if args.cfg_options else []
+def run_dirs(work_root: str, name: str, seeds: Optional[int]) -> List[Tuple[Optional[int], str]]:
+    """(seed, work dir) of each run of a config: one run in ``<name>/`` with the config's own seed, or one per
+    seed in ``<name>/seed-<k>/``."""
+    if seeds is None:
+        return [(None, os.path.join(work_root, name))]
+    return [(seed, os.path.join(work_root, name, f'seed-{seed}')) for seed in range(seeds)]
+
+
+def _step_command(step: str, config: str, work_dir: str, args, seed: Optional[int] = None) -> List[str]:
+    cfg_options = list(args.cfg_options) + ([f'randomness.seed={seed}'] if seed is not None else [])
+    options = ['--cfg-options', *cfg_options] if cfg_options else []
     if step == 'train':
         script_args = [config, '--work-dir', work_dir]
     else:
@@ -111,9 +133,10 @@ def _step_command(step: str, config: str, work_dir: str, args) -> List[str]:
     return [PYTHON, os.path.join(ROOT, 'tools', f'{step}.py'), *script_args, *options]
 
 
-def run_step(step: str, config: str, work_dir: str, args, progress, task, max_epochs: Optional[int] = None) -> bool:
+def run_step(step: str, config: str, work_dir: str, args, progress, task, max_epochs: Optional[int] = None,
+             seed: Optional[int] = None) -> bool:
     """Run train or test for one config, output to ``work_dir/<step>.log``; the progress bar follows training."""
-    command = _step_command(step, config, work_dir, args)
+    command = _step_command(step, config, work_dir, args, seed)
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     with open(os.path.join(work_dir, f'{step}.log'), 'w') as log:
         log.write('$ ' + ' '.join(command) + '\n')
@@ -158,52 +181,85 @@ def _max_epochs(config: str, cfg_options: List[str]) -> Optional[int]:
 def run_all(configs: List[str], args) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     columns = (TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    runs = [(config, seed, work_dir) for config in configs
+            for seed, work_dir in run_dirs(args.work_root, config_name(config), args.seeds)]
     with Progress(*columns) as progress:
-        overall = progress.add_task('ablation', total=len(configs))
-        for config in configs:
-            name = config_name(config)
-            work_dir = os.path.join(args.work_root, name)
+        overall = progress.add_task('ablation', total=len(runs))
+        for config, seed, work_dir in runs:
+            name = config_name(config) + ('' if seed is None else f' (seed {seed})')
             if latest_test_metrics(work_dir) is not None and not args.force:
                 progress.console.print(f'{name}: finished before, not run again (--force re-runs it)')
                 progress.advance(overall)
                 continue
             os.makedirs(work_dir, exist_ok=True)
             task = progress.add_task(f'{name}: train', total=None)
-            ok = run_step('train', config, work_dir, args, progress, task, _max_epochs(config, args.cfg_options))
+            ok = run_step('train', config, work_dir, args, progress, task, _max_epochs(config, args.cfg_options),
+                          seed)
             if ok:
                 progress.update(task, description=f'{name}: test')
-                ok = run_step('test', config, work_dir, args, progress, task)
+                ok = run_step('test', config, work_dir, args, progress, task, seed=seed)
             progress.remove_task(task)
             status = 'done' if ok else f'FAILED (see {os.path.join(work_dir, "train.log")} / test.log)'
             progress.console.print(f'{name}: {status}')
             progress.advance(overall)
 
 
+def _run_status(work_dir: str) -> str:
+    if latest_test_metrics(work_dir) is not None:
+        return 'done'
+    if not os.path.isdir(work_dir):
+        return 'not run'
+    return 'failed' if any(os.path.exists(os.path.join(work_dir, f'{s}.log')) for s in ('train', 'test')) \
+        else 'incomplete'
+
+
+def mean_and_std(values: List[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def collect(configs: List[str], work_root: str, metrics: Optional[List[str]] = None,
-            baseline: Optional[str] = None) -> List[Dict[str, object]]:
-    """One row per config: name, status and its test metrics (and differences to ``baseline``)."""
-    rows, found = [], {}
+            baseline: Optional[str] = None, seeds: Optional[int] = None) -> Tuple[List[Dict[str, object]], List[str]]:
+    """One row per config: name, status and its test metrics (and differences to ``baseline``).
+
+    With ``seeds``, a metric is the mean over the finished seeds, with ``<metric> std`` beside it and ``seeds``
+    counting them; a difference to the baseline comes with ``Δ <metric> s.e.``.
+    """
+    rows, runs = [], {}
     for config in configs:
         name = config_name(config)
-        work_dir = os.path.join(work_root, name)
-        values = latest_test_metrics(work_dir)
-        if values is not None:
-            status = 'done'
-        elif os.path.isdir(work_dir):
-            status = 'failed' if any(os.path.exists(os.path.join(work_dir, f'{s}.log')) for s in ('train', 'test')) \
-                else 'incomplete'
+        dirs = run_dirs(work_root, name, seeds)
+        statuses = [_run_status(work_dir) for _, work_dir in dirs]
+        found = [m for m in (latest_test_metrics(work_dir) for _, work_dir in dirs) if m is not None]
+        if len(set(statuses)) == 1:
+            status = statuses[0]
         else:
-            status = 'not run'
-        found[name] = values or {}
-        rows.append({'config': name, 'status': status, **(values or {})})
-    columns = metrics or sorted({k for values in found.values() for k in values})
+            status = f'{statuses.count("done")}/{len(statuses)} done' + (', failed' if 'failed' in statuses else '')
+        runs[name] = found
+        row = {'config': name, 'status': status}
+        if seeds is not None:
+            row['seeds'] = len(found)
+        for metric in sorted({k for values in found for k in values}):
+            row[metric], std = mean_and_std([values[metric] for values in found if metric in values])
+            if seeds is not None:
+                row[f'{metric} std'] = std
+        rows.append(row)
+    columns = metrics or sorted({k for found in runs.values() for values in found for k in values})
     base_name = config_name(baseline) if baseline else None
-    if base_name is not None and base_name not in found:
-        raise SystemExit(f'--baseline {baseline}: not one of the configs ({", ".join(found)})')
+    if base_name is not None and base_name not in runs:
+        raise SystemExit(f'--baseline {baseline}: not one of the configs ({", ".join(runs)})')
+    base_row = next((row for row in rows if row['config'] == base_name), None)
     for row in rows:
         for column in columns:
-            if base_name and column in found[base_name] and column in row:
-                row[f'Δ {column}'] = row[column] - found[base_name][column]
+            if base_row is None or column not in base_row or column not in row:
+                continue
+            row[f'Δ {column}'] = row[column] - base_row[column]
+            if seeds is not None:
+                row[f'Δ {column} s.e.'] = math.sqrt(row[f'{column} std'] ** 2 / row['seeds']
+                                                     + base_row[f'{column} std'] ** 2 / base_row['seeds'])
     return rows, columns + ([f'Δ {c}' for c in columns] if base_name else [])
 
 
@@ -213,17 +269,29 @@ def _cell(value) -> str:
     return '-' if value is None else str(value)
 
 
+def _markdown_cell(row: dict, column: str) -> str:
+    """``mean ± std`` (or ``Δ ± s.e.``) when the row has a spread for the column."""
+    spread = row.get(f'{column} s.e.' if column.startswith('Δ ') else f'{column} std')
+    if spread is None or row.get(column) is None:
+        return _cell(row.get(column))
+    sign = '+' if column.startswith('Δ ') and row[column] >= 0 else ''
+    return f'{sign}{row[column]:.4f} ± {spread:.4f}'
+
+
 def write_tables(rows, columns, work_root: str) -> str:
-    header = ['config', 'status', *columns]
+    header = ['config', 'status', *(['seeds'] if any('seeds' in row for row in rows) else []), *columns]
     markdown = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     for row in rows:
-        markdown.append('| ' + ' | '.join(_cell(row.get(c)) for c in header) + ' |')
+        markdown.append('| ' + ' | '.join(_markdown_cell(row, c) for c in header) + ' |')
     text = '\n'.join(markdown) + '\n'
     os.makedirs(work_root, exist_ok=True)
     with open(os.path.join(work_root, 'summary.md'), 'w') as f:
         f.write(text)
+    # in the CSV each number has its own column; a spread follows the column it belongs to
+    csv_header = [key for column in header
+                  for key in (column, f'{column} std', f'{column} s.e.') if any(key in row for row in rows)]
     with open(os.path.join(work_root, 'summary.csv'), 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=header, extrasaction='ignore')
+        writer = csv.DictWriter(f, fieldnames=csv_header, extrasaction='ignore')
         writer.writeheader()
         writer.writerows(rows)
     return text
@@ -235,10 +303,10 @@ def main(argv=None):
     configs = find_configs(args.configs)
     if not args.collect_only:
         run_all(configs, args)
-    rows, columns = collect(configs, args.work_root, args.metrics, args.baseline)
+    rows, columns = collect(configs, args.work_root, args.metrics, args.baseline, args.seeds)
     print(write_tables(rows, columns, args.work_root))
     print(f'written: {os.path.join(args.work_root, "summary.md")}, {os.path.join(args.work_root, "summary.csv")}')
-    failed = [row['config'] for row in rows if row['status'] == 'failed']
+    failed = [row['config'] for row in rows if 'failed' in row['status']]
     return 1 if failed and not args.collect_only else 0
 
 
