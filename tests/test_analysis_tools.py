@@ -210,3 +210,18 @@ def test_analyze_logs_plot_and_summary(ablation, tmp_path):
     proc = _run(['tools/analysis/analyze_logs.py', 'plot', runs[0], '--keys', 'no_such_key', '--out', str(png)],
                 check=False)
     assert proc.returncode != 0 and 'logged keys: ' in proc.stderr and 'loss' in proc.stderr
+
+
+def test_gpu_report_script_runs_through_on_the_cpu(tmp_path):
+    """tools/analysis/gpu_report.sh, checked on the CPU with tiny sizes (DEVICE=cpu QUICK=1): every part runs and
+    the report holds its tables, so a short GPU lease is not spent on a broken script."""
+    env = dict(os.environ, DEVICE='cpu', QUICK='1', TARGETS='RepViT:m0.9', PYTHON=sys.executable)
+    proc = subprocess.run(['bash', 'tools/analysis/gpu_report.sh', str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = (tmp_path / 'gpu_report.md').read_text()
+    assert 'failed or timed out' not in report, report
+    assert '| RepViT:m0.9 | fused | 64 x 96 | 1 | bf16 | cpu |' in report
+    assert '| configs/repvit/mask-rcnn_repvit-m1.1_coco.py |' in report  # ONNX Runtime against PyTorch
+    train_row = report.split('| s / iter (median) |')[1].splitlines()[2]
+    assert all(cell.strip() not in ('', '-') for cell in train_row.strip('|').split('|')), train_row
