@@ -1,6 +1,7 @@
 """Checkpoints load with weights_only=True and an allowlist: payloads never run, bad files fail clearly."""
 import os
 import pickle
+import textwrap
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ import torch.nn as nn
 from mmengine.logging import MessageHub
 from mmengine.runner import load_checkpoint
 
-import mmlightvit  # noqa: F401  (installs the safe loaders)
-from mmlightvit.utils import CheckpointError, check_state_dict, extract_state_dict, load_checkpoint_file
+from mmlightvit.utils import (CheckpointError, check_state_dict, extract_state_dict, install_safe_checkpoint_loading,
+                              load_checkpoint_file)
+
+install_safe_checkpoint_loading()  # what the tools do: mmengine's load_checkpoint below goes through it
 
 
 class _CreatesFile:
@@ -89,3 +92,29 @@ def test_state_dict_unwrapping_and_strict_errors():
     with pytest.raises(CheckpointError, match=r'wrong shapes: 1\.weight \(checkpoint \(5,\), model \(4,\)\)'):
         check_state_dict(model, wrong, 'ckpt')
     check_state_dict(model, state, 'ckpt')  # a full match passes
+
+
+def test_importing_the_package_changes_nothing_in_mmengine():
+    """``import mmlightvit`` (and its subpackages) registers modules and the config package name, nothing else:
+    mmengine's checkpoint loaders and HistoryBuffer stay as they were until a tool asks for the safe loading."""
+    import subprocess
+    import sys
+    script = textwrap.dedent('''
+        from mmengine.config import utils as config_utils
+        from mmengine.logging import HistoryBuffer
+        from mmengine.runner.checkpoint import CheckpointLoader
+        before = (dict(CheckpointLoader._schemes), HistoryBuffer.__getstate__, dict(config_utils.MODULE2PACKAGE))
+        import mmlightvit, mmlightvit.apis, mmlightvit.datasets, mmlightvit.deploy, mmlightvit.engine  # noqa
+        import mmlightvit.models  # noqa
+        after = (dict(CheckpointLoader._schemes), HistoryBuffer.__getstate__, dict(config_utils.MODULE2PACKAGE))
+        assert after[0] == before[0], 'checkpoint loaders changed'
+        assert after[1] is before[1], 'HistoryBuffer changed'
+        assert after[2] == dict(before[2], mmlightvit='mmlightvit'), 'MODULE2PACKAGE'
+        from mmlightvit.utils import install_safe_checkpoint_loading
+        install_safe_checkpoint_loading()
+        assert CheckpointLoader._schemes != before[0] and HistoryBuffer.__getstate__ is not before[1]
+        print('ok')
+    ''')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert proc.returncode == 0 and proc.stdout.strip() == 'ok', proc.stderr[-3000:]

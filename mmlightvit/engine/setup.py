@@ -12,6 +12,8 @@ import mmengine.registry
 from mmengine.registry import RUNNERS, Registry
 from mmengine.runner import Runner
 
+from mmlightvit.utils.checkpoint import install_safe_checkpoint_loading
+
 from .checkpointing import unwrap_model
 from .data_loading import SEEDED_SAMPLERS
 from .dist import setup_cpu_distributed
@@ -157,8 +159,10 @@ def prepare_run(cfg: Config, training: bool, allow_partial_load: bool = False) -
     """Turn on what keeps a run from losing work or giving a wrong number silently (see the README's "Resume and
     checkpoint safety"): crash-safe checkpoints, strict checks of every loaded checkpoint, and for training the
     random generators in the checkpoints plus per-sample augmentation seeds (exact resume with any number of
-    DataLoader workers). Settings the config already makes are kept.
+    DataLoader workers). Settings the config already makes are kept. mmengine's checkpoint loaders become the
+    project's weights-only ones (:func:`~mmlightvit.utils.install_safe_checkpoint_loading`).
     """
+    install_safe_checkpoint_loading()
     checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
     if isinstance(checkpoint_hook, dict) and checkpoint_hook.get('type') in ('CheckpointHook',
                                                                              'mmengine.CheckpointHook'):

@@ -2,8 +2,10 @@
 
 Loading never executes code from the file: every ``torch.load`` here runs with ``weights_only=True`` and an
 allowlist of exactly the non-tensor types that mmengine training checkpoints contain (numpy arrays, dtypes and
-scalars in the message hub). :func:`install_safe_checkpoint_loading` routes mmengine's own loaders (``Runner.resume``,
-``load_checkpoint``, ``init_cfg=dict(type='Pretrained')``) through :func:`load_checkpoint_file`.
+scalars in the message hub). The project's own loading (backbones' ``init_cfg``, the inferencers, the converters)
+reads files through :func:`read_checkpoint` directly; :func:`install_safe_checkpoint_loading`, which the tools call
+explicitly (importing the package does not), routes mmengine's own loaders (``Runner.resume``, ``load_checkpoint``,
+``init_cfg=dict(type='Pretrained')`` of other models) through it as well.
 """
 import argparse
 import hashlib
@@ -123,13 +125,15 @@ def _sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def _load_from_http(filename, map_location=None, model_dir=None, progress=False):
+def _load_from_http(filename, map_location=None, model_dir=None, progress=None):
     """Download once into torch's hub cache (rank 0 first), then load safely like a local file.
 
     When the file name carries a hash (``NAME-<sha256 prefix>.pth``), the download and the cached file are
     checked against it; a cached file that does not match is named in the error and never loaded.
     """
     from mmengine.dist import barrier, get_dist_info
+    if progress is None:  # a progress bar on a terminal, not in logs
+        progress = sys.stderr.isatty()
     cached = http_cache_path(filename, model_dir)
     match = _URL_HASH.search(osp.basename(filename.split('?')[0]))
     hash_prefix = match.group(1) if match else None
@@ -152,12 +156,14 @@ def read_checkpoint(filename: str, map_location='cpu') -> dict:
     """Load a checkpoint from a local path or an http(s) URL (downloaded once into torch's hub cache, with a
     progress bar on a terminal), always weights-only. Raises like :func:`load_checkpoint_file`."""
     if str(filename).startswith(('http://', 'https://')):
-        return _load_from_http(filename, map_location=map_location, progress=sys.stderr.isatty())
+        return _load_from_http(filename, map_location=map_location)
     return load_checkpoint_file(filename, map_location=map_location)
 
 
 def install_safe_checkpoint_loading() -> None:
-    """Make mmengine save and load checkpoints safely under torch >= 2.6 (idempotent).
+    """Make mmengine save and load checkpoints safely under torch >= 2.6 (idempotent). The tools call this
+    (through :func:`mmlightvit.engine.prepare_run`); a script of your own that runs mmengine's Runner on our
+    configs calls it, or ``prepare_run``, before building the Runner.
 
     * local paths and http(s) URLs load through :func:`load_checkpoint_file` (weights only, allowlisted types),
       which makes ``--resume`` work again without ``weights_only=False``;
@@ -255,8 +261,7 @@ def load_backbone_checkpoint(model: nn.Module, filename: str,
     (dropping classifier heads). Anything that still does not match is an error, never a partial load.
     ``preferred_keys`` is passed to :func:`extract_state_dict`.
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    checkpoint = read_checkpoint(filename)
     state = extract_state_dict(checkpoint, source=filename, preferred_keys=preferred_keys)
     if prefix is None and any(k.startswith('backbone.') for k in state):
         prefix = 'backbone.'
