@@ -2,13 +2,10 @@
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from mmlightvit.engine import (build_runner, check_dataset_paths, end_children_with_this_process,  # noqa: E402
+from mmlightvit.engine import (build_runner, check_dataset_paths, end_children_with_this_process,
                                finish_distributed, load_config, prepare_run)
 
 

@@ -1,13 +1,10 @@
 """Train a detector, segmentor or classifier from a config (the config's default_scope picks mmdet/mmseg/...)."""
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from mmlightvit.engine import (build_runner, check_dataset_paths, enable_amp,  # noqa: E402
+from mmlightvit.engine import (build_runner, check_dataset_paths, enable_amp,
                                end_children_with_this_process, find_resume_checkpoint, finish_distributed,
                                load_config, prepare_run)
 

@@ -18,21 +18,29 @@ class ZooModel:
     task: str  # the first of the metafile's Tasks
 
 
-def load_model_index(root: str = MIM_ROOT) -> Dict[str, ZooModel]:
-    """Every model of every metafile that ``root/model-index.yml`` imports, by name."""
+def load_metafiles(root: str = MIM_ROOT) -> Dict[str, dict]:
+    """{metafile path as model-index.yml names it: the parsed metafile}, for every metafile it imports."""
     index_file = osp.join(root, 'model-index.yml')
     if not osp.isfile(index_file):
         raise FileNotFoundError(f'{index_file} is missing: the package was installed without its configs.')
     with open(index_file) as f:
         index = yaml.safe_load(f)
-    models = {}
+    metafiles = {}
     for metafile in index.get('Import', []):
         with open(osp.join(root, metafile)) as f:
-            for entry in yaml.safe_load(f).get('Models', []):
-                weights = entry.get('Weights')
-                tasks = entry.get('Metadata', {}).get('Tasks') or ['']
-                models[entry['Name']] = ZooModel(entry['Name'], osp.join(root, entry['Config']),
-                                                 weights[0] if isinstance(weights, list) else weights, tasks[0])
+            metafiles[metafile] = yaml.safe_load(f)
+    return metafiles
+
+
+def load_model_index(root: str = MIM_ROOT) -> Dict[str, ZooModel]:
+    """Every model of every metafile that ``root/model-index.yml`` imports, by name."""
+    models = {}
+    for metafile in load_metafiles(root).values():
+        for entry in metafile.get('Models', []):
+            weights = entry.get('Weights')
+            tasks = entry.get('Metadata', {}).get('Tasks') or ['']
+            models[entry['Name']] = ZooModel(entry['Name'], osp.join(root, entry['Config']),
+                                             weights[0] if isinstance(weights, list) else weights, tasks[0])
     return models
 
 

@@ -26,11 +26,8 @@ from dataclasses import asdict
 
 import torch
 
-# Run from a checkout without installing: make the repository importable.
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
-
-from mmlightvit.utils import benchmark as bench  # noqa: E402
-from mmlightvit.utils.complexity import (build_from_config, config_scope, default_shape, load_config,  # noqa: E402
+from mmlightvit.utils import benchmark as bench
+from mmlightvit.utils.complexity import (build_from_config, config_scope, default_shape, load_config,
                                          predict_batch)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
@@ -104,7 +101,7 @@ def build_target(target: str, args):
 
 def metafile_metrics(metric: str = None) -> dict:
     """config path (relative to the repository) -> (metric name, value) from configs/*/metafile.yml."""
-    from tools.misc.generate_model_zoo import load_metafiles  # the metafile reader of the model-zoo generator
+    from mmlightvit.apis.model_index import load_metafiles
     metrics = {}
     for metafile in load_metafiles().values():
         for model in metafile.get('Models', []):

@@ -11,18 +11,13 @@ rounding). This is a benchmark, not a test: numbers depend on the machine, its l
 """
 import argparse
 import copy
-import os
 import statistics
-import sys
 import time
 
 import torch
 
-# Run from a checkout without installing: make the repository importable.
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
-
-from mmlightvit.models.backbones.repvit import RepViT  # noqa: E402
-from mmlightvit.models.layers import fuse_model  # noqa: E402
+from mmlightvit.models.backbones.repvit import RepViT
+from mmlightvit.models.layers import fuse_model
 
 
 def parse_shape(text: str):

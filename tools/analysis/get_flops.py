@@ -16,10 +16,7 @@ import os
 import sys
 from collections import Counter
 
-# Run from a checkout without installing: make the repository importable.
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
-
-from mmlightvit.utils.complexity import config_scope, count_arch, count_model, load_config  # noqa: E402
+from mmlightvit.utils.complexity import config_scope, count_arch, count_model, load_config
 
 
 def parse_args(argv=None):

@@ -20,13 +20,11 @@ import os.path as osp
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
+from mmengine.config import DictAction
 
-from mmengine.config import DictAction  # noqa: E402
-
-from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, MODES, ExportError, build_export_target,  # noqa: E402
+from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, MODES, ExportError, build_export_target,
                                            compare_with_onnxruntime, export_onnx, format_table)
-from mmlightvit.utils import CheckpointError  # noqa: E402
+from mmlightvit.utils import CheckpointError
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

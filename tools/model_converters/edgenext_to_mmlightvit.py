@@ -10,17 +10,13 @@ strictly into ``EdgeNeXt(arch)``, and the result is saved as ``{'state_dict': ..
 keys unless ``--prefix`` is given). Converting is optional: ``init_cfg=dict(type='Pretrained', checkpoint=...)``
 accepts the original files directly.
 """
-import os.path as osp
 import re
-import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
-
-from mmlightvit.models.backbones.edgenext import (HEAD_PREFIXES, EdgeNeXt, detect_layout,  # noqa: E402
+from mmlightvit.models.backbones.edgenext import (HEAD_PREFIXES, EdgeNeXt, detect_layout,
                                                   infer_edgenext_arch, mmpretrain_to_mmlightvit,
                                                   official_to_mmlightvit)
-from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser  # noqa: E402
+from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser
 
 
 def infer_arch(state) -> dict:

@@ -9,15 +9,11 @@ the classifier (``head.*``, final ``norm.*``) and the size-dependent buffers (``
 into ``FasterViT(arch)`` and saved as ``{'state_dict': ..., 'meta': ...}``. Converting is optional:
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts the official files directly.
 """
-import os.path as osp
-import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
-
-from mmlightvit.models.backbones.fastervit import (HEAD_PREFIXES, FasterViT, detect_layout,  # noqa: E402
+from mmlightvit.models.backbones.fastervit import (HEAD_PREFIXES, FasterViT, detect_layout,
                                                    infer_fastervit_arch, is_size_buffer)
-from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser  # noqa: E402
+from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser
 
 
 def arch_matches(settings: dict, found: dict) -> bool:

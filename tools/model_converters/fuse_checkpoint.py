@@ -19,18 +19,15 @@ adds the hook without touching the config's custom_hooks, e.g. RTMDet's EMAHook.
 """
 import argparse
 import os.path as osp
-import sys
 from typing import Optional, Sequence
 
 import torch
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
 
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
-
-from mmlightvit.models.layers import fuse_model  # noqa: E402
-from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file  # noqa: E402
+from mmlightvit.models.layers import fuse_model
+from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -11,16 +11,13 @@ them). ``SRC`` is read safely (weights only); a file that does not fit the confi
 """
 import argparse
 import os.path as osp
-import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
+import torch
 
-import torch  # noqa: E402
-
-from mmlightvit.utils import (check_state_dict, convert_released_state, extract_state_dict,  # noqa: E402
+from mmlightvit.utils import (check_state_dict, convert_released_state, extract_state_dict,
                               load_checkpoint_file)
-from mmlightvit.utils.complexity import build_from_config, load_config  # noqa: E402
+from mmlightvit.utils.complexity import build_from_config, load_config
 
 
 def dataset_meta(meta) -> Optional[dict]:

@@ -8,14 +8,10 @@ the converted weights are checked by loading them strictly into ``RepViT(arch)``
 ``{'state_dict': ..., 'meta': ...}`` (bare backbone keys unless ``--prefix`` is given). Converting is optional:
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` accepts the original files directly.
 """
-import os.path as osp
-import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
-
-from mmlightvit.models.backbones.repvit import HEAD_PREFIXES, RepViT, detect_layout, infer_repvit_arch  # noqa: E402
-from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser  # noqa: E402
+from mmlightvit.models.backbones.repvit import HEAD_PREFIXES, RepViT, detect_layout, infer_repvit_arch
+from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser
 
 
 def arch_matches(settings: dict, found: dict) -> bool:

@@ -8,15 +8,11 @@ and any non-persistent buffers are dropped; the result is checked by loading it 
 and saved as ``{'state_dict': ..., 'meta': ...}``. Converting is optional: ``init_cfg=dict(type='Pretrained',
 checkpoint=...)`` accepts the official files directly.
 """
-import os.path as osp
-import sys
 from typing import Optional, Sequence
 
-sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))  # run from a source checkout
-
-from mmlightvit.models.backbones.transnext import (TransNeXt, infer_transnext_arch,  # noqa: E402
+from mmlightvit.models.backbones.transnext import (TransNeXt, infer_transnext_arch,
                                                    is_official_layout, official_to_mmlightvit)
-from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser  # noqa: E402
+from mmlightvit.utils.convert import convert_backbone_checkpoint, converter_arg_parser
 
 
 def detect_layout(state) -> str:
