@@ -181,8 +181,10 @@ def _max_epochs(config: str, cfg_options: List[str]) -> Optional[int]:
 def run_all(configs: List[str], args) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     columns = (TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    runs = [(config, seed, work_dir) for config in configs
-            for seed, work_dir in run_dirs(args.work_root, config_name(config), args.seeds)]
+    # seed by seed: an ablation stopped part way has the same number of seeds for every config
+    per_config = [[(config, seed, work_dir) for seed, work_dir in run_dirs(args.work_root, config_name(config),
+                                                                        args.seeds)] for config in configs]
+    runs = [run for round_runs in zip(*per_config) for run in round_runs]
     with Progress(*columns) as progress:
         overall = progress.add_task('ablation', total=len(runs))
         for config, seed, work_dir in runs:
