@@ -47,6 +47,7 @@ def test_benchmark_backbone_forms_and_reference(tmp_path):
     forms = {(r.target, r.form, r.batch): r for r in rows}
     assert set(forms) == {(t, f, b) for b in (1, 2) for t, f in [('RepViT:m0.9', 'eager'), ('RepViT:m0.9', 'fused'),
                                                                  ('RepViT:m0.9', 'reference (timm)'),
+                                                                 ('RepViT:m0.9', 'reference fused (timm)'),
                                                                  ('EdgeNeXt:xx-small', 'eager'),
                                                                  ('EdgeNeXt:xx-small', 'reference (timm)')]}
     for r in rows:
@@ -55,10 +56,42 @@ def test_benchmark_backbone_forms_and_reference(tmp_path):
         if r.form == 'fused':
             assert r.max_rel_diff < 1e-4  # folding is exact up to float rounding
         if r.form.startswith('reference'):
-            assert r.max_rel_diff < 1e-5  # the reference runs with our weights: the same network
+            # the reference runs with our weights: the same network (timm's fused one up to folding's rounding)
+            assert r.max_rel_diff < (1e-4 if 'fused' in r.form else 1e-5)
+        assert r.macs_per_image > 0 and r.gflops_per_second == pytest.approx(
+            r.macs_per_image * r.batch / r.median_ms / 1e6)
     table = out.read_text()
-    assert table.count('\n| RepViT:m0.9 |') == 6 and 'ours (fused) / reference (timm) latency' in table
+    assert table.count('\n| RepViT:m0.9 |') == 8
+    # like with like: eager against timm's model, fused against timm's re-parameterised model
+    assert 'RepViT:m0.9 64x96 batch 1 fp32 cpu: reference fused (timm) / ours (fused) latency' in table
+    assert 'RepViT:m0.9 64x96 batch 1 fp32 cpu: reference (timm) / ours (eager) latency' in table
+    from mmlightvit.utils.complexity import count_arch
+    assert forms[('RepViT:m0.9', 'eager', 1)].macs_per_image == count_arch('RepViT:m0.9', shape=(64, 96)).macs
     assert len(json.loads(out.with_suffix('.json').read_text())) == len(rows)
+
+
+def test_benchmark_deploy_forms_compute_the_same_features():
+    rows = _tool('benchmark').main(['RepViT:m0.9', '--deploy-forms', '--shape', '64', '96', '--batch', '1', '2',
+                                    '--repeat', '1', '--warmup', '0', '--threads', '1', '--no-macs'])
+    forms = {(r.form, r.batch): r for r in rows}
+    deploy = ['channels-last (fused)', 'oneDNN (fused)', 'onnxruntime (fused)']
+    assert set(forms) == {(f, b) for f in ['eager', 'fused', *deploy] for b in (1, 2)}
+    for name in deploy:
+        for batch in (1, 2):  # the traced / exported graphs run the second batch size too
+            assert forms[(name, batch)].max_rel_diff < 1e-4, name
+
+
+def test_benchmark_profile_splits_a_detectors_predict(tmp_path):
+    out = tmp_path / 'profile.md'
+    _tool('benchmark').main([str(TINY_DET), '--profile', '--shape', '64', '64', '--batch', '1', '--repeat', '2',
+                             '--warmup', '0', '--no-fuse', '--no-macs', '--out', str(out)])
+    text = out.read_text()
+    rows = {line.split(' | ')[0].strip('| '): float(line.split(' | ')[1]) for line in text.splitlines()
+            if line.startswith('| ') and line.count(' | ') == 2 and not line.startswith(('| stage', '| ---'))}
+    stages = ['backbone', 'neck', 'RPN (head + proposals)', 'RoI box head (+ NMS)', 'RoI mask head']
+    assert all(rows[stage] > 0 for stage in stages), rows
+    assert rows['of which mask pasting to the image'] <= rows['RoI mask head']
+    assert sum(rows[stage] for stage in stages) <= rows['total']
 
 
 def test_benchmark_whole_segmentor_cli():

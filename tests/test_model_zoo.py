@@ -1,7 +1,10 @@
-"""The metafiles (configs/<family>/metafile.yml) cover every shipped config, and README's model-zoo tables are the
-ones tools/misc/generate_model_zoo.py generates from them; a few stored parameter counts are recounted."""
+"""The metafiles (configs/<family>/metafile.yml) cover every shipped config, and the family READMEs' model-zoo
+tables (configs/<family>/README.md) are the ones tools/misc/generate_model_zoo.py generates from them; a few stored
+parameter counts are recounted; the relative links of the documentation resolve."""
 import copy
 import importlib.util
+import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -83,22 +86,106 @@ def test_metafile_entries_are_well_formed():
 
 
 def test_readme_tables_are_up_to_date():
-    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
-    stale = generator.stale_families(readme, METAFILES)
+    readmes = generator.load_readmes(METAFILES, ROOT)
+    stale = generator.stale_families(readmes, METAFILES)
     assert stale == [], f'run python tools/misc/generate_model_zoo.py (out of date: {stale})'
 
 
+def test_metafiles_point_at_their_family_readme():
+    for family, metafile in METAFILES.items():
+        for collection in metafile['Collections']:
+            assert collection['README'] == f'configs/{family}/README.md', family
+            assert (ROOT / collection['README']).is_file()
+
+
 def test_check_reports_the_stale_family():
-    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    readmes = generator.load_readmes(METAFILES, ROOT)
     changed = copy.deepcopy(METAFILES)
     changed['edgenext']['Models'][0]['Metadata']['Parameters (M)'] += 1
-    assert generator.stale_families(readme, changed) == ['edgenext']
+    assert generator.stale_families(readmes, changed) == ['edgenext']
     # a hand edit inside one table is caught too
-    edited = readme.replace('| [fpn_repvit-m1.5', '| [fpn_repvit-m1.50', 1)
-    assert edited != readme and generator.stale_families(edited, METAFILES) == ['repvit']
-    without_markers = readme.replace(generator.start_marker('fastervit'), '')
+    edited = dict(readmes, repvit=readmes['repvit'].replace('| [fpn_repvit-m1.5', '| [fpn_repvit-m1.50', 1))
+    assert edited['repvit'] != readmes['repvit'] and generator.stale_families(edited, METAFILES) == ['repvit']
+    without_markers = dict(readmes, fastervit=readmes['fastervit'].replace(generator.start_marker('fastervit'), ''))
     with pytest.raises(ValueError, match='fastervit'):
         generator.stale_families(without_markers, METAFILES)
+
+
+def _copy_docs(tmp_path):
+    for family in METAFILES:
+        (tmp_path / 'configs' / family).mkdir(parents=True)
+        for name in ('metafile.yml', 'README.md'):
+            shutil.copy(ROOT / 'configs' / family / name, tmp_path / 'configs' / family / name)
+
+
+def test_check_command_names_the_stale_file(tmp_path, capsys):
+    _copy_docs(tmp_path)
+    assert generator.main(['--check', '--root', str(tmp_path)]) == 0
+    readme = tmp_path / 'configs/transnext/README.md'
+    original = readme.read_text(encoding='utf-8')
+    readme.write_text(original.replace('| [mask-rcnn_transnext-tiny_coco]', '| [mask-rcnn_transnext-tiny]', 1),
+                      encoding='utf-8')
+    capsys.readouterr()
+    assert generator.main(['--check', '--root', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert 'configs/transnext/README.md' in err and 'configs/repvit/README.md' not in err
+    # without --check the table is rewritten, and only the generated block changes
+    assert generator.main(['--root', str(tmp_path)]) == 0
+    assert readme.read_text(encoding='utf-8') == original
+    assert generator.main(['--check', '--root', str(tmp_path)]) == 0
+    # a family README without markers (or without a README at all) is an error naming it
+    (tmp_path / 'configs/edgenext/README.md').unlink()
+    assert generator.main(['--check', '--root', str(tmp_path)]) == 1
+    assert 'configs/edgenext/README.md' in capsys.readouterr().err
+
+
+def test_table_links_are_relative_to_the_family_readme():
+    for family, metafile in METAFILES.items():
+        table = generator.render_table(family, metafile)
+        for model in metafile['Models']:
+            target = generator._link_target(family, model['Config'])
+            assert f"[{model['Name']}]({target})" in table
+            assert (ROOT / 'configs' / family / target).resolve() == (ROOT / model['Config']).resolve()
+
+
+def test_readme_summary_names_every_family_and_head():
+    """The hand-written summary table of README.md: one row per family, linking its README and naming its heads."""
+    readme = (ROOT / 'README.md').read_text(encoding='utf-8')
+    for family, metafile in METAFILES.items():
+        rows = [line for line in readme.splitlines()
+                if line.startswith('|') and f'(configs/{family}/README.md)' in line]
+        assert len(rows) == 1, f'README.md: no summary row links configs/{family}/README.md'
+        heads = {model['Metadata']['Architecture'][0] for model in metafile['Models']
+                 if 'Ablation of' not in model['Metadata'] and 'Demo of' not in model['Metadata']}
+        for head in heads:
+            assert head in rows[0], f'README.md summary row of {family} does not name {head}'
+
+
+DOCS = ['README.md', 'tools/README.md'] + [f'configs/{family}/README.md' for family in METAFILES]
+LINK = re.compile(r'\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)\)')
+
+
+def _anchors(markdown: str):
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r'```.*?```', '', markdown, flags=re.S)
+    return {re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+            for heading in re.findall(r'^#+ (.+)$', text, flags=re.M)}
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_relative_links_resolve(doc):
+    markdown = (ROOT / doc).read_text(encoding='utf-8')
+    broken = []
+    for target in LINK.findall(re.sub(r'```.*?```', '', markdown, flags=re.S)):
+        if re.match(r'[a-z]+://', target):
+            continue
+        path, _, anchor = target.partition('#')
+        resolved = (ROOT / doc).parent / path if path else ROOT / doc
+        if not resolved.exists():
+            broken.append(target)
+        elif anchor and resolved.suffix == '.md' and anchor not in _anchors(resolved.read_text(encoding='utf-8')):
+            broken.append(target)
+    assert broken == [], f'{doc}: links that do not resolve: {broken}'
 
 
 @pytest.mark.parametrize('name', [

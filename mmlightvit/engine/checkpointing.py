@@ -27,7 +27,7 @@ from mmengine.runner import BaseLoop
 
 from mmlightvit.registry import HOOKS
 from mmlightvit.utils.checkpoint import (CheckpointError, convert_released_state, extract_state_dict,
-                                         format_mismatches, state_dict_mismatches)
+                                         format_mismatches, install_safe_checkpoint_loading, state_dict_mismatches)
 
 LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's CheckpointHook and find_latest_checkpoint use
 _RESUMABLE_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -132,7 +132,15 @@ class AtomicCheckpointHook(CheckpointHook):
     then replace ``last_checkpoint`` by rename, and only then delete the checkpoints beyond ``max_keep_ckpts``;
     for a new best checkpoint, delete the previous best only after the new one is in place. Remote back ends
     (``s3://`` and the like) keep mmengine's behaviour.
+
+    A config that uses this hook (or StrictLoadHook) switches on the project's weights-only checkpoint loading
+    for mmengine (:func:`~mmlightvit.utils.install_safe_checkpoint_loading`), so the checkpoints it writes
+    load safely on resume.
     """
+
+    def __init__(self, *args, **kwargs):
+        install_safe_checkpoint_loading()
+        super().__init__(*args, **kwargs)
 
     def _write(self, runner, out_dir, filename, *args, **kwargs) -> None:
         """``Runner.save_checkpoint(out_dir, filename, ...)`` through a temporary file and a rename."""
@@ -251,6 +259,7 @@ class StrictLoadHook(Hook):
     priority = 'ABOVE_NORMAL'
 
     def __init__(self, allow_partial: bool = False):
+        install_safe_checkpoint_loading()  # the file itself is read weights-only, before this hook checks it
         self.allow_partial = allow_partial
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -4,8 +4,9 @@ A *target* is either ``FAMILY:ARCH`` (an mmlightvit backbone, e.g. ``RepViT:m1.1
 (its whole model in predict mode, or its backbone alone). Each target is timed in several *forms* on the same
 input in one process: ``eager`` (as trained), ``fused`` (re-parameterised, where the model has something to
 fold), ``compiled`` (``torch.compile`` of the fastest eager form; for whole models only the backbone is compiled,
-mmdet's post-processing does not trace) and ``reference`` (the same network from timm / ``fastervit``, with the
-same weights). Forms run back to back in alternating order after warm-up, so all of them see the same background
+mmdet's post-processing does not trace), the deployment forms of a backbone (``channels-last``, ``oneDNN``: a
+frozen TorchScript graph with oneDNN fusions, ``onnxruntime``) and ``reference`` (the same network from timm /
+``fastervit``, with the same weights; ``reference fused`` is timm's own re-parameterised model). Forms run back to back in alternating order after warm-up, so all of them see the same background
 load, and the medians are compared: these machines are noisy, ratios measured in one run are what to trust.
 """
 import copy
@@ -46,10 +47,18 @@ class Measurement:
     peak_memory_mb: Optional[float]  # CUDA only: the allocator's peak above what was held before the run
     max_rel_diff: Optional[float]  # against the eager form's output, relative to its largest value
     compile_seconds: Optional[float] = None
+    macs_per_image: Optional[int] = None  # the project's MAC count of the target at this shape (eager form)
 
     @property
     def images_per_second(self) -> float:
         return self.batch * 1000. / self.median_ms
+
+    @property
+    def gflops_per_second(self) -> Optional[float]:
+        """Achieved rate in the project's FLOP convention (one multiply-add = one FLOP, i.e. GMAC/s)."""
+        if self.macs_per_image is None:
+            return None
+        return self.macs_per_image * self.batch / (self.median_ms * 1e6)
 
 
 def has_fusable_modules(model: nn.Module) -> bool:
@@ -104,8 +113,10 @@ def _run(form: Form, inputs: Any, device: str, dtype: str) -> Any:
 
 @torch.no_grad()
 def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repeat: int, warmup: int,
-               target: str, shape: Tuple[int, int], batch: int) -> List[Measurement]:
-    """Median latency of each form over ``repeat`` interleaved rounds, after ``warmup`` untimed runs of each."""
+               target: str, shape: Tuple[int, int], batch: int,
+               macs_per_image: Optional[int] = None) -> List[Measurement]:
+    """Median latency of each form over ``repeat`` interleaved rounds, after ``warmup`` untimed runs of each.
+    ``macs_per_image`` (the target's count at ``shape``) gives each measurement its achieved rate."""
     outputs = {}
     for form in forms:
         start = time.perf_counter()
@@ -136,7 +147,7 @@ def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repe
         Measurement(target, form.name, shape, batch, dtype, device, statistics.median(times[form.name]),
                     peaks[form.name],
                     None if form is forms[0] else relative_difference(eager_output, outputs[form.name]),
-                    form.compile_seconds) for form in forms
+                    form.compile_seconds, macs_per_image) for form in forms
     ]
 
 
@@ -193,13 +204,65 @@ def backbone_forms(backbone: nn.Module, fuse: bool = True) -> List[Form]:
     return forms
 
 
-def reference_form(family: str, arch: str, backbone: nn.Module) -> Form:
-    """The reference implementation with our backbone's weights loaded into ours from it (so outputs compare)."""
-    from mmlightvit.utils.reference_models import REFERENCE_MODELS, build_reference
-    reference = build_reference(family, arch)
+def reference_forms(family: str, arch: str, backbone: nn.Module, fuse: bool = True) -> List[Form]:
+    """The reference implementation with our backbone's weights loaded into ours from it (so outputs compare),
+    and, for a re-parameterisable family, the reference's own re-parameterised model (timm's
+    ``reparameterize_model``): our fused form is compared with that, like with like."""
+    from mmlightvit.utils.reference_models import REFERENCE_MODELS, build_reference, import_timm
+    reference = build_reference(family, arch).eval()
     backbone.load_state_dict(backbone.convert_checkpoint(reference.state_dict()), strict=True)
     package = REFERENCE_MODELS[family][0]
-    return Form(f'reference ({package})', reference, reference.forward_features)
+    forms = [Form(f'reference ({package})', reference, reference.forward_features)]
+    if fuse and package == 'timm' and has_fusable_modules(reference):
+        import_timm()
+        from timm.utils.model import reparameterize_model
+        fused = reparameterize_model(copy.deepcopy(reference)).eval()
+        forms.append(Form(f'reference fused ({package})', fused, fused.forward_features))
+    return forms
+
+
+def channels_last_form(form: Form) -> Form:
+    """The backbone form with NHWC weights and input (oneDNN's preferred layout for convolutions on CPUs)."""
+    module = copy.deepcopy(form.module).to(memory_format=torch.channels_last)
+
+    def run(x):
+        return module(x.contiguous(memory_format=torch.channels_last))
+
+    return Form(f'channels-last ({form.name})', module, run)
+
+
+def onednn_form(form: Form, example: torch.Tensor) -> Form:
+    """A frozen TorchScript graph of the backbone form, with oneDNN's inference fusions
+    (``torch.jit.optimize_for_inference``: conv + add / activation fused, weights pre-packed). Traced at the
+    example's size; it runs other sizes as long as the network has no size-dependent Python branches."""
+    from mmlightvit.deploy.onnx_export import BackboneFeatures
+    module = copy.deepcopy(form.module).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(BackboneFeatures(module).eval(), example, check_trace=False)
+        optimized = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    return Form(f'oneDNN ({form.name})', module, optimized)
+
+
+def onnxruntime_form(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str) -> Form:
+    """The backbone form exported to ONNX (dynamic batch and size where the family allows) and run by
+    onnxruntime's CPU provider with PyTorch's thread count; the numpy conversion is part of the timed run."""
+    from mmlightvit.deploy.onnx_export import (FIXED_SIZE_ONLY, BackboneFeatures, ExportTarget, export_onnx,
+                                               ort_session)
+    module = copy.deepcopy(form.module).eval()
+    wrapped = BackboneFeatures(module).eval()
+    with torch.no_grad():
+        num_outputs = len(wrapped(torch.zeros(1, 3, *shape)))
+    target = ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
+                          backbone_type=backbone_type)
+    onnx_file = export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
+                            dynamic=backbone_type not in FIXED_SIZE_ONLY)
+    session = ort_session(onnx_file)
+    input_name = session.get_inputs()[0].name
+
+    def run(x):
+        return tuple(torch.from_numpy(out) for out in session.run(None, {input_name: x.cpu().numpy()}))
+
+    return Form(f'onnxruntime ({form.name})', module, run)
 
 
 def model_forms(model: nn.Module, fuse: bool = True) -> List[Form]:
@@ -229,7 +292,7 @@ def batch_to(batch: Any, device: str) -> Any:
 
 def markdown_table(measurements: Sequence[Measurement]) -> str:
     header = ['target', 'form', 'input (H x W)', 'batch', 'dtype', 'device', 'latency (ms)', 'images/s',
-              'eager / form', 'peak memory (MB)', 'max rel. diff', 'compile (s)']
+              'eager / form', 'peak memory (MB)', 'max rel. diff', 'compile (s)', 'GMACs / image', 'GMAC/s']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     eager = {}
     for m in measurements:
@@ -241,22 +304,113 @@ def markdown_table(measurements: Sequence[Measurement]) -> str:
                  f'{m.images_per_second:.1f}', f'{ratio:.2f}',
                  '-' if m.peak_memory_mb is None else f'{m.peak_memory_mb:.0f}',
                  '-' if m.max_rel_diff is None else f'{m.max_rel_diff:.1e}',
-                 '-' if m.compile_seconds is None else f'{m.compile_seconds:.0f}']
+                 '-' if m.compile_seconds is None else f'{m.compile_seconds:.0f}',
+                 '-' if m.macs_per_image is None else f'{m.macs_per_image / 1e9:.2f}',
+                 '-' if m.gflops_per_second is None else f'{m.gflops_per_second:.1f}']
         lines.append('| ' + ' | '.join(str(c) for c in cells) + ' |')
     return '\n'.join(lines)
 
 
 def reference_ratios(measurements: Sequence[Measurement]) -> List[str]:
-    """One line per run with a reference form: our fastest form's latency over the reference's."""
+    """One line per pair of like forms: ours (eager) against the reference (eager), and every deployable form of
+    ours (fused, channels-last, oneDNN, onnxruntime, compiled) against the reference's re-parameterised model
+    where it has one (else against the reference)."""
     groups: Dict[tuple, List[Measurement]] = {}
     for m in measurements:
         groups.setdefault((m.target, m.shape, m.batch, m.dtype, m.device), []).append(m)
     lines = []
     for (target, shape, batch, dtype, device), group in groups.items():
-        references = [m for m in group if m.form.startswith('reference')]
-        ours = [m for m in group if not m.form.startswith('reference') and not m.form.startswith('compiled')]
-        for ref in references:
-            for m in ours:
-                lines.append(f'{target} {shape[0]}x{shape[1]} batch {batch} {dtype} {device}: ours ({m.form}) / '
-                             f'{ref.form} latency = {m.median_ms / ref.median_ms:.2f} (< 1: ours is faster)')
+        references = {('fused' if 'fused' in m.form else 'eager'): m for m in group if m.form.startswith('reference')}
+        if not references:
+            continue
+        for m in group:
+            if m.form.startswith('reference'):
+                continue
+            ref = references['eager'] if m.form == 'eager' else references.get('fused', references['eager'])
+            lines.append(f'{target} {shape[0]}x{shape[1]} batch {batch} {dtype} {device}: {ref.form} / ours '
+                         f'({m.form}) latency = {ref.median_ms / m.median_ms:.2f}x (> 1: ours is faster)')
     return lines
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Where a whole model's predict time goes
+
+
+# (label, attribute path on the model, method): each is timed where the model has it. Labels starting with
+# 'of which' are parts of the stage above them.
+PREDICT_STAGES = [
+    ('backbone', 'backbone', 'forward'),
+    ('neck', 'neck', 'forward'),
+    ('RPN (head + proposals)', 'rpn_head', 'predict'),
+    ('RoI box head (+ NMS)', 'roi_head', 'predict_bbox'),
+    ('RoI mask head', 'roi_head', 'predict_mask'),
+    ('of which mask pasting to the image', 'roi_head.mask_head', 'predict_by_feat'),
+    ('dense head', 'bbox_head', 'predict'),
+    ('of which post-processing (decode + NMS)', 'bbox_head', 'predict_by_feat'),
+    ('decode head', 'decode_head', 'predict'),
+]
+
+
+def _attribute(model: nn.Module, path: str):
+    for name in path.split('.'):
+        model = getattr(model, name, None)
+        if model is None:
+            return None
+    return model
+
+
+@torch.no_grad()
+def profile_predict(model: nn.Module, inputs: Any, device: str, repeat: int, warmup: int) -> Dict[str, float]:
+    """Median milliseconds of each stage of ``model``'s predict (see ``PREDICT_STAGES``) and of the whole call
+    (``'total'``), over ``repeat`` calls after ``warmup``. The stages are timed by wrapping those methods of this
+    model object for the duration of the call (the classes are not touched)."""
+    runs: List[Dict[str, float]] = []
+    current: Dict[str, float] = {}
+    wrapped = []
+
+    def timed(label, method):
+        def run(*args, **kwargs):
+            _synchronize(device)
+            start = time.perf_counter()
+            result = method(*args, **kwargs)
+            _synchronize(device)
+            current[label] = current.get(label, 0.) + (time.perf_counter() - start) * 1000
+            return result
+        return run
+
+    for label, path, method_name in PREDICT_STAGES:
+        owner = _attribute(model, path)
+        if owner is not None and hasattr(owner, method_name):
+            wrapped.append((owner, method_name, vars(owner).get(method_name)))
+            setattr(owner, method_name, timed(label, getattr(owner, method_name)))
+    predict = _predict_runner(model)
+    try:
+        for index in range(warmup + repeat):
+            current.clear()
+            _synchronize(device)
+            start = time.perf_counter()
+            predict(inputs)
+            _synchronize(device)
+            current['total'] = (time.perf_counter() - start) * 1000
+            if index >= warmup:
+                runs.append(dict(current))
+    finally:
+        for owner, method_name, own in reversed(wrapped):
+            if own is None:
+                delattr(owner, method_name)
+            else:
+                setattr(owner, method_name, own)
+    labels = [label for label, *_ in PREDICT_STAGES if any(label in run for run in runs)]
+    return {label: statistics.median(run.get(label, 0.) for run in runs) for label in labels + ['total']}
+
+
+def profile_table(target: str, shape: Tuple[int, int], batch: int, stages: Dict[str, float]) -> str:
+    total = stages['total']
+    top_level = sum(ms for label, ms in stages.items() if label != 'total' and not label.startswith('of which'))
+    rows = [(label, ms) for label, ms in stages.items() if label != 'total']
+    rows.append(('rest (data samples, result packing)', total - top_level))
+    lines = [f'{target}, {shape[0]} x {shape[1]}, batch {batch}, eager predict: where the time goes (median)', '',
+             '| stage | ms | share |', '| --- | --- | --- |']
+    lines += [f'| {label} | {ms:.1f} | {ms / total:.0%} |' for label, ms in rows]
+    lines.append(f'| total | {total:.1f} | 100% |')
+    return '\n'.join(lines)

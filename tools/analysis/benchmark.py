@@ -10,13 +10,23 @@
     python tools/analysis/benchmark.py configs/*/mask-rcnn_*_coco.py --backbone-only --plot work_dirs/ap.png
     # CUDA, fp32 + fp16 + bf16 (autocast), plus torch.compile
     python tools/analysis/benchmark.py RepViT:m1.1 --device cuda --dtype fp32 fp16 bf16 --compile
+    # the deployable CPU forms of a backbone against timm's re-parameterised model
+    python tools/analysis/benchmark.py RepViT:m1.1 --compare --deploy-forms --compile --shape 800 1280 --batch 1
+    # where a whole detector's predict time goes (backbone, neck, RPN, RoI heads, post-processing)
+    python tools/analysis/benchmark.py configs/repvit/mask-rcnn_repvit-m1.1_coco.py --profile --batch 1
 
 Forms timed per target (see ``mmlightvit/utils/benchmark.py``): ``eager``; ``fused`` (re-parameterised, where
 anything folds); with ``--compile``, ``torch.compile`` of the last of those; with ``--compare``, the reference
 implementation's trunk (``forward_features``) with the same weights. Each form runs ``--warmup`` times untimed,
 then ``--repeat`` interleaved rounds; the table gives medians, images/s = batch / latency, ``eager / form`` (> 1:
-faster than eager), the peak CUDA memory of one run, and the largest output difference against eager. Numbers
-depend on the machine, its load and the thread count: compare ratios from one run, not numbers across runs.
+faster than eager), the peak CUDA memory of one run, the largest output difference against eager, and the target's MACs (the
+project's counter, at the input size) with the achieved GMAC/s (= GFLOP/s in the project's convention, one
+multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU, ``channels-last``, ``oneDNN`` (a
+frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms of the fused model. ``--compare`` sets our
+eager model against the reference's and our deployable forms against the reference's re-parameterised model
+(timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models) breaks the eager predict time
+down by stage. Numbers depend on the machine, its load and the thread count: compare ratios from one run, not
+numbers across runs.
 """
 import argparse
 import json
@@ -48,6 +58,11 @@ def parse_args(argv=None):
     parser.add_argument('--no-fuse', action='store_true', help='skip the re-parameterised form')
     parser.add_argument('--compile', action='store_true', help='add a torch.compile form (first call timed apart)')
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
+    parser.add_argument('--deploy-forms', action='store_true',
+                        help='backbones on the CPU: add channels-last, oneDNN (TorchScript) and onnxruntime forms')
+    parser.add_argument('--profile', action='store_true',
+                        help='whole models: time the stages of predict (backbone, neck, heads, post-processing)')
+    parser.add_argument('--no-macs', action='store_true', help='skip counting MACs (large models take a while)')
     parser.add_argument('--compare', action='store_true',
                         help='add the reference implementation (timm: RepViT, EdgeNeXt; fastervit: FasterViT)')
     parser.add_argument('--repeat', type=int, default=10, help='timed rounds (median reported)')
@@ -68,6 +83,8 @@ def parse_args(argv=None):
         parser.error('fp16 autocast is for CUDA; on the CPU use --dtype bf16')
     if args.compare and any(bench.parse_arch_target(t) is None for t in args.targets):
         parser.error('--compare times backbones: give FAMILY:ARCH targets')
+    if args.deploy_forms and args.device != 'cpu':
+        parser.error('--deploy-forms are CPU forms (oneDNN, onnxruntime\'s CPU provider)')
     return args
 
 
@@ -80,10 +97,13 @@ def build_target(target: str, args):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             backbone = MODELS.build(dict(type=f'mmlightvit.{family}', arch=arch, out_indices=(0, 1, 2, 3)))
-        reference = bench.reference_form(family, arch, backbone) if args.compare else None  # loads its weights
-        forms = bench.backbone_forms(backbone, fuse=not args.no_fuse) + ([reference] if reference else [])
+        # the reference forms load their weights into ours first, so every form computes the same function
+        references = bench.reference_forms(family, arch, backbone, fuse=not args.no_fuse) if args.compare else []
         shape = args.shape or (224, 224)
-        return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
+        forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
+        if args.deploy_forms:
+            forms += deploy_forms(forms[-1], shape, family)
+        return forms + references, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
 
     cfg = load_config(target)
     if args.backbone_only:
@@ -97,6 +117,25 @@ def build_target(target: str, args):
     shape = args.shape or default_shape(cfg)
     forms = bench.model_forms(model, fuse=not args.no_fuse)
     return forms, (lambda batch: predict_batch(forms[0].module, config_scope(cfg), shape, batch)), shape, True
+
+
+def deploy_forms(base: bench.Form, shape, backbone_type: str) -> list:
+    """channels-last, oneDNN and onnxruntime forms of ``base`` (the fused backbone where it folds)."""
+    import tempfile
+    forms = [bench.channels_last_form(base), bench.onednn_form(base, torch.rand(1, 3, *shape))]
+    work_dir = tempfile.mkdtemp(prefix='benchmark-onnx-')
+    forms.append(bench.onnxruntime_form(base, shape, backbone_type, work_dir))
+    return forms
+
+
+def count_target_macs(target: str, forms, shape, whole_model: bool, backbone_only: bool) -> int:
+    """MACs per image of the target at ``shape``, from the project's counter (the eager form)."""
+    from mmlightvit.utils.complexity import count_backbone, count_model
+    if whole_model:
+        return count_model(target, shape).macs
+    if backbone_only:
+        return count_model(target, shape, backbone_only=True).macs
+    return count_backbone(forms[0].module, shape).macs
 
 
 def metafile_metrics(metric: str = None) -> dict:
@@ -150,19 +189,23 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    measurements = []
+    measurements, profiles = [], []
     for target in args.targets:
         forms, make_input, shape, whole_model = build_target(target, args)
         if args.compile:
             forms.append(bench.compiled_form(forms[-1] if forms[-1].name == 'fused' else forms[0], whole_model,
                                              backend=args.compile_backend))
+        macs = None if args.no_macs else count_target_macs(target, forms, shape, whole_model, args.backbone_only)
         bench.move(forms, args.device)
         for batch in args.batch or ([1, 2] if whole_model else [1, 16]):
             inputs = bench.batch_to(make_input(batch), args.device)
             for dtype in args.dtype:
                 measurements += bench.time_forms(forms, inputs, args.device, dtype, args.repeat, args.warmup,
-                                                 target, shape, batch)
+                                                 target, shape, batch, macs)
                 print(f'done: {target} batch {batch} {dtype}', file=sys.stderr, flush=True)
+            if args.profile and whole_model:
+                profiles.append((target, shape, batch, bench.profile_predict(forms[0].module, inputs, args.device,
+                                                                             args.repeat, args.warmup)))
 
     threads = torch.get_num_threads() if args.device == 'cpu' else None
     table = bench.markdown_table(measurements)
@@ -172,10 +215,14 @@ def main(argv=None):
     ratios = bench.reference_ratios(measurements)
     if ratios:
         print('\n' + '\n'.join(ratios))
+    profile_tables = [bench.profile_table(*profile) for profile in profiles]
+    for profile_table in profile_tables:
+        print('\n' + profile_table)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
-            f.write(table + '\n' + ''.join('\n' + line for line in ratios) + '\n')
+            f.write(table + '\n' + ''.join('\n' + line for line in ratios) + '\n'
+                    + ''.join('\n' + t + '\n' for t in profile_tables))
         with open(os.path.splitext(args.out)[0] + '.json', 'w') as f:
             json.dump([asdict(m) for m in measurements], f, indent=1)
     if args.plot:

@@ -1,19 +1,22 @@
-"""Rewrite the model-zoo tables of README.md from the metafiles (``configs/<family>/metafile.yml``).
+"""Rewrite the model-zoo tables of the family READMEs (``configs/<family>/README.md``) from their metafiles
+(``configs/<family>/metafile.yml``).
 
-    python tools/misc/generate_model_zoo.py          # rewrite the tables in README.md
-    python tools/misc/generate_model_zoo.py --check  # exit 1, naming the stale tables, if README.md is out of date
+    python tools/misc/generate_model_zoo.py          # rewrite the tables in configs/<family>/README.md
+    python tools/misc/generate_model_zoo.py --check  # exit 1, naming the stale files and tables, if any is out of date
 
-Each family's table sits between two marker comments in README.md, which must already be there:
+Each family's table sits between two marker comments in its README, which must already be there:
 
     <!-- model-zoo:repvit:start -->
     ...generated, do not edit by hand...
     <!-- model-zoo:repvit:end -->
 
-Only the text between the markers is rewritten; the rest of README.md is left as it is. The metafile format (which
-keys exist and what they mean) is described at the top of every metafile.
+Only the text between the markers is rewritten; the rest of the README is left as it is. Links in the tables are
+relative to the family's folder. The metafile format (which keys exist and what they mean) is described at the top
+of every metafile.
 """
 import argparse
 import difflib
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -37,6 +40,23 @@ def start_marker(family: str) -> str:
 
 def end_marker(family: str) -> str:
     return f'<!-- model-zoo:{family}:end -->'
+
+
+def readme_path(family: str, root: Path = ROOT) -> Path:
+    """Where a family's model-zoo table lives: ``configs/<family>/README.md``."""
+    return root / 'configs' / family / 'README.md'
+
+
+def load_readmes(families, root: Path = ROOT) -> Dict[str, str]:
+    """{family: text of configs/<family>/README.md}; a missing README is an error naming it."""
+    readmes = {}
+    for family in families:
+        path = readme_path(family, root)
+        if not path.is_file():
+            raise ValueError(f'{path.relative_to(root)} is missing: every family with a metafile needs a README '
+                             f'with the {start_marker(family)} and {end_marker(family)} markers')
+        readmes[family] = path.read_text(encoding='utf-8')
+    return readmes
 
 
 def load_metafiles(root: Path = ROOT) -> Dict[str, dict]:
@@ -119,10 +139,15 @@ def _pretrained(metadata: dict) -> str:
     return f"[{url.rsplit('/', 1)[-1]}]({url})" if url else 'from scratch'
 
 
-def model_row(model: dict) -> List[str]:
+def _link_target(family: str, path: str) -> str:
+    """A repository path (``configs/repvit/ablations/x.py``) as a link from ``configs/<family>/README.md``."""
+    return Path(os.path.relpath(path, f'configs/{family}')).as_posix()
+
+
+def model_row(model: dict, family: str) -> List[str]:
     metadata = model['Metadata']
     return [
-        f"[{model['Name']}]({model['Config']})",
+        f"[{model['Name']}]({_link_target(family, model['Config'])})",
         ' + '.join(TASK_NAMES[task] for task in metadata['Tasks']),
         metadata['Training Data'],
         _schedule(metadata),
@@ -138,15 +163,17 @@ def model_row(model: dict) -> List[str]:
 def render_table(family: str, metafile: dict) -> str:
     """The generated block of one family: its table and one line saying where the numbers come from."""
     lines = ['| ' + ' | '.join(COLUMNS) + ' |', '| ' + ' | '.join(['---'] * len(COLUMNS)) + ' |']
-    lines += ['| ' + ' | '.join(model_row(model)) + ' |' for model in metafile['Models']]
+    lines += ['| ' + ' | '.join(model_row(model, family)) + ' |' for model in metafile['Models']]
     lines += [
         '',
-        f'Generated from `configs/{family}/metafile.yml` by `tools/misc/generate_model_zoo.py`. Params and FLOPs',
-        '(MACs) measured with `tools/analysis/get_flops.py` in the papers\' conventions: detectors at 800x1280 with',
-        'the mask heads on the first 100 RoIs (every stage of a Cascade too), UperNet at 512x2048, segmentors',
-        'without their auxiliary head (with it in brackets, as the papers\' UperNet tables count); paper results',
-        'as the paper reports them, not reproduced here (no GPU or COCO / ADE20K on the machines this project is',
-        'tested on); "reproduce" gives the command that measures each, from the released model where there is one.',
+        'Generated from [`metafile.yml`](metafile.yml) by',
+        '[`tools/misc/generate_model_zoo.py`](../../tools/misc/generate_model_zoo.py). Params and FLOPs (MACs) measured',
+        'with [`tools/analysis/get_flops.py`](../../tools/analysis/get_flops.py) in the papers\' conventions: detectors at',
+        '800x1280 with the mask heads on the first 100 RoIs (every stage of a Cascade too), UperNet at 512x2048,',
+        'segmentors without their auxiliary head (with it in brackets, as the papers\' UperNet tables count); paper',
+        'results as the paper reports them, not reproduced here (no GPU or COCO / ADE20K on the machines this project',
+        'is tested on); "reproduce" gives the command that measures each (run from the repository root), from the',
+        'released model where there is one.',
     ]
     return '\n'.join(lines)
 
@@ -154,50 +181,61 @@ def render_table(family: str, metafile: dict) -> str:
 def replace_block(readme: str, family: str, block: str) -> str:
     start, end = start_marker(family), end_marker(family)
     if readme.count(start) != 1 or readme.count(end) != 1:
-        raise ValueError(f'README.md needs exactly one {start} and one {end} marker (family {family!r})')
+        raise ValueError(f'configs/{family}/README.md needs exactly one {start} and one {end} marker '
+                         f'(family {family!r})')
     head, rest = readme.split(start)
     _, tail = rest.split(end)
     return f'{head}{start}\n{block}\n{end}{tail}'
 
 
-def generated_readme(readme: str, metafiles: Dict[str, dict]) -> str:
-    for family, metafile in metafiles.items():
-        readme = replace_block(readme, family, render_table(family, metafile))
-    return readme
+def generated_readme(readme: str, family: str, metafile: dict) -> str:
+    """A family README with its model-zoo table regenerated from its metafile."""
+    return replace_block(readme, family, render_table(family, metafile))
 
 
-def stale_families(readme: str, metafiles: Dict[str, dict]) -> List[str]:
-    """Families whose README table differs from what their metafile generates."""
-    return [family for family, metafile in metafiles.items()
-            if replace_block(readme, family, render_table(family, metafile)) != readme]
+def generated_readmes(readmes: Dict[str, str], metafiles: Dict[str, dict]) -> Dict[str, str]:
+    """{family: its README with the table regenerated}, for every family with a metafile."""
+    return {family: generated_readme(readmes[family], family, metafile) for family, metafile in metafiles.items()}
+
+
+def stale_families(readmes: Dict[str, str], metafiles: Dict[str, dict]) -> List[str]:
+    """Families whose README table (``readmes[family]``) differs from what their metafile generates."""
+    return [family for family, readme in generated_readmes(readmes, metafiles).items() if readme != readmes[family]]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--check', action='store_true', help='do not write; exit 1 if README.md is out of date')
-    parser.add_argument('--readme', type=Path, default=ROOT / 'README.md', help='default: the repository README')
+    parser.add_argument('--check', action='store_true',
+                        help='do not write; exit 1 if a family README is out of date')
+    parser.add_argument('--root', type=Path, default=ROOT,
+                        help='repository root holding configs/<family>/ (default: this repository)')
     args = parser.parse_args(argv)
 
-    readme = args.readme.read_text(encoding='utf-8')
-    metafiles = load_metafiles()
+    root = args.root.resolve()
+    metafiles = load_metafiles(root)
     try:
-        updated = generated_readme(readme, metafiles)
-    except ValueError as error:  # missing or doubled markers
-        print(f'{args.readme}: {error}', file=sys.stderr)
+        readmes = load_readmes(metafiles, root)
+        updated = generated_readmes(readmes, metafiles)
+    except ValueError as error:  # a missing README, or missing or doubled markers
+        print(error, file=sys.stderr)
         return 1
+    stale = [family for family in metafiles if updated[family] != readmes[family]]
+    names = {family: str(readme_path(family, root).relative_to(root)) for family in metafiles}
     if not args.check:
-        if updated != readme:
-            args.readme.write_text(updated, encoding='utf-8')
-        print(f'{args.readme}: model-zoo tables of {", ".join(metafiles)} up to date')
+        for family in stale:
+            readme_path(family, root).write_text(updated[family], encoding='utf-8')
+        print(f'model-zoo tables up to date in {", ".join(names.values())}'
+              + (f' (rewrote {", ".join(names[family] for family in stale)})' if stale else ''))
         return 0
 
-    stale = stale_families(readme, metafiles)
     if not stale:
-        print(f'{args.readme}: model-zoo tables up to date')
+        print(f'model-zoo tables up to date in {", ".join(names.values())}')
         return 0
-    diff = difflib.unified_diff(readme.splitlines(), updated.splitlines(), 'README.md', 'generated', lineterm='', n=0)
-    print('\n'.join(diff))
-    print(f'{args.readme}: model-zoo table out of date for {", ".join(stale)} '
+    for family in stale:
+        diff = difflib.unified_diff(readmes[family].splitlines(), updated[family].splitlines(), names[family],
+                                    'generated', lineterm='', n=0)
+        print('\n'.join(diff))
+    print(f'model-zoo table out of date in {", ".join(names[family] for family in stale)} '
           '(the metafile changed, or the table was edited by hand); run python tools/misc/generate_model_zoo.py',
           file=sys.stderr)
     return 1
