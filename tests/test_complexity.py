@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.utils.complexity import BNLinear, count_arch, count_macs, count_model
+from tests.backbone_utils import randomise_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 DET_DEMO = ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
@@ -28,12 +29,7 @@ def test_repvit_matches_paper_table(arch):
 
 
 def test_bn_linear_fuse_is_equivalent():
-    head = BNLinear(16, 10)
-    nn.init.normal_(head.norm.running_mean)
-    nn.init.uniform_(head.norm.running_var, 0.5, 2.)
-    nn.init.normal_(head.norm.weight)
-    nn.init.normal_(head.norm.bias)
-    head.eval()
+    head = randomise_bn(BNLinear(16, 10)).eval()
     x = torch.randn(4, 16)
     torch.testing.assert_close(head.fuse()(x), head(x), rtol=1e-5, atol=1e-5)
 
@@ -136,14 +132,15 @@ def test_cascade_mask_heads_are_counted_on_100_rois():
     """The papers' convention (mmdet 2.x forward_dummy): every stage's box head on all proposals, every stage's
     mask head on the first 100 RoIs. Checked against an independent count: the model without its mask branch plus
     each mask head counted alone on 100 RoI features."""
-    from mmlightvit.utils.complexity import MASK_ROIS, build_from_config, load_config
+    from mmlightvit.apis.model import build_model, config_without_pretrained
+    from mmlightvit.utils.complexity import MASK_ROIS
     config = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
     whole = count_model(config, shape=(128, 160))
-    cfg = load_config(config)
+    cfg = config_without_pretrained(config)
     cfg.model.roi_head.mask_head = None
     cfg.model.roi_head.mask_roi_extractor = None
     without_masks = count_model(cfg, shape=(128, 160))
-    model = build_from_config(cfg, load_config(config).model).eval()
+    model = build_model(cfg, config_without_pretrained(config).model).eval()
     heads = model.roi_head.mask_head
     size = model.roi_head.mask_roi_extractor[0].roi_layers[0].output_size
     mask_macs = sum(count_macs(head, (torch.randn(MASK_ROIS, head.in_channels, *size), ))[0] for head in heads)

@@ -250,10 +250,10 @@ def test_segmentation_out_writes_label_maps(tmp_path):
     """--out DIR for a segmentor writes one label PNG per test image, as mmseg 1.x's test.py, beside the metric."""
     from PIL import Image
 
-    from mmlightvit.utils.complexity import build_from_config, load_config
+    from mmlightvit.apis.model import build_model, config_without_pretrained
     config = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
-    cfg = load_config(str(config))
-    torch.save({'state_dict': build_from_config(cfg, cfg.model).state_dict()}, tmp_path / 'weights.pth')
+    cfg = config_without_pretrained(str(config))
+    torch.save({'state_dict': build_model(cfg).state_dict()}, tmp_path / 'weights.pth')
     proc = run([sys.executable, 'tools/test.py', str(config), str(tmp_path / 'weights.pth'), '--work-dir',
                 str(tmp_path / 'work'), '--out', str(tmp_path / 'maps'), '--cfg-options',
                 'test_dataloader.dataset.indices=3'])

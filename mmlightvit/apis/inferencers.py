@@ -13,8 +13,17 @@ from mmengine.registry import MODELS
 from mmseg.apis import MMSegInferencer
 
 from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint
-from .model import config_from_checkpoint, drop_pretrained, load_model_weights
+from .model import drop_pretrained, load_model_weights
 from .model_index import find_model
+
+
+def _config_from_checkpoint(checkpoint: dict, source: str) -> Config:
+    """The config a checkpoint written by mmengine's Runner carries (``message_hub`` or ``meta``)."""
+    text = (checkpoint.get('message_hub') or {}).get('runtime_info', {}).get('cfg') \
+        or (checkpoint.get('meta') or {}).get('cfg')
+    if not text:
+        raise ValueError(f'{source} carries no config (it was not written by a training run); pass the config.')
+    return Config.fromstring(text, file_format='.py')
 
 
 class _ProjectWeights:
@@ -34,7 +43,7 @@ class _ProjectWeights:
                                   'predictions of a randomly initialised model mean nothing. Pass weights=PATH.')
         checkpoint = read_checkpoint(weights)
         if not cfg:
-            cfg.update(config_from_checkpoint(checkpoint, weights)._cfg_dict)
+            cfg.update(_config_from_checkpoint(checkpoint, weights)._cfg_dict)
         drop_pretrained(cfg)
         model = load_model_weights(MODELS.build(cfg.model), checkpoint, weights, fuse=self.fuse)
         model.cfg = cfg

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mmlightvit.apis.model import build_model, config_without_pretrained, load_model_weights
 from mmlightvit.models.layers import fuse_model
-from mmlightvit.utils.checkpoint import (CheckpointError, check_state_dict, extract_state_dict,
-                                         load_checkpoint_file, strip_prefix)
+from mmlightvit.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 
 DEFAULT_OPSET = 20
 MODES = ('backbone', 'model')
@@ -160,46 +160,16 @@ class ExportTarget:
         return -(-height // d) * d, -(-width // d) * d
 
 
-def _build_model(cfg) -> nn.Module:
-    from mmengine.registry import MODELS, init_default_scope
-
-    from mmlightvit.engine.setup import explain_missing_type
-    init_default_scope(cfg.get('default_scope', 'mmlightvit'))
-    try:
-        return MODELS.build(cfg.model)
-    except KeyError as err:
-        explanation = explain_missing_type(err)
-        if explanation is None:
-            raise
-        raise KeyError(explanation) from err
-
-
 def _load_weights(module: nn.Module, checkpoint: str, whole_model: bool) -> nn.Module:
-    """Load ``checkpoint`` strictly into ``module`` (the whole model, or its backbone) and return it fused.
-
-    The file is read with the project's safe loader. A detector / segmentor checkpoint (``backbone.*`` keys)
-    fills either; a backbone checkpoint (in any layout the backbone's ``convert_checkpoint`` knows) fills only a
-    backbone. A fused checkpoint (``tools/model_converters/fuse_checkpoint.py``) is loaded into the fused model.
-    """
-    raw = load_checkpoint_file(checkpoint)
-    state = extract_state_dict(raw, source=checkpoint)
-    has_model_keys = any(k.startswith('backbone.') for k in state)
-    if whole_model and not has_model_keys:
+    """Load ``checkpoint`` strictly into ``module`` (the whole model, or its backbone) and return it fused; see
+    :func:`mmlightvit.apis.model.load_model_weights` for the layouts it accepts."""
+    raw = read_checkpoint(checkpoint)
+    if whole_model and not any(k.startswith('backbone.') for k in extract_state_dict(raw, source=checkpoint)):
         raise CheckpointError(
             f'Checkpoint {checkpoint!r} holds backbone weights only (no backbone.* keys); the whole model needs a '
             'checkpoint of the detector / segmentor (what tools/train.py writes). Export the backbone alone with '
             '--mode backbone.')
-    if not whole_model:
-        if has_model_keys:
-            state = strip_prefix(state, 'backbone.')
-        elif hasattr(module, 'convert_checkpoint'):
-            state = module.convert_checkpoint(state)
-    meta = raw.get('meta') if isinstance(raw, dict) else None
-    if isinstance(meta, dict) and meta.get('fused'):
-        module = fuse_model(module.eval())  # the file holds the folded weights: fold first, then load
-    check_state_dict(module, state, source=f'Checkpoint {checkpoint!r}')
-    module.load_state_dict(state, strict=True)
-    return fuse_model(module.eval())
+    return load_model_weights(module, raw, checkpoint, fuse=True)
 
 
 def _preprocessor_metadata(cfg) -> Dict[str, str]:
@@ -220,19 +190,13 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         FileNotFoundError, CheckpointError: the checkpoint is missing, unreadable, unsafe or does not match.
         ExportError: the mode does not apply to this model (e.g. ``model`` on a two-stage detector).
     """
-    from mmengine.config import Config
     if mode not in MODES:
         raise ExportError(f'Unknown mode {mode!r}; choose one of {MODES}.')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    # Weights come from `checkpoint`; ImageNet initialisation would only try to download.
+    cfg = config_without_pretrained(config, cfg_options)
     if cfg.model.get('backbone') is None:
         raise ExportError(f'{config}: the model has no backbone to export.')
-    # Weights come from `checkpoint`; ImageNet initialisation would only try to download.
-    cfg.model.backbone.init_cfg = None
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    model = _build_model(cfg).eval()
+    model = build_model(cfg).eval()
     backbone_type = type(model.backbone).__name__
     use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,

@@ -47,7 +47,6 @@ cascade head's mask heads are counted on the first 100 too, the papers' conventi
 the number of proposals is reported with the count; weights and the input are seeded, so counts are reproducible.
 Segmentors are counted without their auxiliary head (training only), in FLOPs and params alike, as mmseg's tool does.
 """
-import copy
 import importlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -252,19 +251,6 @@ _TASKS = {
 }
 
 
-def load_config(config: Union[str, Config]) -> Config:
-    """A config with a model whose backbone loads nothing (``init_cfg`` and ``pretrained`` cleared)."""
-    # A deep copy: the caller's config is not modified.
-    cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(config)
-    if not isinstance(cfg.get('model'), dict) or 'type' not in cfg.model:
-        raise ValueError('not a config with a model')
-    if 'backbone' in cfg.model:
-        cfg.model.backbone.init_cfg = None
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    return cfg
-
-
 def config_scope(cfg: Config) -> str:
     scope = cfg.get('default_scope')
     if scope not in _TASKS:
@@ -274,17 +260,6 @@ def config_scope(cfg: Config) -> str:
 
 def default_shape(cfg: Config, backbone_only: bool = False) -> Tuple[int, int]:
     return CLS_SHAPE if backbone_only else _TASKS[config_scope(cfg)][1]
-
-
-def build_from_config(cfg: Config, module_cfg: dict) -> nn.Module:
-    """Build ``module_cfg`` with the registry of ``cfg``'s scope (mmdet / mmseg), from seeded random weights."""
-    from mmengine.registry import init_default_scope
-    scope = config_scope(cfg)
-    init_default_scope(scope)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # seeded weights: the RPN keeps the same proposals on every run
-        return registry.build(module_cfg)
 
 
 def _data_sample_class(scope: str) -> type:
@@ -366,13 +341,15 @@ def count_model(config: Union[str, Config],
 
     ``shape`` is (H, W); by default 800x1280 for mmdet, 512x512 for mmseg and 224x224 with ``backbone_only``.
     """
-    cfg = load_config(config)
+    from mmlightvit.apis.model import build_model, config_without_pretrained
+    cfg = config_without_pretrained(config)
+    config_scope(cfg)
     shape = tuple(shape) if shape is not None else default_shape(cfg, backbone_only)
     if backbone_only:
-        return count_backbone(build_from_config(cfg, cfg.model.backbone), shape, fused)
+        return count_backbone(build_model(cfg, cfg.model.backbone), shape, fused)
 
     scope = config_scope(cfg)
-    model = build_from_config(cfg, cfg.model)
+    model = build_model(cfg)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training-only head of a segmentor: not part of the inference model
     model = _prepare(model, fused)

@@ -37,8 +37,8 @@ from dataclasses import asdict
 import torch
 
 from mmlightvit.utils import benchmark as bench
-from mmlightvit.utils.complexity import (build_from_config, config_scope, default_shape, load_config,
-                                         predict_batch)
+from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.utils.complexity import config_scope, default_shape, predict_batch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -105,13 +105,13 @@ def build_target(target: str, args):
             forms += deploy_forms(forms[-1], shape, family)
         return forms + references, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
 
-    cfg = load_config(target)
+    cfg = config_without_pretrained(target)
     if args.backbone_only:
-        backbone = build_from_config(cfg, cfg.model.backbone)
+        backbone = build_model(cfg, cfg.model.backbone)
         shape = args.shape or (224, 224)
         return bench.backbone_forms(backbone, fuse=not args.no_fuse), (lambda batch: torch.rand(
             batch, 3, *shape)), shape, False
-    model = build_from_config(cfg, cfg.model)
+    model = build_model(cfg)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training only
     shape = args.shape or default_shape(cfg)

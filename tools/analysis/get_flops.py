@@ -16,7 +16,8 @@ import os
 import sys
 from collections import Counter
 
-from mmlightvit.utils.complexity import config_scope, count_arch, count_model, load_config
+from mmlightvit.apis.model import config_without_pretrained
+from mmlightvit.utils.complexity import config_scope, count_arch, count_model
 
 
 def parse_args(argv=None):
@@ -88,7 +89,7 @@ def main(argv=None):
         lines += [_row(header), _row(['---'] * len(header))]
         for path in args.configs:
             try:
-                cfg = load_config(path)
+                cfg = config_without_pretrained(path)
                 config_scope(cfg)
             except Exception as error:  # not a config, one without a model (a dataset base), or not mmdet/mmseg
                 print(f'skipped {path}: {error}', file=sys.stderr)

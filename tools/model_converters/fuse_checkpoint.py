@@ -23,11 +23,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
-
+from mmlightvit.apis.model import build_model, checkpoint_part, config_without_pretrained, load_model_weights
 from mmlightvit.models.layers import fuse_model
-from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file
+from mmlightvit.utils import load_checkpoint_file
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -44,23 +42,13 @@ def count_fusable(model: torch.nn.Module) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
     # The trained weights replace everything; init_cfg would only try to download the ImageNet checkpoint.
-    cfg.model.backbone.init_cfg = None
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    init_default_scope(cfg.get('default_scope', 'mmlightvit'))
-    model = MODELS.build(cfg.model)
-
-    state = extract_state_dict(load_checkpoint_file(args.checkpoint), source=args.checkpoint)
-    whole_model = any(k.startswith('backbone.') for k in state)
-    if not whole_model:
-        # A backbone checkpoint: fold the backbone alone (after converting a foreign layout, if it is one).
-        model = model.backbone
-        if hasattr(model, 'convert_checkpoint'):
-            state = model.convert_checkpoint(state)
-    check_state_dict(model, state, source=f'Checkpoint {args.checkpoint!r}')
-    model.load_state_dict(state, strict=True)
+    model = build_model(config_without_pretrained(args.config), seed=None)
+    checkpoint = load_checkpoint_file(args.checkpoint)
+    content, _ = checkpoint_part(model, checkpoint, args.checkpoint, allow_backbone=True)
+    whole_model = content == 'model'
+    # A backbone checkpoint: fold the backbone alone (a foreign layout is converted on the way in).
+    model = load_model_weights(model if whole_model else model.backbone, checkpoint, args.checkpoint)
 
     num_fusable = count_fusable(model)
     params_before = sum(p.numel() for p in model.parameters())

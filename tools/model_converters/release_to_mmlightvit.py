@@ -15,9 +15,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from mmlightvit.utils import (check_state_dict, convert_released_state, extract_state_dict,
-                              load_checkpoint_file)
-from mmlightvit.utils.complexity import build_from_config, load_config
+from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.utils import check_state_dict, convert_released_state, extract_state_dict, load_checkpoint_file
 
 
 def dataset_meta(meta) -> Optional[dict]:
@@ -42,8 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument('dst', help='output file')
     args = parser.parse_args(argv)
 
-    cfg = load_config(args.config)
-    model = build_from_config(cfg, cfg.model)
+    model = build_model(config_without_pretrained(args.config))
     checkpoint = load_checkpoint_file(args.src)
     state, converted = convert_released_state(model, extract_state_dict(checkpoint, source=args.src))
     check_state_dict(model, state, source=f'Checkpoint {args.src!r}')
