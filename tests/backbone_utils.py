@@ -1,7 +1,12 @@
-"""Helpers shared by the backbone test modules (tests/test_<family>.py)."""
+"""Helpers shared by the backbone test modules (tests/test_<family>.py, tests/test_backbone_contract.py) and the
+other tests that need BatchNorm with non-trivial statistics."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -13,6 +18,27 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial running statistics and affine parameters; returns ``model``.
+
+    A fresh BatchNorm is the identity in eval mode and some blocks zero-init their last one (RepViT's FFN), so
+    folding, layout conversion, ``norm_eval`` and gradient checks only mean something after this. Values are drawn
+    per BatchNorm, in module order: mean ~ N(0, 0.1), var ~ U(0.5, 1.5), weight ~ U(0.5, 1.5), bias ~ N(0, 0.1).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            shape = (m.num_features, )
+            if m.track_running_stats:
+                m.running_mean.copy_(torch.randn(shape, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(shape, generator=gen) + 0.5)
+            if m.affine:
+                m.weight.copy_(torch.rand(shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(shape, generator=gen) * 0.1)
+    return model
 
 
 def num_params(module: nn.Module) -> int:
@@ -45,3 +71,12 @@ def assert_with_cp_equivalent(plain: nn.Module, checkpointed: nn.Module, x: torc
     for name, p in plain.named_parameters():
         assert p.grad is not None, name
         torch.testing.assert_close(p.grad, grads[name].grad, msg=name)
+
+
+def converter_main():
+    """``main`` of tools/model_converters/to_mmlightvit.py (tools are scripts, not a package)."""
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'model_converters' / 'to_mmlightvit.py'
+    spec = importlib.util.spec_from_file_location('to_mmlightvit', tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main

@@ -1,27 +1,22 @@
-"""EdgeNeXt backbone: variants, faithfulness to timm / the official BN-HS code, contract, ablations, loading."""
-import copy
-import importlib.util
+"""EdgeNeXt backbone: variants, faithfulness to timm / the official BN-HS code, ablations, loading in the official,
+timm and mmpretrain layouts. The backbone contract (shapes, training controls, strict loading, ...) is checked for
+every family in tests/test_backbone_contract.py."""
 import math
 from functools import partial
 import re
-import subprocess
-import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlightvit.models.backbones import EdgeNeXt
 from mmlightvit.models.backbones.edgenext import (ConvEncoder, FourierPositionalEncoding, SDTAEncoder,
                                                   infer_edgenext_arch)
-from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
-                                  num_params, single_thread)
+from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
+                                  randomise_bn, single_thread)
 from mmlightvit.utils.reference_models import REFERENCE_MODELS, import_timm
 
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
@@ -51,12 +46,10 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
             m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * m.weight[0].numel()**-0.5)
             if m.bias is not None:
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-        elif isinstance(m, (nn.LayerNorm, _BatchNorm)):
+        elif isinstance(m, nn.LayerNorm):
             m.weight.copy_(rand(m.weight.shape, 0.6, 1.4))
             m.bias.copy_(rand(m.bias.shape, -0.2, 0.2))
-            if isinstance(m, _BatchNorm):
-                m.running_mean.copy_(rand(m.running_mean.shape, -0.3, 0.3))
-                m.running_var.copy_(rand(m.running_var.shape, 0.5, 2.0))
+    randomise_bn(model, seed)
     for name, p in model.named_parameters():
         if name.endswith(('gamma', 'gamma_xca')):
             p.copy_(rand(p.shape, 0.2, 0.7))
@@ -90,8 +83,6 @@ def test_param_counts(timm, arch):
     # (b) == the reference table to 0.01M.
     assert abs(num_params(ref) / 1e6 - TABLE_PARAMS_M[arch]) < 0.01
     assert model.stage_channels == list(EdgeNeXt.arch_settings[arch]['widths'])
-    assert model.out_channels == model.stage_channels
-    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
 
 
 @pytest.mark.parametrize('arch', BN_HS_ARCHS)
@@ -118,14 +109,6 @@ def test_bn_hs_param_counts(arch):
     assert num_params(model) == num_params(plain) - dropped
 
 
-@pytest.mark.parametrize('alias, name', [('xxs', 'xx-small'), ('XX_Small', 'xx-small'), ('edgenext_x_small', 'x-small'),
-                                         ('s', 'small'), ('B', 'base'), ('edgenext_small_bn_hs', 'small-bn-hs'),
-                                         ('xxs-bn-hs', 'xx-small-bn-hs'), ('x_small_bn_hs', 'x-small-bn-hs')])
-def test_arch_aliases(alias, name):
-    settings = EdgeNeXt.resolve_arch(alias)
-    assert settings == EdgeNeXt.arch_settings[name]
-
-
 def test_architecture_facts():
     model = EdgeNeXt('small')
     assert model.kernel_sizes == (3, 5, 7, 9) and model.num_heads == (8, 8, 8, 8)
@@ -144,21 +127,9 @@ def test_architecture_facts():
     assert torch.all(model.stages[0].blocks[0].gamma == 1e-6)
 
 
-def test_unknown_arch_lists_known_names():
-    with pytest.raises(ValueError) as err:
-        EdgeNeXt('tiny')
-    for name in ARCHS + BN_HS_ARCHS:
-        assert repr(name) in str(err.value)
-
-
-def test_custom_arch_and_registry():
-    arch = dict(widths=(16, 32, 48, 64), depths=(1, 2, 2, 2), num_heads=4)
-    model = MODELS.build(dict(type='mmlightvit.EdgeNeXt', arch=arch))
-    assert isinstance(model, EdgeNeXt) and model.stage_channels == [16, 32, 48, 64]
-    outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [16, 32, 48, 64]
-    with pytest.raises(ValueError):
-        EdgeNeXt(dict(widths=(16, 32, 48, 64), depths=(1, 1, 1, 1)))  # no num_heads
+def test_custom_arch_widths_split_into_heads():
+    model = EdgeNeXt(dict(widths=(16, 32, 48, 64), depths=(1, 2, 2, 2), num_heads=4))
+    assert model.stage_channels == [16, 32, 48, 64] and model.num_heads == (4, 4, 4, 4)
     with pytest.raises(ValueError, match='divisible'):
         EdgeNeXt(dict(widths=(16, 30, 48, 64), depths=(1, 1, 1, 1), num_heads=4))
 
@@ -293,26 +264,6 @@ def test_positional_encoding_any_size():
         torch.testing.assert_close(pos, expected)
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Contract
-
-
-@pytest.mark.parametrize('size', [(256, 256), (33, 47), (97, 161), (32, 32), (64, 96)])
-def test_output_shapes(size):
-    model = EdgeNeXt('xx-small').eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(*size)
-    assert [o.shape[1] for o in outs] == [24, 48, 88, 168]
-
-
-def test_output_shapes_bn_hs_odd_size():
-    model = EdgeNeXt('xx-small-bn-hs').eval()
-    with torch.no_grad():
-        outs = model(torch.randn(2, 3, 97, 161))
-    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(97, 161)
-
-
 def test_padding_only_at_the_edge():
     """An odd-sized input gives the same top-left values as the official computation would for the crop the
     convs see fully: stage 0 at 33x47 equals stage 0 at 32x44 on the shared positions before any attention."""
@@ -323,77 +274,6 @@ def test_padding_only_at_the_edge():
         padded = model.stem(x)
         cropped = model.stem(x[:, :, :32, :44])
     torch.testing.assert_close(padded[:, :, :8, :11], cropped)
-
-
-def test_out_indices_subset():
-    model = EdgeNeXt('xx-small', out_indices=(1, -1)).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [48, 168] == model.out_channels
-    with pytest.raises(ValueError):
-        EdgeNeXt('xx-small', out_indices=(4, ))
-
-
-def test_out_norm_cfg_option():
-    model = EdgeNeXt('xx-small', out_indices=(0, 2), out_norm_cfg=dict(type='LN2d', eps=1e-6))
-    assert hasattr(model, 'norm0') and hasattr(model, 'norm2') and not hasattr(model, 'norm1')
-    assert not hasattr(EdgeNeXt('xx-small'), 'norm3')  # off by default
-
-
-@pytest.mark.parametrize('arch', ['xx-small', 'xx-small-bn-hs'])
-def test_frozen_stages(arch):
-    model = EdgeNeXt(arch, frozen_stages=2)
-    model.train()
-    for module in [model.stem, model.stages[0], model.stages[1]]:
-        assert all(not p.requires_grad for p in module.parameters())
-        assert all(not m.training for m in module.modules())
-    for module in [model.stages[2], model.stages[3]]:
-        assert all(p.requires_grad for p in module.parameters())
-        assert all(m.training for m in module.modules())
-
-
-def test_norm_eval_bn_hs():
-    model = randomise(EdgeNeXt('xx-small-bn-hs', norm_eval=True))
-    model.train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert bns and all(not m.training for m in bns)
-    before = copy.deepcopy(model.state_dict())
-    model(torch.randn(2, 3, 64, 64))
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    # Without norm_eval the statistics move.
-    moving = EdgeNeXt('xx-small-bn-hs').train()
-    mean = moving.stem[1].running_mean.clone()
-    moving(torch.randn(2, 3, 64, 64))
-    assert not torch.equal(moving.stem[1].running_mean, mean)
-
-
-def test_norm_eval_is_harmless_for_ln_models():
-    torch.manual_seed(0)
-    plain = randomise(EdgeNeXt('xx-small'))
-    frozen_bn = EdgeNeXt('xx-small', norm_eval=True)
-    frozen_bn.load_state_dict(plain.state_dict())
-    plain.train(), frozen_bn.train()
-    assert all(m.training for m in frozen_bn.modules())
-    x = torch.randn(2, 3, 64, 64)
-    for a, b in zip(plain(x), frozen_bn(x)):
-        torch.testing.assert_close(a, b)
-
-
-@pytest.mark.parametrize('arch', ['xx-small', 'xx-small-bn-hs'])
-def test_with_cp_same_outputs_and_gradients(arch):
-    torch.manual_seed(0)
-    plain = randomise(EdgeNeXt(arch))
-    ckpt = EdgeNeXt(arch, with_cp=True)
-    ckpt.load_state_dict(plain.state_dict())
-    assert_with_cp_equivalent(plain, ckpt, torch.randn(2, 3, 64, 64))
-
-
-def test_get_layer_depth():
-    model = EdgeNeXt('xx-small')
-    assert model.get_layer_depth('backbone.stem.0.weight', 'backbone.') == (0, 6)
-    assert model.get_layer_depth('stages.2.blocks.5.xca.temperature') == (3, 6)
-    assert model.get_layer_depth('stages.1.downsample.1.weight') == (2, 6)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -533,12 +413,6 @@ def source_bn_hs():
     return randomise(EdgeNeXt('xx-small-bn-hs'), seed=4)
 
 
-def test_load_own_layout(tmp_path, source_model):
-    path = tmp_path / 'own.pth'
-    torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
-    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
-
-
 def test_official_layout_keys(source_model):
     official = source_model.to_official_state_dict()
     for key in ['downsample_layers.0.0.weight', 'downsample_layers.0.1.bias', 'downsample_layers.3.1.weight',
@@ -607,34 +481,6 @@ def test_load_mmpretrain_layout(tmp_path, source_model):
     assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
 
 
-def test_load_detector_checkpoint(tmp_path, source_model):
-    state = {f'backbone.{k}': v for k, v in source_model.state_dict().items()}
-    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 24, 1, 1)
-    path = tmp_path / 'mask_rcnn.pth'
-    torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    assert_same_weights(_load_via_init_cfg('xx-small', path), source_model.state_dict())
-
-
-@pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
-@pytest.mark.parametrize('layout', ['own', 'official'])
-def test_load_errors_name_the_key(tmp_path, source_model, problem, layout):
-    state = dict(source_model.state_dict())
-    key = 'stages.2.blocks.5.xca.qkv.weight'
-    if problem == 'missing':
-        del state[key]
-    elif problem == 'extra':
-        key = 'stages.2.blocks.5.extra.weight'
-        state[key] = torch.zeros(3)
-    else:
-        state[key] = torch.zeros(3, 3)
-    if layout == 'official':
-        state = dict(source_model.to_official_state_dict(state), **_official_classifier(168))
-    path = tmp_path / f'{problem}.pth'
-    torch.save({'state_dict': state}, path)
-    with pytest.raises(CheckpointError, match=key.replace('.', r'\.')):
-        _load_via_init_cfg('xx-small', path)
-
-
 def test_wrong_variant_is_an_error(tmp_path, source_model):
     path = tmp_path / 'xx_small.pth'
     torch.save({'model_ema': source_model.to_official_state_dict()}, path)
@@ -653,15 +499,11 @@ def test_infer_arch(source_model, source_bn_hs):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Converter tool and import lightness
+# Converter tool
 
 
 def test_converter_tool(timm, tmp_path, source_model, source_bn_hs, capsys):
-    tool = Path(__file__).resolve().parents[1] / 'tools' / 'model_converters' / 'edgenext_to_mmlightvit.py'
-    spec = importlib.util.spec_from_file_location('edgenext_to_mmlightvit', tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    main = module.main
+    main = converter_main()
 
     src = tmp_path / 'official.pth'
     official = dict(source_model.to_official_state_dict(), **_official_classifier(168))
@@ -689,10 +531,3 @@ def test_converter_tool(timm, tmp_path, source_model, source_bn_hs, capsys):
     _load_via_init_cfg('xx-small', dst2)  # the backbone. prefix is stripped on loading
     with pytest.raises(SystemExit, match='not --arch'):
         main([str(timm_src), str(dst2), '--arch', 'small'])
-
-
-def test_backbone_import_needs_torch_and_mmengine_only():
-    code = ('import sys, mmlightvit.models.backbones.edgenext; '
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
-            "'timm', 'torchvision'}); assert not bad, bad")
-    subprocess.run([sys.executable, '-c', code], check=True)

@@ -20,6 +20,7 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 from mmlightvit.deploy.onnx_export import (ExportError, build_export_target, compare_with_onnxruntime,  # noqa: E402
                                            export_onnx, format_table, ort_session)
 from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
+from tests.backbone_utils import randomise_bn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REPVIT_SEG = str(ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py')
@@ -35,18 +36,6 @@ CHECK_SIZES = [(64, 64), (72, 104)]
 TOLERANCE = 1e-4
 
 
-def randomise_norm_statistics(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters, so folding them into convs really matters."""
-    generator = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            shape = m.running_mean.shape
-            m.running_mean.copy_(torch.randn(shape, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-            m.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
-            m.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
-
-
 @pytest.fixture(scope='module')
 def repvit_checkpoint(tmp_path_factory):
     """A segmentor checkpoint (tools/train.py's layout) of the small RepViT Semantic FPN."""
@@ -55,8 +44,7 @@ def repvit_checkpoint(tmp_path_factory):
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    with torch.no_grad():
-        randomise_norm_statistics(model)
+    randomise_bn(model)  # folding BatchNorm into the convs must matter
     path = tmp_path_factory.mktemp('ckpt') / 'fpn_repvit.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
     return str(path)

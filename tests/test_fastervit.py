@@ -1,23 +1,19 @@
-"""FasterViT backbone: variants, equivalence with the ``fastervit`` package, any input size, contract, loading."""
-import copy
-import importlib.util
+"""FasterViT backbone: variants, equivalence with the ``fastervit`` package, window padding at any input size,
+ablations, loading in the official layout. The backbone contract (shapes, training controls, strict loading, ...)
+is checked for every family in tests/test_backbone_contract.py."""
 import math
 from functools import partial
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmlightvit.models.backbones import FasterViT
 from mmlightvit.models.backbones.fastervit import HATBlock, TokenInitializer, carrier_pool_geometry
-from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
-                                  num_params, single_thread)
+from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
+                                  randomise_bn, single_thread)
 from mmlightvit.utils.reference_models import import_fastervit
 
 ARCHS = ['0', '1', '2', '3', '4', '5', '6']
@@ -37,15 +33,9 @@ def fastervit():
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN statistics / affine parameters and layer scales (1e-5 would hide the residual branches)."""
+    randomise_bn(model, seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
         for name, p in model.named_parameters():
             if name.rsplit('.', 1)[-1].startswith('gamma'):
                 p.copy_(torch.rand(p.shape, generator=gen))
@@ -115,18 +105,11 @@ def test_param_count_equals_official_model_exactly(fastervit):
     assert num_params(FasterViT('0')) == ref_backbone
 
 
-@pytest.mark.parametrize('alias, name', [('faster_vit_0', '0'), ('fastervit-1', '1'), ('FasterViT_2', '2'),
-                                         ('faster_vit_6_224', '6'), (3, '3')])
-def test_arch_aliases(alias, name):
-    assert FasterViT.resolve_arch(str(alias)) == FasterViT.arch_settings[name]
-
-
 def test_architecture_facts():
     with torch.device('meta'):
         model = FasterViT('0')
         deep = FasterViT('3')
     assert model.out_channels == [64, 128, 256, 512]
-    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
     assert model.stem[1].eps == 1e-4 and model.stem[4].eps == 1e-4
     assert isinstance(model.stages[2].global_tokenizer, TokenInitializer)
     assert model.stages[3].global_tokenizer is None
@@ -150,17 +133,9 @@ def test_carrier_token_pooling_matches_official_formula():
     assert carrier_pool_geometry(28, 7, 1) == (4, 7, 7)
 
 
-def test_unknown_arch_lists_known_names():
-    with pytest.raises(ValueError, match=r"Unknown FasterViT arch '7'.*'0', '1', '2', '3', '4', '5', '6'"):
-        FasterViT('7')
-
-
-def test_custom_arch_and_registry():
-    model = MODELS.build(dict(type='mmlightvit.FasterViT', arch=TINY, out_indices=(1, 3)))
-    assert isinstance(model, FasterViT) and model.out_channels == [64, 256]
+def test_custom_arch_options():
+    model = FasterViT(TINY)
     assert model.do_propagation and model.layer_scale == 1e-5
-    with pytest.raises(ValueError, match='missing'):
-        FasterViT(dict(dim=32, depths=(1, 1, 1, 1)))
     with pytest.raises(ValueError, match='ct_size'):
         FasterViT(TINY, ct_size=8)
 
@@ -207,16 +182,10 @@ def model0():
     return randomise(FasterViT('0')).eval()
 
 
-@pytest.mark.parametrize('size', [(800, 1216), (600, 1000)])
-def test_detection_sizes(model0, size):
+@pytest.mark.parametrize('size', [(800, 1216), (600, 1000), (225, 333)])
+def test_window_padding_at_detection_sizes(model0, size):
+    """Padded window grids and carrier tokens of the real variant (small odd sizes: test_backbone_contract.py)."""
     _shape_check(model0, *size, [64, 128, 256, 512])
-
-
-@pytest.mark.parametrize('size', [(225, 333), (32, 32), (33, 47), (97, 161), (64, 96)])
-def test_odd_and_small_sizes(size):
-    torch.manual_seed(0)
-    model = randomise(FasterViT(TINY)).eval()
-    _shape_check(model, *size, [32, 64, 128, 256])
 
 
 def test_padding_does_not_mix_images(model0):
@@ -229,69 +198,13 @@ def test_padding_does_not_mix_images(model0):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Contract: outputs, training controls
-
-
-def test_out_indices_subset():
-    model = FasterViT(TINY, out_indices=(0, 2)).eval()
-    outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [32, 128] and model.out_channels == [32, 128]
-
-
-def test_out_norm_cfg_option():
-    model = FasterViT(TINY, out_norm_cfg=dict(type='LN2d'))
-    assert hasattr(model, 'norm0') and hasattr(model, 'norm3')
-
-
-def test_frozen_stages():
-    model = FasterViT(TINY, frozen_stages=2)
-    model.train()
-    for module in [model.stem, model.stages[0], model.stages[1]]:
-        assert all(not p.requires_grad for p in module.parameters())
-        assert all(not m.training for m in module.modules())
-    for module in [model.stages[2], model.stages[3]]:
-        assert all(p.requires_grad for p in module.parameters())
-        assert all(m.training for m in module.modules())
-
-
-def test_norm_eval():
-    model = randomise(FasterViT(TINY, norm_eval=True))
-    model.train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert bns and all(not m.training for m in bns)
-    before = copy.deepcopy(model.state_dict())
-    model(torch.randn(2, 3, 64, 64))
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    moving = FasterViT(TINY).train()
-    mean = moving.stem[1].running_mean.clone()
-    moving(torch.randn(2, 3, 64, 64))
-    assert not torch.equal(moving.stem[1].running_mean, mean)
-
-
-def test_with_cp_same_outputs_and_gradients():
-    torch.manual_seed(0)
-    plain = randomise(FasterViT(TINY))
-    ckpt = FasterViT(TINY, with_cp=True)
-    ckpt.load_state_dict(plain.state_dict())
-    assert_with_cp_equivalent(plain, ckpt, torch.randn(2, 3, 100, 120))
+# Ablation switches
 
 
 def test_drop_path_rate():
     model = FasterViT(TINY, drop_path_rate=0.3)
     rates = [getattr(b.drop_path, 'drop_prob', 0.) for s in model.stages for b in s.blocks]
     assert rates[0] == 0 and rates[-1] == pytest.approx(0.3) and len(rates) == 7
-
-
-def test_get_layer_depth():
-    model = FasterViT(TINY)
-    assert model.get_layer_depth('backbone.stem.0.weight', 'backbone.') == (0, 6)
-    assert model.get_layer_depth('stages.2.blocks.1.hat_attn.qkv.weight') == (3, 6)
-    assert model.get_layer_depth('stages.3.downsample.reduction.weight') == (4, 6)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Ablation switches
 
 
 def test_use_carrier_tokens_switch():
@@ -349,13 +262,6 @@ def tiny_pair(fastervit):
     return _paired(fastervit, arch=TINY, ref_kwargs=TINY_REF_KWARGS)
 
 
-def test_load_own_layout(tmp_path):
-    source = randomise(FasterViT(TINY))
-    path = tmp_path / 'own.pth'
-    torch.save({'state_dict': source.state_dict(), 'meta': {}}, path)
-    assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
-
-
 def test_load_official_layout(tmp_path, tiny_pair):
     ref, model = tiny_pair
     official = ref.state_dict()
@@ -393,36 +299,6 @@ def test_official_round_trip(tiny_pair):
     assert_same_weights(model, model.convert_checkpoint(official))
 
 
-def test_load_detector_checkpoint(tmp_path):
-    source = randomise(FasterViT(TINY))
-    state = {'backbone.' + k: v for k, v in source.state_dict().items()}
-    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(8, 32, 1, 1)
-    path = tmp_path / 'mask_rcnn.pth'
-    torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    assert_same_weights(_load_via_init_cfg(TINY, path), source.state_dict())
-
-
-@pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
-@pytest.mark.parametrize('layout', ['own', 'official'])
-def test_load_errors_name_the_key(tmp_path, tiny_pair, problem, layout):
-    _, source = tiny_pair
-    state = dict(source.state_dict())
-    key = 'stages.2.blocks.1.hat_attn.qkv.weight'
-    if problem == 'missing':
-        del state[key]
-    elif problem == 'extra':
-        key = 'stages.2.blocks.1.extra.weight'
-        state[key] = torch.zeros(3)
-    else:
-        state[key] = torch.zeros(3, 3)
-    if layout == 'official':
-        state = source.to_official_state_dict(state)
-    path = tmp_path / f'{problem}.pth'
-    torch.save({'state_dict': state}, path)
-    with pytest.raises(CheckpointError, match=key.replace('.', r'\.')):
-        _load_via_init_cfg(TINY, path)
-
-
 def test_official_checkpoint_needs_carrier_tokens(tmp_path, tiny_pair):
     ref, _ = tiny_pair
     path = tmp_path / 'official.pth'
@@ -440,15 +316,11 @@ def test_wrong_variant_is_an_error(tmp_path, tiny_pair):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Converter tool and import lightness
+# Converter tool
 
 
 def test_converter_tool(tmp_path, fastervit, capsys):
-    tool = Path(__file__).resolve().parents[1] / 'tools' / 'model_converters' / 'fastervit_to_mmlightvit.py'
-    spec = importlib.util.spec_from_file_location('fastervit_to_mmlightvit', tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    main = module.main
+    main = converter_main()
 
     torch.manual_seed(0)
     ref = randomise(fastervit.create_model('faster_vit_0_224', pretrained=False))
@@ -471,10 +343,3 @@ def test_converter_tool(tmp_path, fastervit, capsys):
     _load_via_init_cfg('0', dst2)
     with pytest.raises(SystemExit, match='not --arch'):
         main([str(src), str(dst2), '--arch', '1'])
-
-
-def test_backbone_import_needs_torch_and_mmengine_only():
-    code = ('import sys, mmlightvit.models.backbones.fastervit; '
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
-            "'timm', 'torchvision', 'fastervit'}); assert not bad, bad")
-    subprocess.run([sys.executable, '-c', code], check=True)

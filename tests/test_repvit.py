@@ -1,11 +1,8 @@
-"""RepViT backbone: variants, faithfulness to timm / the official layout, re-parameterisation, contract, loading."""
+"""RepViT backbone: variants, faithfulness to timm / the official layout, re-parameterisation, ablations, loading in
+the official and timm layouts. The backbone contract (shapes, training controls, strict loading, ...) is checked for
+every family in tests/test_backbone_contract.py."""
 import copy
-import importlib.util
-import math
 from functools import partial
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,10 +12,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmlightvit.models.backbones import RepViT
 from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite, infer_repvit_arch
 from mmlightvit.models.layers import ConvBN, fuse_model
-from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
-                                  num_params, single_thread)
+from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
+                                  randomise_bn, single_thread)
 from mmlightvit.utils.reference_models import REFERENCE_MODELS, import_timm
 
 ARCHS = ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3']
@@ -30,30 +26,6 @@ FUSED_PARAMS_M = {'m0.9': 5.07, 'm1.0': 6.81, 'm1.1': 8.24, 'm1.5': 14.05, 'm2.3
 @pytest.fixture(scope='module')
 def timm():
     return import_timm()
-
-
-def randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters (fresh BN is the identity, the FFN's last BN is zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_((torch.rand(n, generator=gen) - 0.5) * 0.4)
-    return model
-
-
-def expected_hw(h: int, w: int):
-    """Output sizes per stage: every stride-2 3x3 conv with padding 1 maps n -> ceil(n / 2)."""
-    sizes = []
-    for step in range(5):
-        h, w = math.ceil(h / 2), math.ceil(w / 2)
-        if step >= 1:
-            sizes.append((h, w))
-    return sizes
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -73,29 +45,6 @@ def test_param_counts(timm, arch):
     classifier = model.stage_channels[-1] * 1000 + 1000
     assert abs((num_params(fused) + classifier) / 1e6 - FUSED_PARAMS_M[arch]) < 0.01
     assert model.stage_channels == list(RepViT.arch_settings[arch]['widths'])
-    assert model.out_channels == model.stage_channels
-    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
-
-
-@pytest.mark.parametrize('alias', ['m1_1', 'M1.1', 'repvit_m1_1', 'repvit-m1.1', 'm11'])
-def test_arch_aliases(alias):
-    assert RepViT(alias).depths == (2, 2, 12, 2)
-
-
-def test_unknown_arch_lists_known_names():
-    with pytest.raises(ValueError) as err:
-        RepViT('m9.9')
-    for name in ARCHS:
-        assert repr(name) in str(err.value)
-
-
-def test_custom_arch_and_registry():
-    model = MODELS.build(dict(type='mmlightvit.RepViT', arch=dict(widths=(16, 32, 48, 64), depths=(1, 1, 2, 1))))
-    assert isinstance(model, RepViT) and model.stage_channels == [16, 32, 48, 64]
-    outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [16, 32, 48, 64]
-    with pytest.raises(ValueError):
-        RepViT(dict(widths=(16, 32, 48, 64)))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -200,25 +149,11 @@ def test_fuse_model_on_a_wrapping_model_and_plain_token_mixer():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Contract
+# Ablation switches
 
 
-@pytest.mark.parametrize('size', [(224, 224), (33, 47), (97, 161), (32, 32), (64, 96)])
-def test_output_shapes(size):
-    model = RepViT('m0.9').eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(*size)
-    assert [o.shape[1] for o in outs] == [48, 96, 192, 384]
-
-
-def test_out_indices_subset():
-    model = RepViT('m0.9', out_indices=(1, -1)).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [96, 384] == model.out_channels
-    with pytest.raises(ValueError):
-        RepViT('m0.9', out_indices=(4, ))
+def _count(model, cls):
+    return sum(isinstance(m, cls) for m in model.modules())
 
 
 def test_out_after_preblock_switch():
@@ -236,59 +171,6 @@ def test_out_after_preblock_switch():
         torch.testing.assert_close(seg_outs[3], det_outs[3])
         seg.out_indices = (1, )
         torch.testing.assert_close(seg(x)[0], seg_outs[1])
-
-
-@pytest.mark.parametrize('after_preblock', [False, True])
-def test_frozen_stages(after_preblock):
-    model = RepViT('m0.9', frozen_stages=2, out_after_preblock=after_preblock)
-    model.train()
-    frozen = [model.stem, model.stages[0], model.stages[1]]
-    if after_preblock:
-        frozen.append(model.stages[2].downsample.pre_block)
-    for module in frozen:
-        assert all(not p.requires_grad for p in module.parameters())
-        assert all(not m.training for m in module.modules())
-    rest = [model.stages[2].blocks, model.stages[3]]
-    if not after_preblock:
-        rest.append(model.stages[2].downsample.pre_block)
-    for module in rest:
-        assert all(p.requires_grad for p in module.parameters())
-        assert all(m.training for m in module.modules())
-
-
-def test_norm_eval():
-    model = RepViT('m0.9', norm_eval=True)
-    model.train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert bns and all(not m.training for m in bns)
-    before = copy.deepcopy(model.state_dict())
-    model(torch.randn(2, 3, 64, 64))
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-
-
-def test_with_cp_same_outputs_and_gradients():
-    torch.manual_seed(0)
-    plain = randomise_bn(RepViT('m0.9'))
-    ckpt = RepViT('m0.9', with_cp=True)
-    ckpt.load_state_dict(plain.state_dict())
-    assert_with_cp_equivalent(plain, ckpt, torch.randn(2, 3, 64, 64))
-
-
-def test_get_layer_depth():
-    model = RepViT('m0.9')
-    assert model.get_layer_depth('backbone.stem.conv1.c.weight', 'backbone.') == (0, 6)
-    assert model.get_layer_depth('stages.2.blocks.3.se.fc1.weight') == (3, 6)
-    seg = RepViT('m0.9', out_after_preblock=True)
-    assert seg.get_layer_depth('stages.2.downsample.pre_block.token_mixer.bn.weight') == (2, 6)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# Ablation switches
-
-
-def _count(model, cls):
-    return sum(isinstance(m, cls) for m in model.modules())
 
 
 def test_se_mode():
@@ -336,12 +218,6 @@ def source_model():
     return randomise_bn(RepViT('m0.9'), seed=3)
 
 
-def test_load_own_layout(tmp_path, source_model):
-    path = tmp_path / 'own.pth'
-    torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
-    assert_same_weights(_load_via_init_cfg('m0.9', path), source_model.state_dict())
-
-
 def test_load_official_layout(tmp_path, source_model):
     official = source_model.to_official_state_dict()
     official['classifier.classifier.bn.weight'] = torch.ones(384)
@@ -368,31 +244,6 @@ def test_load_timm_layout(timm, tmp_path, wrapped):
     assert_same_weights(model, {k: v for k, v in state.items() if not k.startswith('head.')})
 
 
-def test_load_detector_checkpoint(tmp_path, source_model):
-    state = {f'backbone.{k}': v for k, v in source_model.state_dict().items()}
-    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 48, 1, 1)
-    path = tmp_path / 'mask_rcnn.pth'
-    torch.save({'state_dict': state, 'meta': {'epoch': 12}}, path)
-    assert_same_weights(_load_via_init_cfg('m0.9', path), source_model.state_dict())
-
-
-@pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
-def test_load_errors_name_the_key(tmp_path, source_model, problem):
-    state = dict(source_model.state_dict())
-    key = 'stages.2.blocks.3.channel_mixer.conv1.c.weight'
-    if problem == 'missing':
-        del state[key]
-    elif problem == 'extra':
-        key = 'stages.2.blocks.3.extra.weight'
-        state[key] = torch.zeros(3)
-    else:
-        state[key] = torch.zeros(1, 1, 1, 1)
-    path = tmp_path / f'{problem}.pth'
-    torch.save({'state_dict': state}, path)
-    with pytest.raises(CheckpointError, match=key.replace('.', r'\.')):
-        _load_via_init_cfg('m0.9', path)
-
-
 def test_wrong_variant_is_an_error(tmp_path, source_model):
     path = tmp_path / 'm0_9.pth'
     torch.save(source_model.to_official_state_dict(), path)
@@ -404,15 +255,11 @@ def test_wrong_variant_is_an_error(tmp_path, source_model):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Converter tool and import lightness
+# Converter tool
 
 
 def test_converter_tool(timm, tmp_path, source_model, capsys):
-    tool = Path(__file__).resolve().parents[1] / 'tools' / 'model_converters' / 'repvit_to_mmlightvit.py'
-    spec = importlib.util.spec_from_file_location('repvit_to_mmlightvit', tool)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    main = module.main
+    main = converter_main()
     src = tmp_path / 'official.pth'
     torch.save({'model': source_model.to_official_state_dict()}, src)
     dst = tmp_path / 'converted.pth'
@@ -431,10 +278,3 @@ def test_converter_tool(timm, tmp_path, source_model, capsys):
     saved = torch.load(dst2, weights_only=True)
     assert all(k.startswith('backbone.') for k in saved['state_dict'])
     _load_via_init_cfg('m0.9', dst2)  # the backbone. prefix is stripped on loading
-
-
-def test_backbone_import_needs_torch_and_mmengine_only():
-    code = ('import sys, mmlightvit.models.backbones.repvit; '
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
-            "'timm', 'torchvision'}); assert not bad, bad")
-    subprocess.run([sys.executable, '-c', code], check=True)

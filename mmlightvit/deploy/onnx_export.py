@@ -12,7 +12,7 @@ their RoI heads crop features with RoIAlign, which need the custom ops of a depl
 
 The input of every exported graph is the preprocessed image batch (normalised, RGB/BGR as the config's
 ``data_preprocessor`` says; the graph's metadata records mean, std and channel order). Batch, height and width are
-dynamic, except for the backbones in ``FIXED_SIZE_ONLY`` (one fixed-size graph per input size).
+dynamic, except for the backbones that declare ``fixed_size_export`` (one fixed-size graph per input size).
 :func:`compare_with_onnxruntime` runs the file with onnxruntime on the CPU at several sizes and reports
 the largest differences from PyTorch and the median latency of both.
 
@@ -46,17 +46,6 @@ EXTERNAL_DATA_BYTES = 1 << 30
 
 #: Backbones whose size-dependent logic cannot become a graph with dynamic height and width; they export at
 #: fixed sizes (``dynamic=False``: one file per input size). The reason is given to the user.
-FIXED_SIZE_ONLY = {
-    'FasterViT': (
-        'FasterViT pools its carrier tokens with an average pool whose kernel and stride are computed from the '
-        "runtime size (the official TokenInitializer formula: kernel = size - (outputs - 1) * stride); ONNX's "
-        'AveragePool takes them as constant attributes, so a graph with dynamic height and width cannot express '
-        'it, and the position-bias tables are built in Python per window grid'),
-    'TransNeXt': (
-        'TransNeXt keys its per-size tables by the map size as Python ints (int() fixes the traced size), and '
-        'builds them with torch.unique (the number of distinct position-bias coordinates depends on the data) '
-        'and adaptive pooling over size-dependent bins'),
-}
 
 
 class ExportError(RuntimeError):
@@ -148,11 +137,12 @@ class ExportTarget:
     size_divisor: int = 1  # input height and width must be multiples of it (1: any size)
     backbone_type: str = ''
     metadata: Dict[str, str] = field(default_factory=dict)
+    fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
 
     @property
     def dynamic_size(self) -> bool:
-        """Whether one graph with dynamic height and width can be exported (see ``FIXED_SIZE_ONLY``)."""
-        return self.backbone_type not in FIXED_SIZE_ONLY
+        """Whether one graph with dynamic height and width can be exported."""
+        return self.fixed_size_reason is None
 
     def padded(self, height: int, width: int) -> Tuple[int, int]:
         """The size the data preprocessor would pad an image of ``height x width`` to for this model."""
@@ -198,6 +188,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         raise ExportError(f'{config}: the model has no backbone to export.')
     model = build_model(cfg).eval()
     backbone_type = type(model.backbone).__name__
+    fixed_size = getattr(model.backbone, 'fixed_size_export', None)
     use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
@@ -211,13 +202,13 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         if names is None:  # a backbone without the project's contract: count its outputs
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
-        return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata)
+        return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata, fixed_size)
 
     model = _load_weights(model, checkpoint, whole_model=True) if use_checkpoint else fuse_model(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits'], 1, backbone_type,
-                            metadata)
+                            metadata, fixed_size)
     from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
     if isinstance(model, TwoStageDetector):
         raise ExportError(
@@ -238,7 +229,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         groups = model._forward(torch.zeros(1, 3, divisor * 2, divisor * 2))
     group_names = ['cls_score', 'bbox_pred'] + [f'out{g}' for g in range(2, len(groups))]
     names = [f'{group_names[g]}_{level}' for g, group in enumerate(groups) for level in range(len(group))]
-    return ExportTarget(module, 'detector', names, divisor, backbone_type, metadata)
+    return ExportTarget(module, 'detector', names, divisor, backbone_type, metadata, fixed_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -258,10 +249,10 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
                 opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
     target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph; otherwise the graph
-    accepts exactly the traced size (the only option for the backbones in ``FIXED_SIZE_ONLY``)."""
+    accepts exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason)."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
-                          f'{FIXED_SIZE_ONLY[target.backbone_type]}. Export it at fixed sizes instead (--static: one '
+                          f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
     height, width = target.padded(*shape)
     example = torch.randn(batch, 3, height, width)

@@ -246,16 +246,16 @@ def onednn_form(form: Form, example: torch.Tensor) -> Form:
 def onnxruntime_form(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str) -> Form:
     """The backbone form exported to ONNX (dynamic batch and size where the family allows) and run by
     onnxruntime's CPU provider with PyTorch's thread count; the numpy conversion is part of the timed run."""
-    from mmlightvit.deploy.onnx_export import (FIXED_SIZE_ONLY, BackboneFeatures, ExportTarget, export_onnx,
-                                               ort_session)
+    from mmlightvit.deploy.onnx_export import BackboneFeatures, ExportTarget, export_onnx, ort_session
     module = copy.deepcopy(form.module).eval()
     wrapped = BackboneFeatures(module).eval()
     with torch.no_grad():
         num_outputs = len(wrapped(torch.zeros(1, 3, *shape)))
     target = ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
-                          backbone_type=backbone_type)
+                          backbone_type=backbone_type,
+                          fixed_size_reason=getattr(module, 'fixed_size_export', None))
     onnx_file = export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
-                            dynamic=backbone_type not in FIXED_SIZE_ONLY)
+                            dynamic=target.dynamic_size)
     session = ort_session(onnx_file)
     input_name = session.get_inputs()[0].name
 

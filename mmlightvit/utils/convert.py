@@ -1,15 +1,13 @@
-"""The shared body of the ``tools/model_converters/<family>_to_mmlightvit.py`` command-line tools.
+"""Backbone checkpoint conversion for every family (``tools/model_converters/to_mmlightvit.py``).
 
-Every converter does the same thing: read a checkpoint safely, unwrap it, keep a detector's ``backbone.*`` keys,
-find the variant from the tensor shapes, check it against ``--arch``, convert with the backbone's own
-``convert_checkpoint``, check the result strictly and save ``{'state_dict', 'meta'}``. Only the family-specific
-pieces (layout detection, arch inference and matching, which source keys are classifier-side) are passed in, so
-a tool stays a thin CLI and the conversion itself lives in one place.
+Read a checkpoint safely, unwrap it, keep a detector's ``backbone.*`` keys, find the family and variant from the
+tensor shapes, check them against ``--family`` / ``--arch``, convert with the backbone's own ``convert_checkpoint``,
+check the result strictly and save ``{'state_dict', 'meta'}``. What differs between families (layouts, arch
+inference, classifier keys) is declared by each backbone class (see :class:`~mmlightvit.models.layers.LightBackbone`).
 """
-import argparse
 import os.path as osp
 from collections import OrderedDict
-from typing import Callable, Dict, Optional, Sequence, Type
+from typing import Dict, Optional, Sequence, Type
 
 import torch
 
@@ -17,17 +15,6 @@ from .checkpoint import check_state_dict, extract_state_dict, load_checkpoint_fi
 
 # Buffers, not parameters: left out of the parameter count printed in the summary.
 _BN_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
-
-
-def converter_arg_parser(description: str, src_help: str, arch_example: str) -> argparse.ArgumentParser:
-    """The command line every converter tool accepts: ``src dst [--arch ARCH] [--prefix PREFIX]``."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('src', help=src_help)
-    parser.add_argument('dst', help='output file')
-    parser.add_argument('--arch', default=None,
-                        help=f'variant, e.g. {arch_example}; inferred from the weights by default')
-    parser.add_argument('--prefix', default='', help="key prefix in the output, e.g. 'backbone.' (default: none)")
-    return parser
 
 
 def _describe(found: dict) -> str:
@@ -41,78 +28,81 @@ def _plain(arch):
     return {key: list(value) if isinstance(value, tuple) else value for key, value in arch.items()}
 
 
-def convert_backbone_checkpoint(backbone_cls: Type,
-                                src: str,
-                                dst: str,
-                                arch: Optional[str] = None,
-                                prefix: str = '',
-                                *,
-                                detect_layout: Callable[[Dict[str, torch.Tensor]], str],
-                                infer_arch: Callable[[Dict[str, torch.Tensor]], dict],
-                                arch_matches: Callable[[dict, dict], bool],
-                                head_prefixes: Sequence[str],
-                                converter_name: str,
-                                custom_arch: Optional[Callable[[dict], Optional[dict]]] = None,
-                                also_dropped: Optional[Callable[[str], bool]] = None,
-                                dropped_what: str = 'classifier') -> dict:
+def read_backbone_state(src: str, backbone_cls: Optional[Type] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """The backbone tensors of a checkpoint file (a detector's ``backbone.*`` keys without the prefix)."""
+    preferred = backbone_cls.checkpoint_keys if backbone_cls is not None else None
+    state = extract_state_dict(load_checkpoint_file(src), source=src, preferred_keys=preferred)
+    if any(k.startswith('backbone.') for k in state):  # a whole detector / segmentor / classifier
+        state = strip_prefix(state, 'backbone.')
+    return state
+
+
+def find_family(state: Dict[str, torch.Tensor], families: Sequence[Type], src: str) -> Type:
+    """The one family in ``families`` that reads ``state`` as one of its variants (or a custom size)."""
+    readers = []
+    for cls in families:
+        try:
+            found = cls.infer_arch(state)
+        except (KeyError, ValueError, IndexError, NotImplementedError):
+            continue
+        if found and (cls.matching_arch(found) is not None or cls.custom_arch(found) is not None):
+            readers.append(cls)
+    if len(readers) != 1:
+        names = ', '.join(cls.__name__ for cls in families)
+        what = 'no family' if not readers else 'several families (' + ', '.join(c.__name__ for c in readers) + ')'
+        raise SystemExit(f'{src}: {what} of {names} read these weights; name it with --family.')
+    return readers[0]
+
+
+def convert_backbone_checkpoint(backbone_cls: Type, src: str, dst: str, arch: Optional[str] = None,
+                                prefix: str = '', converter_name: str = 'tools/model_converters/to_mmlightvit.py'
+                                ) -> dict:
     """Convert the checkpoint ``src`` to ``backbone_cls``'s layout, check it strictly and save it to ``dst``.
 
     Args:
-        backbone_cls: a ``LightBackbone`` subclass (its ``arch_settings``, ``resolve_arch``, ``checkpoint_keys``
-            and ``convert_checkpoint`` are used).
+        backbone_cls: a ``LightBackbone`` subclass; its checkpoint declarations (``detect_layout``,
+            ``infer_arch``, ``matching_arch``, ``custom_arch``, ``is_dropped_on_conversion``) and its own
+            ``convert_checkpoint`` do the family-specific work.
         arch: the variant asked for on the command line; an error unless the weights are of that variant.
         prefix: key prefix of the saved weights (e.g. ``'backbone.'``).
-        detect_layout: ``state -> layout name`` (``'official'``, ``'timm'``, ..., ``'mmlightvit'``).
-        infer_arch: ``state -> dict`` of the size read from the shapes, for a state dict in any layout.
-        arch_matches: ``(arch_settings entry, infer_arch result) -> bool``.
-        head_prefixes: source keys dropped as the classifier (only reported: ``convert_checkpoint`` drops them).
-        converter_name: the tool's path, recorded in ``meta``.
-        custom_arch: ``infer_arch result -> arch dict`` for a size that is no named variant, or None where it
-            cannot be built from the weights alone; None (the default): custom sizes are an error.
-        also_dropped: other source keys that are dropped (reported with the classifier).
-        dropped_what: what the dropped keys are, for the printed summary.
 
     Returns:
-        ``dict(arch, layout, num_keys, dropped, dst)``: ``arch`` as saved in ``meta``, ``dropped`` the source
-        keys left out, in file order.
+        ``dict(family, arch, layout, num_keys, dropped, dst)``: ``arch`` as saved in ``meta``, ``dropped`` the
+        source keys left out, in file order.
     """
-    state = extract_state_dict(load_checkpoint_file(src), source=src, preferred_keys=backbone_cls.checkpoint_keys)
-    if any(k.startswith('backbone.') for k in state):  # a whole detector / segmentor / classifier
-        state = strip_prefix(state, 'backbone.')
-    layout = detect_layout(state)
-    found = infer_arch(state)
-    name = next((n for n, settings in backbone_cls.arch_settings.items() if arch_matches(settings, found)), None)
+    state = read_backbone_state(src, backbone_cls)
+    layout = backbone_cls.detect_layout(state)
+    found = backbone_cls.infer_arch(state)
+    name = backbone_cls.matching_arch(found)
     if arch is not None:
         # resolve_arch accepts aliases ('xxs', 'faster_vit_0'); the canonical name is what is built and saved.
         wanted = backbone_cls.resolve_arch(arch)
-        if not arch_matches(wanted, found):
+        if backbone_cls.arch_signature(wanted) != {f: found.get(f) for f in backbone_cls.arch_fields}:
             raise SystemExit(f'{src} holds {backbone_cls.__name__} weights with {_describe(found)} '
                              f'({name or "custom"}), not --arch {arch}.')
         name = next(n for n, settings in backbone_cls.arch_settings.items() if settings == wanted)
-    model_arch = name
+    model_arch = name if name is not None else backbone_cls.custom_arch(found)
     if model_arch is None:
-        model_arch = custom_arch(found) if custom_arch is not None else None
-        if model_arch is None:
-            raise SystemExit(f'{src}: no {backbone_cls.__name__} variant has {_describe(found)}; known: '
-                             f'{", ".join(backbone_cls.arch_settings)}.')
+        raise SystemExit(f'{src}: no {backbone_cls.__name__} variant has {_describe(found)}; known: '
+                         f'{", ".join(backbone_cls.arch_settings)}.')
 
     model = backbone_cls(arch=model_arch)
     converted = model.convert_checkpoint(state)
     check_state_dict(model, converted, source=f'Converted {src!r}')
     model.load_state_dict(converted, strict=True)
 
-    head_prefixes = tuple(head_prefixes)
-    dropped = [k for k in state if k.startswith(head_prefixes) or (also_dropped is not None and also_dropped(k))]
+    dropped = [k for k in state if backbone_cls.is_dropped_on_conversion(k)]
     # Cloned and contiguous: converted tensors may be views sharing storage with the dropped ones, which
     # torch.save would otherwise write out too.
     out_state = OrderedDict((prefix + k, v.detach().clone().contiguous()) for k, v in converted.items())
-    meta = dict(arch=_plain(model_arch), source=osp.basename(src), source_layout=layout, prefix=prefix,
-                converter=converter_name)
+    meta = dict(family=backbone_cls.__name__, arch=_plain(model_arch), source=osp.basename(src),
+                source_layout=layout, prefix=prefix, converter=converter_name)
     torch.save({'state_dict': out_state, 'meta': meta}, dst)
 
     num_params = sum(v.numel() for k, v in converted.items() if not k.endswith(_BN_STATS))
     print(f'{src} ({layout} layout) -> {dst}\n'
-          f'  arch: {meta["arch"]}; {len(out_state)} tensors, {num_params / 1e6:.2f}M parameters; '
-          f'dropped {len(dropped)} {dropped_what} tensors; key prefix: {prefix or "(none)"}; '
-          f'loads strictly into {backbone_cls.__name__}.')
-    return dict(arch=meta['arch'], layout=layout, num_keys=len(out_state), dropped=dropped, dst=dst)
+          f'  {backbone_cls.__name__} arch: {meta["arch"]}; {len(out_state)} tensors, {num_params / 1e6:.2f}M '
+          f'parameters; dropped {len(dropped)} classifier-side tensors; key prefix: {prefix or "(none)"}; loads '
+          f'strictly into {backbone_cls.__name__}.')
+    return dict(family=backbone_cls.__name__, arch=meta['arch'], layout=layout, num_keys=len(out_state),
+                dropped=dropped, dst=dst)

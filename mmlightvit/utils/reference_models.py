@@ -176,13 +176,15 @@ def import_fastervit():
     return _import_with_torchvision_stand_in(_import)
 
 
-# Family -> (package, reference model name for each arch): the classifiers of timm / fastervit whose trunk is the
-# same network as our backbone, with checkpoints our ``convert_checkpoint`` reads.
-REFERENCE_MODELS = {
-    'RepViT': ('timm', {a: 'repvit_' + a.replace('.', '_') for a in ('m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3')}),
-    'EdgeNeXt': ('timm', {a: 'edgenext_' + a.replace('-', '_') for a in ('xx-small', 'x-small', 'small', 'base')}),
-    'FasterViT': ('fastervit', {str(i): f'faster_vit_{i}_224' for i in range(7)}),
-}
+def _declared_references() -> dict:
+    from mmlightvit.models.backbones import FAMILIES
+    return {cls.__name__: cls.reference_models for cls in FAMILIES if cls.reference_models}
+
+
+#: family -> (package, {arch: model name}) as each backbone class declares it (``reference_models``): the
+#: classifiers of timm / fastervit whose trunk is the same network as our backbone, with checkpoints our
+#: ``convert_checkpoint`` reads.
+REFERENCE_MODELS = _declared_references()
 
 
 def build_reference(family: str, arch: str) -> nn.Module:

@@ -8,6 +8,8 @@
     python tools/analysis/benchmark.py configs/repvit/mask-rcnn_repvit-m1.1_coco.py --batch 1
     # the backbones of several configs, plotted against the paper's box AP from the metafiles
     python tools/analysis/benchmark.py configs/*/mask-rcnn_*_coco.py --backbone-only --plot work_dirs/ap.png
+    # RepViT as trained against re-parameterised, at several sizes
+    python tools/analysis/benchmark.py RepViT:m0.9 RepViT:m1.1 --shapes 224x224 800x1280 --batch 1
     # CUDA, fp32 + fp16 + bf16 (autocast), plus torch.compile
     python tools/analysis/benchmark.py RepViT:m1.1 --device cuda --dtype fp32 fp16 bf16 --compile
     # the deployable CPU forms of a backbone against timm's re-parameterised model
@@ -46,6 +48,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('targets', nargs='+', help='FAMILY:ARCH (e.g. RepViT:m1.1) or mmdet / mmseg config files')
+    parser.add_argument('--shapes', nargs='+', metavar='HxW', help='several input sizes, e.g. 224x224 800x1280')
     parser.add_argument('--shape', type=int, nargs='+', metavar='N',
                         help='input H W (or one number for a square); default 224x224 for backbones, the '
                         "task's size for whole models (800x1280 mmdet, 512x512 mmseg)")
@@ -73,6 +76,15 @@ def parse_args(argv=None):
     parser.add_argument('--metric', default=None,
                         help="metric for --plot (default: 'box AP' for mmdet, 'mIoU' for mmseg configs)")
     args = parser.parse_args(argv)
+    if args.shape is not None and args.shapes:
+        parser.error('give --shape or --shapes, not both')
+    if args.shapes:
+        try:
+            args.shapes = [tuple(int(n) for n in text.lower().split('x')) for text in args.shapes]
+        except ValueError:
+            parser.error(f'--shapes takes HxW sizes, e.g. 224x224; got {args.shapes}')
+        if any(len(shape) != 2 for shape in args.shapes):
+            parser.error(f'--shapes takes HxW sizes, e.g. 224x224; got {args.shapes}')
     if args.shape is not None:
         if len(args.shape) not in (1, 2):
             parser.error('--shape takes H W or a single size')
@@ -88,7 +100,7 @@ def parse_args(argv=None):
     return args
 
 
-def build_target(target: str, args):
+def build_target(target: str, args, shape=None):
     """-> (forms, example input builder(batch), shape, whole_model)."""
     from mmlightvit.registry import MODELS
     arch_target = bench.parse_arch_target(target)
@@ -99,7 +111,7 @@ def build_target(target: str, args):
             backbone = MODELS.build(dict(type=f'mmlightvit.{family}', arch=arch, out_indices=(0, 1, 2, 3)))
         # the reference forms load their weights into ours first, so every form computes the same function
         references = bench.reference_forms(family, arch, backbone, fuse=not args.no_fuse) if args.compare else []
-        shape = args.shape or (224, 224)
+        shape = shape or (224, 224)
         forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
         if args.deploy_forms:
             forms += deploy_forms(forms[-1], shape, family)
@@ -108,13 +120,13 @@ def build_target(target: str, args):
     cfg = config_without_pretrained(target)
     if args.backbone_only:
         backbone = build_model(cfg, cfg.model.backbone)
-        shape = args.shape or (224, 224)
+        shape = shape or (224, 224)
         return bench.backbone_forms(backbone, fuse=not args.no_fuse), (lambda batch: torch.rand(
             batch, 3, *shape)), shape, False
     model = build_model(cfg)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training only
-    shape = args.shape or default_shape(cfg)
+    shape = shape or default_shape(cfg)
     forms = bench.model_forms(model, fuse=not args.no_fuse)
     return forms, (lambda batch: predict_batch(forms[0].module, config_scope(cfg), shape, batch)), shape, True
 
@@ -190,8 +202,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     measurements, profiles = [], []
-    for target in args.targets:
-        forms, make_input, shape, whole_model = build_target(target, args)
+    runs = [(target, shape) for target in args.targets for shape in (args.shapes or [args.shape])]
+    for target, shape in runs:
+        forms, make_input, shape, whole_model = build_target(target, args, shape)
         if args.compile:
             forms.append(bench.compiled_form(forms[-1] if forms[-1].name == 'fused' else forms[0], whole_model,
                                              backend=args.compile_backend))

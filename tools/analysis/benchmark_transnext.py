@@ -1,23 +1,32 @@
-"""Time and peak memory of TransNeXt's two Aggregated Attention implementations, as a markdown table.
+"""Time and peak memory of TransNeXt's attention code paths, as a markdown table.
 
-    python tools/analysis/benchmark_transnext.py [--arch tiny] [--shapes 224x224 800x1280] [--repeat 5]
-        [--modes forward train] [--batch 1] [--device cpu|cuda] [--threads 1] [--extrapolation]
+    python tools/analysis/benchmark_transnext.py [--arch tiny] [--shapes 320x512 800x1280] [--repeat 5]
+        [--modes forward train] [--paths efficient fused] [--batch 1] [--device cpu|cuda] [--threads 2]
+        [--img-size 224] [--extrapolation]
+
+Paths (``--paths BASELINE CANDIDATE``, the same weights):
+
+* ``reference``: ``attn_impl='reference'`` (unfold, whole pooled attention matrix, bias rebuilt every forward);
+* ``efficient``: ``attn_impl='efficient'`` with ``fast_inference=False``: shifted views and query chunks, the
+  position bias rebuilt every forward (the inference path before the fused form, and the path of training);
+* ``fused``: ``attn_impl='efficient'`` with ``fast_inference=True`` (the default): in eval mode without autograd on
+  the CPU, the position-bias tables cached per input size and the pooled attention through the CPU flash-attention
+  kernel. In training (``--modes train``) it is the ``efficient`` path.
 
 For every shape and mode (``forward``: eval, ``torch.no_grad()``; ``train``: forward + backward of the summed
-outputs) both ``attn_impl='reference'`` (unfold, whole pooled attention matrix) and ``'efficient'`` (shifted
-views, query chunks) run with the same weights. Peak memory is measured in a fresh subprocess per implementation so
-the peaks do not mix:
+outputs) both paths run. Peak memory is measured in a fresh subprocess per path so the peaks do not mix:
 
 * CUDA: ``torch.cuda.max_memory_allocated`` above what the model and input hold;
 * CPU: the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) above its resident
-  set just before the first run (tensor memory plus allocator overhead; a coarse but honest number).
+  set just before the first run (tensor memory plus allocator overhead; a coarse but honest number). The first run
+  builds whatever a path caches, so the fused path's peak includes its table cache.
 
-Time is measured in one process on one model whose implementation is switched (``set_attn_impl``) between runs:
-after a warm-up run of each, ``--repeat`` rounds run both implementations back to back, alternating which goes
-first, so both see the same background load; the table gives the medians.
-The ratio columns are reference / efficient (> 1: the efficient path is faster or leaner). The last column is
-the largest difference of the two implementations' outputs relative to their scale. This is a benchmark, not a
-test: numbers depend on the machine, its load and the thread count.
+Time is measured in one process on one model whose path is switched between runs: after a warm-up run of each,
+``--repeat`` rounds run both paths back to back, alternating which goes first, so both see the same background
+load; the table gives the medians.
+The ratio columns are baseline / candidate (> 1: the candidate is faster or leaner). The last column is the
+largest difference of the two paths' outputs relative to their scale. This is a benchmark, not a test: numbers
+depend on the machine, its load and the thread count.
 """
 import argparse
 import json
@@ -34,7 +43,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 from mmlightvit.models.backbones.transnext import TransNeXt  # noqa: E402
 from mmlightvit.models.layers import aggregated_attention as aa_module  # noqa: E402
 
-IMPLS = ('reference', 'efficient')
+#: Path name -> (attn_impl, fast_inference).
+PATHS = {'reference': ('reference', False), 'efficient': ('efficient', False), 'fused': ('efficient', True)}
 
 
 def parse_shape(text: str):
@@ -45,13 +55,16 @@ def parse_shape(text: str):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--arch', default='tiny')
-    parser.add_argument('--shapes', nargs='+', default=['224x224', '800x1280'], help='H x W, e.g. 800x1280')
-    parser.add_argument('--modes', nargs='+', default=['forward', 'train'], choices=['forward', 'train'])
+    parser.add_argument('--shapes', nargs='+', default=['320x512', '800x1280'], help='H x W, e.g. 800x1280')
+    parser.add_argument('--modes', nargs='+', default=['forward'], choices=['forward', 'train'])
+    parser.add_argument('--paths', nargs=2, default=['efficient', 'fused'], choices=sorted(PATHS),
+                        metavar='PATH', help=f'baseline and candidate, of {sorted(PATHS)} (default: efficient fused)')
     parser.add_argument('--repeat', type=int, default=5, help='timed runs per measurement (median reported)')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
-    parser.add_argument('--img-size', type=int, default=224, help='img_size of the model (CPB tables)')
+    parser.add_argument('--img-size', type=int, default=224,
+                        help='img_size of the model (CPB tables; the COCO Mask R-CNN config uses 800)')
     parser.add_argument('--extrapolation', action='store_true', help='extrapolation test mode')
     parser.add_argument('--chunk-elements', type=int, default=None,
                         help='query-chunk budget of the efficient path (elements of one chunk of logits; default '
@@ -82,9 +95,9 @@ def _reset_cpu_peak() -> bool:
         return False
 
 
-def measure(args, impl: str, mode: str, shape) -> dict:
-    """Peak memory of the first run of ``impl`` (tables built, gradients allocated) in this process."""
-    _, run, sync = build(args, impl, mode, shape)
+def measure(args, path: str, mode: str, shape) -> dict:
+    """Peak memory of the first run of ``path`` (tables built, gradients allocated) in this process."""
+    _, run, sync = build(args, path, mode, shape)
     device = torch.device(args.device)
     if device.type == 'cuda':
         sync()
@@ -102,15 +115,22 @@ def measure(args, impl: str, mode: str, shape) -> dict:
     return dict(peak=peak)
 
 
-def build(args, impl: str, mode: str, shape):
+def use_path(model: TransNeXt, path: str) -> TransNeXt:
+    impl, fast = PATHS[path]
+    model.set_attn_impl(impl)
+    model.fast_inference = fast
+    return model
+
+
+def build(args, path: str, mode: str, shape):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.chunk_elements is not None:
         aa_module.MAX_CHUNK_ELEMENTS = args.chunk_elements
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = TransNeXt(args.arch, img_size=args.img_size, extrapolation=args.extrapolation, attn_impl=impl)
-    model = model.to(device).train(mode == 'train')
+    model = TransNeXt(args.arch, img_size=args.img_size, extrapolation=args.extrapolation)
+    model = use_path(model, path).to(device).train(mode == 'train')
     x = torch.randn(args.batch, 3, *shape, generator=torch.Generator().manual_seed(1)).to(device)
 
     def run():
@@ -130,57 +150,61 @@ def build(args, impl: str, mode: str, shape):
 
 
 def time_both(args, mode: str, shape) -> dict:
-    """Median seconds per run of each implementation, alternating on one model; and the output difference."""
-    model, run, sync = build(args, 'efficient', mode, shape)
-    outs, times = {}, {impl: [] for impl in IMPLS}
-    for impl in IMPLS:  # warm-up (tables, allocator) and outputs
-        model.set_attn_impl(impl)
-        outs[impl] = [o.double().cpu() for o in run()]
+    """Median seconds per run of each path, alternating on one model; and the output difference."""
+    paths = args.paths
+    model, run, sync = build(args, paths[0], mode, shape)
+    outs, times = {}, {path: [] for path in paths}
+    for path in paths:  # warm-up (tables, caches, allocator) and outputs
+        use_path(model, path)
+        outs[path] = [o.double().cpu() for o in run()]
     for i in range(args.repeat):
-        for impl in (IMPLS if i % 2 == 0 else IMPLS[::-1]):
-            model.set_attn_impl(impl)
+        for path in (paths if i % 2 == 0 else paths[::-1]):
+            use_path(model, path)
             sync()
             start = time.perf_counter()
             run()
             sync()
-            times[impl].append(time.perf_counter() - start)
+            times[path].append(time.perf_counter() - start)
     diff = max((a - b).abs().max().item() / max(a.abs().max().item(), 1e-12)
-               for a, b in zip(outs['reference'], outs['efficient']))
-    return dict(diff=diff, **{impl: statistics.median(t) if t else float('nan') for impl, t in times.items()})
+               for a, b in zip(outs[paths[0]], outs[paths[1]]))
+    return dict(diff=diff, **{path: statistics.median(t) if t else float('nan') for path, t in times.items()})
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Driver
 
 
-def _worker_cmd(argv, impl, mode, shape):
-    return [sys.executable, os.path.abspath(__file__), *argv, '--worker', f'{impl}:{mode}:{shape[0]}x{shape[1]}']
+def _worker_cmd(argv, path, mode, shape):
+    return [sys.executable, os.path.abspath(__file__), *argv, '--worker', f'{path}:{mode}:{shape[0]}x{shape[1]}']
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.worker:
-        impl, mode, shape = args.worker.split(':')
-        print('RESULT ' + json.dumps(measure(args, impl, mode, parse_shape(shape))))
+        path, mode, shape = args.worker.split(':')
+        print('RESULT ' + json.dumps(measure(args, path, mode, parse_shape(shape))))
         return
+    if args.paths[0] == args.paths[1]:
+        raise SystemExit('--paths needs two different paths.')
+    baseline, candidate = args.paths
     rows = []
     for shape in [parse_shape(s) for s in args.shapes]:
         for mode in args.modes:
             results = {}
-            for impl in IMPLS:
-                proc = subprocess.run(_worker_cmd(argv, impl, mode, shape), capture_output=True, text=True,
+            for path in args.paths:
+                proc = subprocess.run(_worker_cmd(argv, path, mode, shape), capture_output=True, text=True,
                                       timeout=args.timeout)
                 line = next((ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')), None)
                 if line is None:
                     tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']
-                    results[impl] = dict(error=tail[0][:80])
+                    results[path] = dict(error=tail[0][:80])
                 else:
-                    results[impl] = json.loads(line[len('RESULT '):])
+                    results[path] = json.loads(line[len('RESULT '):])
             if not any('error' in r for r in results.values()):
                 timing = time_both(args, mode, shape)
-                for impl in IMPLS:
-                    results[impl]['time'] = timing[impl]
+                for path in args.paths:
+                    results[path]['time'] = timing[path]
                 results['diff'] = timing['diff']
             print(f'# {shape[0]}x{shape[1]} {mode}: {results}'[:200], file=sys.stderr, flush=True)
             rows.append((shape, mode, results))
@@ -188,20 +212,19 @@ def main(argv=None):
     print(f'\nTransNeXt-{args.arch}, batch {args.batch}, {args.device}'
           + (f', {args.threads} thread(s)' if args.threads else '')
           + f', {"extrapolation" if args.extrapolation else "interpolation"} mode, img_size {args.img_size}'
-          + f', efficient chunk budget {budget} elements\n')
-    print('| input | mode | reference time (s) | efficient time (s) | time ratio | reference peak (MB) '
-          '| efficient peak (MB) | memory ratio | max rel diff |')
+          + f', efficient chunk budget {budget} elements, median of {args.repeat} alternating runs\n')
+    print(f'| input | mode | {baseline} time (s) | {candidate} time (s) | time ratio | {baseline} peak (MB) '
+          f'| {candidate} peak (MB) | memory ratio | max rel diff |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for shape, mode, res in rows:
-        ref, eff = res['reference'], res['efficient']
-        if 'error' in ref or 'error' in eff:
-            print(f'| {shape[0]}x{shape[1]} | {mode} | {ref.get("error", "")} | {eff.get("error", "")} '
+        base, cand = res[baseline], res[candidate]
+        if 'error' in base or 'error' in cand:
+            print(f'| {shape[0]}x{shape[1]} | {mode} | {base.get("error", "")} | {cand.get("error", "")} '
                   '| | | | | |')
             continue
-        diff = res['diff']
-        print(f'| {shape[0]}x{shape[1]} | {mode} | {ref["time"]:.3f} | {eff["time"]:.3f} '
-              f'| {ref["time"] / eff["time"]:.2f} | {ref["peak"] / 2**20:.0f} | {eff["peak"] / 2**20:.0f} '
-              f'| {ref["peak"] / max(eff["peak"], 1):.2f} | {diff:.1e} |')
+        print(f'| {shape[0]}x{shape[1]} | {mode} | {base["time"]:.3f} | {cand["time"]:.3f} '
+              f'| {base["time"] / cand["time"]:.2f} | {base["peak"] / 2**20:.0f} | {cand["peak"] / 2**20:.0f} '
+              f'| {base["peak"] / max(cand["peak"], 1):.2f} | {res["diff"]:.1e} |')
 
 
 if __name__ == '__main__':

@@ -3,4 +3,7 @@ from .fastervit import FasterViT
 from .repvit import RepViT
 from .transnext import TransNeXt
 
-__all__ = ['RepViT', 'EdgeNeXt', 'TransNeXt', 'FasterViT']
+#: Every family, for what serves them all (the converter tool, the reference builder): a new family is added here.
+FAMILIES = (RepViT, EdgeNeXt, FasterViT, TransNeXt)
+
+__all__ = ['RepViT', 'EdgeNeXt', 'TransNeXt', 'FasterViT', 'FAMILIES']

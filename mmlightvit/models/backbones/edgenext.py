@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
-from ..layers import DropPath, LayerNorm2d, LightBackbone, Stage, build_activation, drop_path_rates
+from ..layers import (DropPath, LayerNorm2d, LightBackbone, Stage, build_activation, count_blocks,
+                      drop_path_rates)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -314,12 +315,11 @@ def infer_edgenext_arch(state: Dict[str, torch.Tensor]) -> dict:
     our/timm layout (convert official and mmpretrain files first)."""
     widths = [int(state['stem.0.weight'].shape[0])]
     widths += [int(state[f'stages.{s}.downsample.1.weight'].shape[0]) for s in (1, 2, 3)]
-    depths, heads, kernels = [0] * 4, [None] * 4, [None] * 4
+    depths, heads, kernels = count_blocks(state), [None] * 4, [None] * 4
     for key, value in state.items():
         m = re.match(r'stages\.(\d)\.blocks\.(\d+)\.(.*)$', key)
         if m:
             stage = int(m.group(1))
-            depths[stage] = max(depths[stage], int(m.group(2)) + 1)
             if m.group(3) == 'xca.temperature':
                 heads[stage] = int(value.shape[0])
             elif m.group(3) == 'conv_dw.weight':
@@ -385,6 +385,41 @@ class EdgeNeXt(LightBackbone):
     #: The published accuracies of the standard releases are their EMA weights (``model_ema``); the USI releases
     #: hold ``state_dict``; ``model`` is the training key.
     checkpoint_keys = ('model_ema', 'state_dict', 'model')
+    head_prefixes = HEAD_PREFIXES
+    # the norm type tells 'small' from 'small-bn-hs', which have the same widths and depths
+    arch_fields = ('widths', 'depths', 'bn_hs')
+    reference_models = ('timm', {name: 'edgenext_' + name.replace('-', '_')
+                                 for name in ('xx-small', 'x-small', 'small', 'base')})
+
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        return detect_layout(state_dict)
+
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        layout = detect_layout(state_dict)  # infer_edgenext_arch reads our key names
+        if layout == 'official':
+            state_dict = official_to_mmlightvit(state_dict)
+        elif layout == 'mmpretrain':
+            state_dict = mmpretrain_to_mmlightvit(state_dict)
+        return infer_edgenext_arch(state_dict)
+
+    @classmethod
+    def arch_signature(cls, settings: dict) -> dict:
+        return dict(widths=tuple(settings['widths']), depths=tuple(settings['depths']),
+                    bn_hs=settings.get('bn_hs', False))
+
+    @classmethod
+    def custom_arch(cls, found: dict) -> Optional[dict]:
+        # the SDTA head counts are read from the XCA temperatures: without SDTA blocks they cannot be known
+        if 'num_heads' not in found:
+            return None
+        return {k: found[k] for k in ('widths', 'depths', 'bn_hs', 'num_heads', 'kernel_sizes') if k in found}
+
+    @classmethod
+    def is_dropped_on_conversion(cls, key: str) -> bool:
+        # also mmpretrain's norm{i} over the pooled features: classifier-side
+        return super().is_dropped_on_conversion(key) or re.match(r'norm\d+\.', key) is not None
 
     default_kernel_sizes = (3, 5, 7, 9)
     default_d2_scales = (2, 2, 3, 4)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LayerNorm2d, LightBackbone, drop_path_rates
+from ..layers import DropPath, LayerNorm2d, LightBackbone, count_blocks, drop_path_rates
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -451,10 +451,7 @@ def infer_fastervit_arch(state: Dict[str, torch.Tensor]) -> dict:
     blocks) and ``layer_scale`` (whether ``gamma*`` tensors exist) of a state dict in either layout."""
     if detect_layout(state) == 'official':
         state = official_to_mmlightvit(state)
-    depths = []
-    for i in range(4):
-        blocks = {int(m.group(1)) for k in state for m in [re.match(rf'stages\.{i}\.blocks\.(\d+)\.', k)] if m}
-        depths.append(max(blocks) + 1 if blocks else 0)
+    depths = count_blocks(state)
     heads = []
     for i in (2, 3):
         key = f'stages.{i}.blocks.0.attn.pos_emb_funct.cpb_mlp.2.weight'
@@ -536,6 +533,34 @@ class FasterViT(LightBackbone):
         arch_aliases[f'faster_vit_{_name}'] = _name
         arch_aliases[f'faster_vit_{_name}_224'] = _name
     del _name
+    head_prefixes = HEAD_PREFIXES
+    # only the transformer stages (2, 3) have tensors whose shape gives the head count
+    arch_fields = ('dim', 'in_dim', 'depths', 'transformer_heads', 'layer_scale')
+    reference_models = ('fastervit', {name: f'faster_vit_{name}_224' for name in arch_settings})
+    fixed_size_export = (
+        'FasterViT pools its carrier tokens with an average pool whose kernel and stride are computed from the '
+        "runtime size (the official TokenInitializer formula: kernel = size - (outputs - 1) * stride); ONNX's "
+        'AveragePool takes them as constant attributes, so a graph with dynamic height and width cannot express '
+        'it, and the position-bias tables are built in Python per window grid')
+
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        return detect_layout(state_dict)
+
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        return infer_fastervit_arch(state_dict)
+
+    @classmethod
+    def arch_signature(cls, settings: dict) -> dict:
+        return dict(dim=settings['dim'], in_dim=settings['in_dim'], depths=tuple(settings['depths']),
+                    transformer_heads=tuple(settings['num_heads'][2:]),
+                    layer_scale=settings.get('layer_scale') is not None)
+
+    @classmethod
+    def is_dropped_on_conversion(cls, key: str) -> bool:
+        # also the size-dependent buffers, which are recomputed at run time
+        return super().is_dropped_on_conversion(key) or is_size_buffer(key)
 
     #: Stages with hierarchical attention (official ``hat``).
     hat_stages = (False, False, True, False)

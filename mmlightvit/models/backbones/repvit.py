@@ -16,8 +16,8 @@ import torch.nn as nn
 
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
-from ..layers import (ConvBN, DropPath, LightBackbone, Stage, build_activation, conv_like, drop_path_rates,
-                      fold_bn)
+from ..layers import (ConvBN, DropPath, LightBackbone, Stage, build_activation, conv_like, count_blocks,
+                      drop_path_rates, fold_bn)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -231,11 +231,7 @@ def infer_repvit_arch(state: Dict[str, torch.Tensor]) -> dict:
     else:
         widths = [state['stem.conv2.c.weight'].shape[0]]
         widths += [state[f'stages.{s}.downsample.channel_downsample.c.weight'].shape[0] for s in (1, 2, 3)]
-        depths = [0] * 4
-        for key in state:
-            m = re.match(r'stages\.(\d)\.blocks\.(\d+)\.', key)
-            if m:
-                depths[int(m.group(1))] = max(depths[int(m.group(1))], int(m.group(2)) + 1)
+        depths = count_blocks(state)
     return dict(widths=tuple(int(w) for w in widths), depths=tuple(depths))
 
 
@@ -277,6 +273,20 @@ class RepViT(LightBackbone):
         'm2.3': dict(widths=(80, 160, 320, 640), depths=(6, 6, 34, 2)),
     }
     arch_aliases = {f'repvit_{name}': name for name in arch_settings}
+    head_prefixes = HEAD_PREFIXES
+    reference_models = ('timm', {name: 'repvit_' + name.replace('.', '_') for name in arch_settings})
+
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        return detect_layout(state_dict)
+
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        return infer_repvit_arch(state_dict)
+
+    @classmethod
+    def custom_arch(cls, found: dict) -> Optional[dict]:
+        return dict(found)  # widths and depths are all a custom RepViT needs
     se_modes = ('alternate', 'all', 'none')
 
     def __init__(self,

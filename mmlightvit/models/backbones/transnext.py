@@ -10,7 +10,8 @@ stage 4 with full self-attention using the same scaling and CPB bias. Every stag
 is both the stage's feature map and the next stage's input.
 
 The attention core lives in :mod:`mmlightvit.models.layers.aggregated_attention` with two implementations
-(``attn_impl='efficient'`` default, ``'reference'``).
+(``attn_impl='efficient'`` default, ``'reference'``). In eval mode without autograd on the CPU, the efficient one runs
+in a fused inference form with the position-bias tables cached per input size (``fast_inference``).
 
 Module tree: ``stem`` (= official ``patch_embed1``), ``stages.{i}.patch_embed`` (= ``patch_embed{i+1}``, stages
 1-3), ``stages.{i}.blocks.{j}`` (= ``block{i+1}.{j}``, with the official sub-names: ``norm1``, ``attn.{q, kv, sr,
@@ -32,9 +33,10 @@ from torch.utils.checkpoint import checkpoint
 
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
-from ..layers import DropPath, LightBackbone, drop_path_rates
+from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates
 from ..layers.aggregated_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
-                                           gather_cpb_bias, length_scale, linear_taps,
+                                           fused_aggregated_attention, fused_attention_supported,
+                                           fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps,
                                            window_padding_mask)
 
 ATTENTION_SCALINGS = ('cosine_length', 'dot_product')
@@ -66,6 +68,14 @@ class StageContext:
         self.cpb_hw, self.cpb_pool_hw = cpb_hw, cpb_pool_hw
         # Distinct coordinates along the width (the table's inner size), known without a device sync.
         self.cpb_coords_w = int(cpb_coords_w)
+        self._fused_layouts: Dict[int, 'FusedCPBLayout'] = {}
+
+    def fused_layout(self, heads: int) -> 'FusedCPBLayout':
+        """The index tables of the fused inference path for ``heads`` heads (built on first use, then kept)."""
+        layout = self._fused_layouts.get(heads)
+        if layout is None:
+            layout = self._fused_layouts[heads] = FusedCPBLayout(self, heads)
+        return layout
 
 
 #: Rows of the CPB coordinate table evaluated at once. Large inputs in extrapolation mode have large tables
@@ -144,6 +154,111 @@ class CPBBias:
         wy0, wy1 = wy0[qy].to(dtype)[:, None], wy1[qy].to(dtype)[:, None]
         wx0, wx1 = wx0[qx].to(dtype)[:, None], wx1[qx].to(dtype)[:, None]
         return wy0 * (wx0 * src[:, y0, x0] + wx1 * src[:, y0, x1]) + wy1 * (wx0 * src[:, y1, x0] + wx1 * src[:, y1, x1])
+
+
+def axis_taps(in_size: int, out_size: int, device: Optional[torch.device] = None):
+    """Linear resizing of one axis ``in_size -> out_size`` (``align_corners=False``, as ``F.interpolate``) as a list
+    of ``(index, weight)`` taps, each ``(out_size,)`` (weights float64): one identity tap when the sizes are equal."""
+    if in_size == out_size:
+        return [(torch.arange(out_size, device=device), torch.ones(out_size, dtype=torch.float64, device=device))]
+    index0, index1, weight0, weight1 = linear_taps(in_size, out_size, device)
+    return [(index0, weight0), (index1, weight1)]
+
+
+class FusedCPBLayout:
+    """Index tables (size only, per stage, runtime size and head count) of the fused inference path's CPB bias.
+
+    The bias of query ``(qy, qx)`` to pooled key ``(py, px)`` is the MLP's table ``T[u, v]`` (``u`` indexes the
+    distinct height coordinates, ``v`` the width ones) on the table grids (``ctx.cpb_hw`` / ``ctx.cpb_pool_hw``),
+    resized linearly to the runtime grids. The official code resizes it bilinearly on the key axes and then on the
+    query axes; both are products of 1-D linear maps, one per axis, so the same bias is
+    ``sum over taps of w_qy * w_py * w_qx * w_px * T[u(qy', py'), v(qx', px')]`` and factors into
+
+    * a height part, per layer and runtime size (cached, small): ``G[qy, py, v] = sum w_qy w_py T[u, v]``
+      (``y_taps``: for each tap, the ``(H, Ph)`` rows ``u`` and weights);
+    * a width part, per chunk of query rows and forward: each ``(qx, px)`` is a bag of up to 4 weighted columns
+      ``v`` of ``G[qy]`` (:meth:`bags`), summed by ``F.embedding_bag``, which copies whole runs of ``Ph`` values. The
+      pooled keys of the result are therefore in ``(px, py)`` order.
+    """
+
+    def __init__(self, ctx: 'StageContext', heads: int):
+        (h_t, w_t), (ph_t, pw_t) = ctx.cpb_hw, ctx.cpb_pool_hw
+        (height, width), (pool_h, pool_w) = ctx.hw, ctx.pool_hw
+        device = ctx.cpb_index_h.device
+        self.heads, self.width, self.pool_hw, self.num_w = heads, width, (pool_h, pool_w), ctx.cpb_coords_w
+        self.y_taps = [(ctx.cpb_index_h[iq][:, ik], wq[:, None] * wk[None, :])
+                       for iq, wq in axis_taps(h_t, height, device) for ik, wk in axis_taps(ph_t, pool_h, device)]
+        x_taps = [(ctx.cpb_index_w[iq][:, ik], wq[:, None] * wk[None, :])
+                  for iq, wq in axis_taps(w_t, width, device) for ik, wk in axis_taps(pw_t, pool_w, device)]
+        self.num_taps = len(x_taps)
+        self.columns = torch.stack([index for index, _ in x_taps], dim=-1)  # (W, Pw, taps)
+        # A single tap has weight 1 (both width axes unresized): a plain copy, no weights.
+        self.weights = None if self.num_taps == 1 else torch.stack([weight for _, weight in x_taps], dim=-1)
+        self._bags: Dict[tuple, Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = {}
+
+    def bags(self, rows: int, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """``F.embedding_bag``'s ``(input, offsets, per_sample_weights)`` for the ``heads * rows * W * Pw`` bags of a
+        chunk of ``rows`` query rows, indexing the chunk's height part flattened to ``(heads * rows * U_w, Ph)``
+        (heads, then rows, then columns ``v``)."""
+        key = (rows, dtype)
+        if key not in self._bags:
+            heads, taps, device = self.heads, self.num_taps, self.columns.device
+            table_rows = torch.arange(heads * rows, device=device).view(heads, rows, 1, 1, 1) * self.num_w
+            index = (table_rows + self.columns).reshape(-1)
+            offsets = torch.arange(0, index.numel(), taps, device=device)
+            weights = None if self.weights is None else self.weights.to(dtype).expand(
+                heads, rows, -1, -1, -1).reshape(-1)
+            self._bags[key] = (index, offsets, weights)
+        return self._bags[key]
+
+
+class FusedCPBBias:
+    """The CPB bias of one attention layer for the fused inference path, by chunks of query rows:
+    ``bias(start, end)`` is ``(heads, (end - start) * W, Pw * Ph)`` for map rows ``start..end``, the pooled keys in
+    ``(px, py)`` order (see :class:`FusedCPBLayout`).
+
+    Holds the layer's height part ``(heads, H, U_w, Ph)``, split into the chunks of rows the fused attention asks
+    for: ``heads * H * Ph * U_w`` values (about 6M for a first-stage layer of TransNeXt-Tiny at 800x1280 with
+    ``img_size=800``), where the whole bias has ``heads * H * W * Ph * Pw`` (192M there).
+    """
+
+    def __init__(self, table: torch.Tensor, layout: FusedCPBLayout):
+        heads, num_w = layout.heads, layout.num_w
+        pool_h, pool_w = layout.pool_hw
+        table = table.transpose(0, 1).reshape(heads, -1, num_w)  # (heads, U_h, U_w)
+        rows = None
+        for index, weight in layout.y_taps:
+            term = table[:, index] * weight.to(table.dtype)[None, :, :, None]  # (heads, H, Ph, U_w)
+            rows = term if rows is None else rows.add_(term)
+        rows = rows.transpose(2, 3)  # (heads, H, U_w, Ph): bags copy runs of Ph values
+        self.layout, self.pool_h, self.pool_len = layout, pool_h, pool_h * pool_w
+        # Kept as the contiguous height parts of the chunks of rows the fused attention will ask for.
+        height = rows.shape[1]
+        step = fused_rows_per_chunk(heads, layout.width, self.pool_len)
+        self.chunks = {(start, min(start + step, height)): rows[:, start:start + step].reshape(-1, pool_h)
+                       for start in range(0, height, step)}
+
+    def height_part(self, start: int, end: int) -> torch.Tensor:
+        """``(heads * (end - start) * U_w, Ph)``: the height part of map rows ``start..end``."""
+        rows = self.chunks.get((start, end))
+        if rows is None:  # another chunking (FUSED_CHUNK_ELEMENTS changed): reassemble
+            heads, pool_h = self.layout.heads, self.pool_h
+            parts = [part.view(heads, end_ - start_, -1, pool_h) for (start_, end_), part in self.chunks.items()]
+            rows = torch.cat(parts, dim=1)[:, start:end].reshape(-1, pool_h)
+        return rows
+
+    def __call__(self, start: int, end: int) -> torch.Tensor:
+        rows = self.height_part(start, end)
+        index, offsets, weights = self.layout.bags(end - start, rows.dtype)
+        bias = F.embedding_bag(index, rows, offsets, mode='sum', per_sample_weights=weights)
+        return bias.view(self.layout.heads, (end - start) * self.layout.width, self.pool_len)
+
+
+def keys_in_xy_order(t: torch.Tensor, pool_hw: Tuple[int, int]) -> torch.Tensor:
+    """``(B, heads, Ph * Pw, d)`` pooled keys or values (row-major) reordered to ``(px, py)`` order, the key order
+    of :class:`FusedCPBBias`."""
+    batch, heads, _, dim = t.shape
+    return t.reshape(batch, heads, pool_hw[0], pool_hw[1], dim).transpose(2, 3).reshape(batch, heads, -1, dim)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -227,6 +342,64 @@ class _AttentionBase(nn.Module):
         self.cpb_fc1 = nn.Linear(2, 512, bias=True)
         self.cpb_act = nn.ReLU(inplace=True)
         self.cpb_fc2 = nn.Linear(512, num_heads, bias=True)
+        # Fused inference path: the MLP's tables and the height parts of the bias, per size (see fused_cpb_bias).
+        self._cpb_cache: 'OrderedDict[tuple, Union[torch.Tensor, FusedCPBBias]]' = OrderedDict()
+        self._cpb_weights: Optional[List[torch.Tensor]] = None
+
+    #: Entries (MLP tables + per-size height parts) kept per layer by the fused inference path.
+    max_cached_tables = 16
+
+    def use_fused(self, fused: bool, q: torch.Tensor) -> bool:
+        """Whether this forward takes the fused inference form (asked by the backbone, and possible here)."""
+        return fused and not self.training and self.impl == 'efficient' and fused_attention_supported(q)
+
+    def clear_cpb_cache(self) -> None:
+        if hasattr(self, '_cpb_cache'):
+            self._cpb_cache.clear()
+            self._cpb_weights = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.clear_cpb_cache()  # the cache serves eval mode only; training always rebuilds the bias
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_cpb_cache()  # device / dtype moves
+        return super()._apply(fn, *args, **kwargs)
+
+    def _cpb_weights_unchanged(self) -> bool:
+        """Whether the CPB MLP's weights equal the copy taken when the cache was filled (an exact comparison of a
+        few thousand numbers: catches optimiser steps, checkpoint loading and ``.data`` writes alike)."""
+        params = [self.cpb_fc1.weight, self.cpb_fc1.bias, self.cpb_fc2.weight, self.cpb_fc2.bias]
+        saved = self._cpb_weights
+        if saved is not None and all(a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+                                     and torch.equal(a, b) for a, b in zip(saved, params)):
+            return True
+        self._cpb_weights = [p.detach().clone() for p in params]
+        return False
+
+    def _cached(self, key: tuple, build):
+        value = self._cpb_cache.get(key)
+        if value is None:
+            value = self._cpb_cache[key] = build()
+            while len(self._cpb_cache) > self.max_cached_tables:
+                self._cpb_cache.popitem(last=False)
+        else:
+            self._cpb_cache.move_to_end(key)
+        return value
+
+    @torch.no_grad()
+    def fused_cpb_bias(self, ctx: StageContext) -> FusedCPBBias:
+        """The CPB bias for the fused inference path (eval mode, no autograd), built once per runtime size and kept
+        while the CPB weights stay the same: the MLP's output per table grid (one per stage in interpolation mode,
+        per size in extrapolation mode) and the per-size height part."""
+        if not self._cpb_weights_unchanged():
+            self._cpb_cache.clear()
+        dtype, device = self.cpb_fc1.weight.dtype, self.cpb_fc1.weight.device
+        table = self._cached(('mlp', ctx.cpb_hw, ctx.cpb_pool_hw, dtype, device),
+                             lambda: cpb_mlp(self, ctx.cpb_coords.to(dtype)))
+        return self._cached(('rows', ctx.hw, ctx.pool_hw, dtype, device),
+                            lambda: FusedCPBBias(table, ctx.fused_layout(self.num_heads)))
 
 
 class AggregatedAttention(_AttentionBase):
@@ -268,11 +441,13 @@ class AggregatedAttention(_AttentionBase):
                 nn.init.trunc_normal_(torch.empty(num_heads, self.head_dim, self.local_len), mean=0, std=0.02))
             self.learnable_bias = nn.Parameter(torch.zeros(num_heads, 1, self.local_len))
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
+        """``fused``: the backbone allows the fused inference form (taken where :meth:`use_fused` agrees)."""
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         q = self.q(x).reshape(batch, tokens, heads, head_dim).permute(0, 2, 1, 3)
         q_scaled = self._scale_queries(q, ctx.seq_length_scale)
+        fused = self.use_pooled_branch and self.use_fused(fused, q_scaled)
 
         k_local = v_local = local_extra = None
         if self.use_window_branch:
@@ -288,12 +463,18 @@ class AggregatedAttention(_AttentionBase):
             x_ = self.norm(x_)
             k_pool, v_pool = self.kv(x_).reshape(batch, -1, 2 * heads, head_dim).permute(0, 2, 1, 3).chunk(2, 1)
             k_pool = self._keys(k_pool)
-            pool_bias = CPBBias(self, ctx)
 
-        out = aggregated_attention(
-            q_scaled, k_local, v_local, k_pool, v_pool, hw,
-            local_bias=self.relative_pos_bias_local if self.use_window_branch else None, pool_bias=pool_bias,
-            local_extra=local_extra, window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl)
+        local_bias = self.relative_pos_bias_local if self.use_window_branch else None
+        if fused:
+            out = fused_aggregated_attention(
+                q_scaled, k_local, v_local, keys_in_xy_order(k_pool, ctx.pool_hw),
+                keys_in_xy_order(v_pool, ctx.pool_hw), hw, self.fused_cpb_bias(ctx), local_bias=local_bias,
+                local_extra=local_extra, window_size=self.window_size, padding_mask=ctx.padding_mask)
+        else:
+            out = aggregated_attention(
+                q_scaled, k_local, v_local, k_pool, v_pool, hw, local_bias=local_bias,
+                pool_bias=CPBBias(self, ctx) if self.use_pooled_branch else None, local_extra=local_extra,
+                window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
 
@@ -314,12 +495,16 @@ class Attention(_AttentionBase):
         self.proj = nn.Linear(dim, dim)
         self._init_cpb(num_heads)
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
         batch, tokens, channels = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
-        out = aggregated_attention(self._scale_queries(q, ctx.seq_length_scale), None, None, self._keys(k), v, hw,
-                                   pool_bias=CPBBias(self, ctx), impl=self.impl)
+        q, k = self._scale_queries(q, ctx.seq_length_scale), self._keys(k)
+        if self.use_fused(fused, q):
+            out = fused_aggregated_attention(q, None, None, keys_in_xy_order(k, ctx.pool_hw),
+                                             keys_in_xy_order(v, ctx.pool_hw), hw, self.fused_cpb_bias(ctx))
+        else:
+            out = aggregated_attention(q, None, None, k, v, hw, pool_bias=CPBBias(self, ctx), impl=self.impl)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
 
@@ -341,8 +526,8 @@ class TransNeXtBlock(nn.Module):
         self.mlp = ConvolutionalGLU(dim, mlp_ratio)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw, ctx))
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw, ctx, fused))
         return x + self.drop_path(self.mlp(self.norm2(x), hw))
 
 
@@ -429,6 +614,13 @@ class TransNeXt(LightBackbone):
             for the runtime size. Both equal each other when the input is ``img_size``. Tables are cached per size.
         attn_impl (str): ``'efficient'`` (default) or ``'reference'``, same math (see
             :mod:`mmlightvit.models.layers.aggregated_attention`).
+        fast_inference (bool): with ``attn_impl='efficient'``, in eval mode without autograd (``torch.no_grad()``,
+            ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the fused form of the attention
+            (:func:`~mmlightvit.models.layers.aggregated_attention.fused_aggregated_attention`, the CPU
+            flash-attention kernel) with the position-bias tables of each layer cached per input size (checked
+            against the CPB weights on every forward, dropped in train mode). Same outputs within float rounding;
+            several times faster. Elsewhere (training, autograd, other devices / dtypes, ``torch.compile``, tracing,
+            export) and with False, the code path of training. The attribute can be switched at any time.
         drop_path_rate (float): stochastic depth, linear over all blocks (official detection: 0.4 / 0.6 / 0.7 for
             Tiny / Small / Base; ImageNet 0.15 / 0.25 / 0.45 / 0.6 for Micro-Base).
         sr_ratios (Sequence[int], optional): pooling ratio per stage (default the arch's ``(8, 4, 2, 1)``); a
@@ -457,6 +649,23 @@ class TransNeXt(LightBackbone):
         arch_aliases[_name[0]] = _name
         arch_aliases['transnext_' + _name] = _name
     del _name
+    fixed_size_export = (
+        'TransNeXt keys its per-size tables by the map size as Python ints (int() fixes the traced size), and '
+        'builds them with torch.unique (the number of distinct position-bias coordinates depends on the data) '
+        'and adaptive pooling over size-dependent bins')
+
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        return 'official' if is_official_layout(state_dict) else 'mmlightvit'
+
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        if is_official_layout(state_dict):
+            state_dict = official_to_mmlightvit(state_dict)
+        found = infer_transnext_arch(state_dict)
+        if found is None:
+            raise ValueError('not a complete TransNeXt backbone')
+        return found
 
     default_mlp_ratios = (8, 8, 4, 4)
     default_sr_ratios = (8, 4, 2, 1)
@@ -468,6 +677,7 @@ class TransNeXt(LightBackbone):
                  pretrain_size: Optional[Union[int, Sequence[int]]] = None,
                  extrapolation: bool = False,
                  attn_impl: str = 'efficient',
+                 fast_inference: bool = True,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
@@ -500,6 +710,7 @@ class TransNeXt(LightBackbone):
         self.img_size = _pair(img_size)
         self.pretrain_size = _pair(pretrain_size if pretrain_size is not None else img_size)
         self.extrapolation = bool(extrapolation)
+        self.fast_inference = bool(fast_inference)
         self.use_pooled_branch, self.use_window_branch = use_pooled_branch, use_window_branch
         self.attention_scaling, self.use_query_embedding = attention_scaling, use_query_embedding
         self.stage_channels = list(widths)
@@ -604,13 +815,21 @@ class TransNeXt(LightBackbone):
     # ------------------------------------------------------------------------------------------------------------
     # Forward
 
+    def fused_inference_allowed(self) -> bool:
+        """Whether this forward may take the fused inference form (see ``fast_inference``); the attention layers
+        also check the device, dtype and implementation. Never while compiling or tracing: graphs keep the code
+        path of training (the fused form loops over query rows and keeps Python-side caches)."""
+        return (self.fast_inference and not self.training and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]
         x = stage.patch_embed(x)
         batch, channels, height, width = x.shape
         ctx = self.stage_context(index, (height, width), x.device)
+        fused = self.fused_inference_allowed()
         x = x.flatten(2).transpose(1, 2)
-        x = self.run_blocks([partial(block, hw=(height, width), ctx=ctx) for block in stage.blocks], x)
+        x = self.run_blocks([partial(block, hw=(height, width), ctx=ctx, fused=fused) for block in stage.blocks], x)
         x = stage.norm(x)
         return x.transpose(1, 2).reshape(batch, channels, height, width)
 
@@ -647,9 +866,4 @@ def infer_transnext_arch(state: Dict[str, torch.Tensor]) -> Optional[dict]:
         widths += [int(state[f'stages.{s}.patch_embed.proj.weight'].shape[0]) for s in (1, 2, 3)]
     except KeyError:
         return None
-    depths = [0] * 4
-    for key in state:
-        m = re.match(r'stages\.(\d)\.blocks\.(\d+)\.', key)
-        if m:
-            depths[int(m.group(1))] = max(depths[int(m.group(1))], int(m.group(2)) + 1)
-    return dict(widths=tuple(widths), depths=tuple(depths))
+    return dict(widths=tuple(widths), depths=count_blocks(state))

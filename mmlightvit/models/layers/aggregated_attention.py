@@ -22,10 +22,16 @@ Both: border positions of the window are masked with ``-inf`` before the softmax
 ``q_norm @ learnable_tokens + learnable_bias``) is added to the local attention weights *after* the softmax, and
 multiplies zero (padded) values at masked positions, as in the official code.
 
+:func:`fused_aggregated_attention` is a third form of the same math for inference without autograd on the CPU: the
+pooled branch runs a few query rows at a time through the CPU flash-attention kernel (the one behind
+``F.scaled_dot_product_attention``) with the position bias as its additive mask, so the pooled logits are never
+written to memory; the kernel also returns each query's log-sum-exp, through which the window branch (computed in
+place, offset by offset) joins the one softmax.
+
 Depends on torch only.
 """
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +39,19 @@ from torch.utils.checkpoint import checkpoint
 
 ATTN_IMPLS = ('reference', 'efficient')
 
+#: Budget (elements) of the position-bias mask of one chunk of query rows in the fused inference form
+#: (``heads x rows * W x P``): 2**22 floats = 16 MB, about half the L3 cache of a small CPU, where the flash kernel
+#: reads it right after it is written. At least one row per chunk.
+FUSED_CHUNK_ELEMENTS = 2**22
+
 #: Default budget (elements) of one chunk of joint logits ``B x heads x chunk x (ws**2 + P)`` in the efficient
 #: implementation: 2**24 floats = 64 MB in float32. Below it the pooled branch runs in one piece.
 MAX_CHUNK_ELEMENTS = 2**24
+
+
+#: The CPU flash-attention kernel behind ``F.scaled_dot_product_attention``, called directly because it also returns
+#: the log-sum-exp of every query's logits (``None`` where this torch has no such op: the fused form is then off).
+_FLASH_ATTENTION_CPU = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None)
 
 
 def check_impl(impl: str) -> str:
@@ -263,22 +279,11 @@ def _chunk(q, logits_local, k_pool, v_pool, pool_bias, bias_fn=None, start=0, en
 def _efficient(q, k_local, v_local, k_pool, v_pool, hw, local_bias, pool_bias, local_extra, window_size,
                padding_mask, max_chunk_elements):
     batch, heads, tokens, dim = q.shape
-    height, width = hw
-    r = window_size // 2
     local_len = window_size**2 if k_local is not None else 0
-    offsets = [(dy, dx) for dy in range(window_size) for dx in range(window_size)]
 
     logits_local = None
     if k_local is not None:
-        q_map = q.reshape(batch, heads, height, width, dim)
-        k_pad = F.pad(k_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
-        # One (B, h, H, W) slice of logits per offset; the shifted keys are views of k_pad.
-        logits_local = torch.stack(
-            [(q_map * k_pad[:, :, dy:dy + height, dx:dx + width]).sum(-1) for dy, dx in offsets], dim=-1)
-        logits_local = logits_local.reshape(batch, heads, tokens, local_len)
-        if local_bias is not None:
-            logits_local = logits_local + local_bias.unsqueeze(1)
-        logits_local = logits_local.masked_fill(padding_mask, float('-inf'))
+        logits_local = _window_logits(q, k_local, hw, window_size, local_bias, padding_mask)
 
     out_pool = None
     if k_pool is None:
@@ -320,11 +325,122 @@ def _efficient(q, k_local, v_local, k_pool, v_pool, hw, local_bias, pool_bias, l
 
     if local_extra is not None:
         weights = weights + local_extra
-    weights = weights.reshape(batch, heads, height, width, local_len)
+    out = _window_output(weights, v_local, hw, window_size)
+    return out if out_pool is None else out + out_pool
+
+
+def _window_offsets(window_size: int):
+    return [(dy, dx) for dy in range(window_size) for dx in range(window_size)]
+
+
+def _window_logits(q, k_local, hw, window_size, local_bias, padding_mask):
+    """``(B, heads, N, ws**2)`` window logits (local bias added, border positions ``-inf``), offset by offset: the
+    shifted keys are views of the zero-padded map, never copies."""
+    batch, heads, tokens, dim = q.shape
+    height, width = hw
+    r = window_size // 2
+    q_map = q.reshape(batch, heads, height, width, dim)
+    k_pad = F.pad(k_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
+    logits = torch.stack([(q_map * k_pad[:, :, dy:dy + height, dx:dx + width]).sum(-1)
+                          for dy, dx in _window_offsets(window_size)], dim=-1)
+    logits = logits.reshape(batch, heads, tokens, window_size**2)
+    if local_bias is not None:
+        logits = logits + local_bias.unsqueeze(1)
+    return logits.masked_fill(padding_mask, float('-inf'))
+
+
+def _window_output(weights, v_local, hw, window_size):
+    """``sum_j weights[..., j] * (values shifted by offset j)``, ``(B, heads, N, d)``; shifted values are views."""
+    batch, heads, tokens, dim = v_local.shape
+    height, width = hw
+    r = window_size // 2
+    weights = weights.reshape(batch, heads, height, width, window_size**2)
     v_pad = F.pad(v_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
     out = None
-    for j, (dy, dx) in enumerate(offsets):
+    for j, (dy, dx) in enumerate(_window_offsets(window_size)):
         term = weights[..., j:j + 1] * v_pad[:, :, dy:dy + height, dx:dx + width]
         out = term if out is None else out + term
-    out = out.reshape(batch, heads, tokens, dim)
-    return out if out_pool is None else out + out_pool
+    return out.reshape(batch, heads, tokens, dim)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fused inference form
+
+
+def fused_rows_per_chunk(heads: int, width: int, pool_len: int) -> int:
+    """Query rows per call of the flash kernel in :func:`fused_aggregated_attention` (:data:`FUSED_CHUNK_ELEMENTS`)."""
+    return max(1, FUSED_CHUNK_ELEMENTS // (heads * width * pool_len))
+
+
+def fused_attention_supported(q: torch.Tensor) -> bool:
+    """Whether :func:`fused_aggregated_attention` runs for queries like ``q``: the CPU flash-attention op exists,
+    ``q`` is a float32 / float64 CPU tensor and autograd is off (the kernel is used for its forward only)."""
+    return (_FLASH_ATTENTION_CPU is not None and q.device.type == 'cpu' and q.dtype in (torch.float32, torch.float64)
+            and not torch.is_grad_enabled())
+
+
+@torch.no_grad()
+def fused_aggregated_attention(q: torch.Tensor,
+                               k_local: Optional[torch.Tensor],
+                               v_local: Optional[torch.Tensor],
+                               k_pool: torch.Tensor,
+                               v_pool: torch.Tensor,
+                               hw: Sequence[int],
+                               pool_bias_rows: Callable[[int, int], torch.Tensor],
+                               local_bias: Optional[torch.Tensor] = None,
+                               local_extra: Optional[torch.Tensor] = None,
+                               window_size: int = 3,
+                               padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """:func:`aggregated_attention` for inference (no autograd, CPU, see :func:`fused_attention_supported`), always
+    with a pooled branch.
+
+    The pooled branch runs a few rows of queries at a time (:data:`FUSED_CHUNK_ELEMENTS`) through the CPU
+    flash-attention kernel, with ``pool_bias_rows(start, end)`` (``(heads, (end - start) * W, P)``: the bias of the
+    queries of map rows ``start..end`` to the pooled keys, in the order of ``k_pool`` / ``v_pool``) as the additive
+    mask: neither the ``N x P`` logits nor the ``N x P`` bias is ever held in full. The kernel returns the pooled
+    output normalised over the pooled keys and the log-sum-exp ``lse_pool`` of each query's pooled logits; with the
+    window logits' own ``lse_local``, the joint softmax is ``exp(logits_local - lse)`` for the window and
+    ``out_pool * exp(lse_pool - lse)`` for the pooled part, where ``lse = logaddexp(lse_local, lse_pool)``.
+    """
+    batch, heads, tokens, dim = q.shape
+    height, width = int(hw[0]), int(hw[1])
+    if tokens != height * width:
+        raise ValueError(f'{tokens} queries do not match the map size {height}x{width}.')
+    rows_per_chunk = fused_rows_per_chunk(heads, width, k_pool.shape[2])
+    out_parts, lse_parts = [], []
+    for start in range(0, height, rows_per_chunk):
+        end = min(start + rows_per_chunk, height)
+        mask = pool_bias_rows(start, end).unsqueeze(0).to(q.dtype)  # broadcast over the batch
+        out_c, lse_c = _FLASH_ATTENTION_CPU(q[:, :, start * width:end * width], k_pool, v_pool, attn_mask=mask,
+                                            scale=1.0)
+        out_parts.append(out_c)
+        lse_parts.append(lse_c)
+    out_pool, lse_pool = torch.cat(out_parts, dim=2), torch.cat(lse_parts, dim=2)
+    if k_local is None:
+        return out_pool
+    if padding_mask is None:
+        padding_mask = window_padding_mask((height, width), window_size, q.device)
+
+    # The window branch in place, offsets first: (ws**2, B, heads, H, W) logits, then weights.
+    r, local_len = window_size // 2, window_size**2
+    offsets = _window_offsets(window_size)
+    q_map = q.reshape(batch, heads, height, width, dim)
+    k_pad = F.pad(k_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
+    logits = q.new_empty(local_len, batch, heads, height, width)
+    product = torch.empty_like(q_map)
+    for j, (dy, dx) in enumerate(offsets):
+        torch.sum(torch.mul(q_map, k_pad[:, :, dy:dy + height, dx:dx + width], out=product), dim=-1, out=logits[j])
+    logits = logits.view(local_len, batch, heads, tokens)
+    if local_bias is not None:
+        logits += local_bias.t().reshape(local_len, 1, heads, 1)
+    logits.masked_fill_(padding_mask.t().unsqueeze(1).unsqueeze(1), float('-inf'))
+    lse = torch.logaddexp(torch.logsumexp(logits, dim=0), lse_pool)
+    weights = logits.sub_(lse).exp_()  # the joint softmax's window part; masked positions: exp(-inf) = 0
+    if local_extra is not None:
+        weights += local_extra.permute(3, 0, 1, 2)
+    weights = weights.view(local_len, batch, heads, height, width, 1)
+    v_pad = F.pad(v_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
+    out = out_pool.mul_(torch.exp(lse_pool - lse).unsqueeze(-1)).view(batch, heads, height, width, dim)
+    for j, (dy, dx) in enumerate(offsets):
+        out.addcmul_(weights[j], v_pad[:, :, dy:dy + height, dx:dx + width])
+    return out.view(batch, heads, tokens, dim)

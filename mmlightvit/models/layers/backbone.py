@@ -13,6 +13,14 @@ The base class then gives it:
 * ``get_layer_depth`` for stage-wise learning-rate decay;
 * strict pretrained loading from ``init_cfg=dict(type='Pretrained', checkpoint=...)`` in any layout the family's
   :meth:`convert_checkpoint` recognises.
+
+Everything a family knows about checkpoints and its neighbours is declared here too, once: the layouts it reads
+(:meth:`detect_layout`, :meth:`convert_checkpoint`), how to read its variant from tensor shapes
+(:meth:`infer_arch`, ``arch_fields``, :meth:`custom_arch`), which source keys are classifier-side
+(``head_prefixes``, :meth:`is_dropped_on_conversion`), its reference implementation (``reference_models``) and
+whether ONNX export needs fixed sizes (``fixed_size_export``). The generic conversion
+(:mod:`mmlightvit.utils.convert`, ``tools/model_converters/to_mmlightvit.py``), the reference builder and the
+exporter read these.
 """
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -28,6 +36,17 @@ from .norm import build_norm2d
 
 NUM_STAGES = 4
 STAGE_STRIDES = (4, 8, 16, 32)
+
+
+def count_blocks(state: Dict[str, torch.Tensor], pattern: str = r'stages\.(\d)\.blocks\.(\d+)\.') -> Tuple[int, ...]:
+    """Blocks per stage in a state dict, from the keys ``pattern`` matches (groups: stage, block index)."""
+    depths = [0] * NUM_STAGES
+    for key in state:
+        match = re.match(pattern, key)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            depths[stage] = max(depths[stage], block + 1)
+    return tuple(depths)
 
 
 class Stage(nn.Module):
@@ -68,6 +87,15 @@ class LightBackbone(BaseModule):
     #: wrapper keys of a checkpoint file tried first when loading (``None``: the default order of
     #: :func:`~mmlightvit.utils.checkpoint.extract_state_dict`).
     checkpoint_keys: Optional[Sequence[str]] = None
+    #: source keys that belong to the classifier (dropped by :meth:`convert_checkpoint`).
+    head_prefixes: Sequence[str] = ('head.', )
+    #: the settings that fix every tensor shape: :meth:`infer_arch` reads them from a checkpoint, and a variant
+    #: matches a checkpoint when :meth:`arch_signature` of its settings equals them.
+    arch_fields: Sequence[str] = ('widths', 'depths')
+    #: the reference implementation the tests and benchmarks compare with: ``(package, {arch: model name})``.
+    reference_models: Optional[Tuple[str, Dict[str, str]]] = None
+    #: why ONNX export needs one fixed-size graph per input size (``None``: dynamic height and width work).
+    fixed_size_export: Optional[str] = None
 
     def __init__(self,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -203,6 +231,40 @@ class LightBackbone(BaseModule):
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints
+
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        """The layout of a backbone state dict: ``'mmlightvit'`` or a family's foreign layout names."""
+        return 'mmlightvit'
+
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        """The ``arch_fields`` of a backbone state dict in any layout the family reads (plus any further settings
+        the shapes reveal, for :meth:`custom_arch`)."""
+        raise NotImplementedError(f'{cls.__name__} cannot read its variant from a checkpoint.')
+
+    @classmethod
+    def arch_signature(cls, settings: dict) -> dict:
+        """What :meth:`infer_arch` would read from a checkpoint of the variant with ``settings``."""
+        return {field: tuple(settings[field]) if isinstance(settings[field], (list, tuple)) else settings[field]
+                for field in cls.arch_fields}
+
+    @classmethod
+    def custom_arch(cls, found: dict) -> Optional[dict]:
+        """An arch dict for a checkpoint of no named variant, or None where the shapes do not tell enough."""
+        return None
+
+    @classmethod
+    def is_dropped_on_conversion(cls, key: str) -> bool:
+        """Whether a source key is left out by :meth:`convert_checkpoint` (classifier-side by default)."""
+        return key.startswith(tuple(cls.head_prefixes))
+
+    @classmethod
+    def matching_arch(cls, found: dict) -> Optional[str]:
+        """The named variant whose settings give ``found`` (the result of :meth:`infer_arch`), if any."""
+        wanted = {field: found.get(field) for field in cls.arch_fields}
+        return next((name for name, settings in cls.arch_settings.items() if cls.arch_signature(settings) == wanted),
+                    None)
 
     def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Map a foreign layout (official release, timm, ...) onto this model's keys and drop classifier heads.
