@@ -65,7 +65,7 @@ def test_benchmark_backbone_forms_and_reference(tmp_path):
     # like with like: eager against timm's model, fused against timm's re-parameterised model
     assert 'RepViT:m0.9 64x96 batch 1 fp32 cpu: reference fused (timm) / ours (fused) latency' in table
     assert 'RepViT:m0.9 64x96 batch 1 fp32 cpu: reference (timm) / ours (eager) latency' in table
-    from mmlightvit.utils.complexity import count_arch
+    from mmlightvit.analysis.complexity import count_arch
     assert forms[('RepViT:m0.9', 'eager', 1)].macs_per_image == count_arch('RepViT:m0.9', shape=(64, 96)).macs
     assert len(json.loads(out.with_suffix('.json').read_text())) == len(rows)
 

@@ -1,4 +1,4 @@
-"""mmlightvit.utils.complexity and tools/analysis/get_flops.py (CPU, about half a minute)."""
+"""mmlightvit.analysis.complexity and tools/analysis/get_flops.py (CPU, about half a minute)."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmlightvit.utils.complexity import BNLinear, count_arch, count_macs, count_model
+from mmlightvit.analysis.complexity import BNLinear, count_arch, count_macs, count_model
 from tests.backbone_utils import randomise_bn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_cascade_mask_heads_are_counted_on_100_rois():
     mask head on the first 100 RoIs. Checked against an independent count: the model without its mask branch plus
     each mask head counted alone on 100 RoI features."""
     from mmlightvit.apis.model import build_model, config_without_pretrained
-    from mmlightvit.utils.complexity import MASK_ROIS
+    from mmlightvit.analysis.complexity import MASK_ROIS
     config = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
     whole = count_model(config, shape=(128, 160))
     cfg = config_without_pretrained(config)

@@ -17,7 +17,7 @@ from mmlightvit.models.backbones.edgenext import (ConvEncoder, FourierPositional
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
                                   randomise_bn, single_thread)
-from mmlightvit.utils.reference_models import REFERENCE_MODELS, import_timm
+from mmlightvit.analysis.reference_models import REFERENCE_MODELS, import_timm
 
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
 BN_HS_ARCHS = ['xx-small-bn-hs', 'x-small-bn-hs', 'small-bn-hs']

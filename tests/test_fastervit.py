@@ -14,7 +14,7 @@ from mmlightvit.models.backbones.fastervit import HATBlock, TokenInitializer, ca
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
                                   randomise_bn, single_thread)
-from mmlightvit.utils.reference_models import import_fastervit
+from mmlightvit.analysis.reference_models import import_fastervit
 
 ARCHS = ['0', '1', '2', '3', '4', '5', '6']
 # Parameter counts (millions) of the models `fastervit` 1.0.0 builds, classifier included (reference table).

@@ -15,7 +15,7 @@ from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
                                   randomise_bn, single_thread)
-from mmlightvit.utils.reference_models import REFERENCE_MODELS, import_timm
+from mmlightvit.analysis.reference_models import REFERENCE_MODELS, import_timm
 
 ARCHS = ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3']
 TIMM_NAMES = REFERENCE_MODELS['RepViT'][1]  # arch -> timm model name

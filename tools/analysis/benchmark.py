@@ -17,7 +17,7 @@
     # where a whole detector's predict time goes (backbone, neck, RPN, RoI heads, post-processing)
     python tools/analysis/benchmark.py configs/repvit/mask-rcnn_repvit-m1.1_coco.py --profile --batch 1
 
-Forms timed per target (see ``mmlightvit/utils/benchmark.py``): ``eager``; ``fused`` (re-parameterised, where
+Forms timed per target (see ``mmlightvit/analysis/benchmark.py``): ``eager``; ``fused`` (re-parameterised, where
 anything folds); with ``--compile``, ``torch.compile`` of the last of those; with ``--compare``, the reference
 implementation's trunk (``forward_features``) with the same weights. Each form runs ``--warmup`` times untimed,
 then ``--repeat`` interleaved rounds; the table gives medians, images/s = batch / latency, ``eager / form`` (> 1:
@@ -38,9 +38,9 @@ from dataclasses import asdict
 
 import torch
 
-from mmlightvit.utils import benchmark as bench
+from mmlightvit.analysis import benchmark as bench
 from mmlightvit.apis.model import build_model, config_without_pretrained
-from mmlightvit.utils.complexity import config_scope, default_shape, predict_batch
+from mmlightvit.analysis.complexity import config_scope, default_shape, predict_batch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -142,7 +142,7 @@ def deploy_forms(base: bench.Form, shape, backbone_type: str) -> list:
 
 def count_target_macs(target: str, forms, shape, whole_model: bool, backbone_only: bool) -> int:
     """MACs per image of the target at ``shape``, from the project's counter (the eager form)."""
-    from mmlightvit.utils.complexity import count_backbone, count_model
+    from mmlightvit.analysis.complexity import count_backbone, count_model
     if whole_model:
         return count_model(target, shape).macs
     if backbone_only:

@@ -8,7 +8,7 @@
     python tools/analysis/get_flops.py --arch RepViT:m0.9 --arch RepViT:m1.1 --with-classifier --fused
 
 Counts are MACs (one multiply-add = one FLOP, the fvcore / mmengine convention); see
-``mmlightvit/utils/complexity.py`` for what is counted, attention included. Files that are not configs with a
+``mmlightvit/analysis/complexity.py`` for what is counted, attention included. Files that are not configs with a
 model are skipped with a note on stderr.
 """
 import argparse
@@ -17,7 +17,7 @@ import sys
 from collections import Counter
 
 from mmlightvit.apis.model import config_without_pretrained
-from mmlightvit.utils.complexity import config_scope, count_arch, count_model
+from mmlightvit.analysis.complexity import config_scope, count_arch, count_model
 
 
 def parse_args(argv=None):

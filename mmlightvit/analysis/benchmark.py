@@ -208,7 +208,7 @@ def reference_forms(family: str, arch: str, backbone: nn.Module, fuse: bool = Tr
     """The reference implementation with our backbone's weights loaded into ours from it (so outputs compare),
     and, for a re-parameterisable family, the reference's own re-parameterised model (timm's
     ``reparameterize_model``): our fused form is compared with that, like with like."""
-    from mmlightvit.utils.reference_models import REFERENCE_MODELS, build_reference, import_timm
+    from mmlightvit.analysis.reference_models import REFERENCE_MODELS, build_reference, import_timm
     reference = build_reference(family, arch).eval()
     backbone.load_state_dict(backbone.convert_checkpoint(reference.state_dict()), strict=True)
     package = REFERENCE_MODELS[family][0]

@@ -58,7 +58,7 @@ class _Unavailable:
 
     def __call__(self, *args, **kwargs):
         raise RuntimeError(f'{self._name} is a stand-in: torchvision is not installed, so timm was imported with '
-                           'mmlightvit.utils.reference_models.import_timm() for its model definitions only.')
+                           'mmlightvit.analysis.reference_models.import_timm() for its model definitions only.')
 
     def __mro_entries__(self, bases):  # timm subclasses e.g. transforms.ToTensor at import time
         unavailable = self
