@@ -205,9 +205,9 @@ def main(argv=None):
     runs = [(target, shape) for target in args.targets for shape in (args.shapes or [args.shape])]
     for target, shape in runs:
         forms, make_input, shape, whole_model = build_target(target, args, shape)
-        if args.compile:
-            forms.append(bench.compiled_form(forms[-1] if forms[-1].name == 'fused' else forms[0], whole_model,
-                                             backend=args.compile_backend))
+        if args.compile:  # of the re-parameterised model where there is one
+            base = next((form for form in forms if form.name == 'fused'), forms[0])
+            forms.append(bench.compiled_form(base, whole_model, backend=args.compile_backend))
         macs = None if args.no_macs else count_target_macs(target, forms, shape, whole_model, args.backbone_only)
         bench.move(forms, args.device)
         for batch in args.batch or ([1, 2] if whole_model else [1, 16]):
