@@ -336,6 +336,8 @@ def reference_ratios(measurements: Sequence[Measurement]) -> List[str]:
 # Where a whole model's predict time goes
 
 
+# What a predict call spends outside the timed stages (each run's total minus its stages).
+REST = 'rest (data samples, result packing)'
 # (label, attribute path on the model, method): each is timed where the model has it. Labels starting with
 # 'of which' are parts of the stage above them.
 PREDICT_STAGES = [
@@ -392,6 +394,8 @@ def profile_predict(model: nn.Module, inputs: Any, device: str, repeat: int, war
             predict(inputs)
             _synchronize(device)
             current['total'] = (time.perf_counter() - start) * 1000
+            current[REST] = current['total'] - sum(ms for label, ms in current.items()
+                                                   if label != 'total' and not label.startswith('of which'))
             if index >= warmup:
                 runs.append(dict(current))
     finally:
@@ -401,14 +405,12 @@ def profile_predict(model: nn.Module, inputs: Any, device: str, repeat: int, war
             else:
                 setattr(owner, method_name, own)
     labels = [label for label, *_ in PREDICT_STAGES if any(label in run for run in runs)]
-    return {label: statistics.median(run.get(label, 0.) for run in runs) for label in labels + ['total']}
+    return {label: statistics.median(run.get(label, 0.) for run in runs) for label in labels + [REST, 'total']}
 
 
 def profile_table(target: str, shape: Tuple[int, int], batch: int, stages: Dict[str, float]) -> str:
     total = stages['total']
-    top_level = sum(ms for label, ms in stages.items() if label != 'total' and not label.startswith('of which'))
     rows = [(label, ms) for label, ms in stages.items() if label != 'total']
-    rows.append(('rest (data samples, result packing)', total - top_level))
     lines = [f'{target}, {shape[0]} x {shape[1]}, batch {batch}, eager predict: where the time goes (median)', '',
              '| stage | ms | share |', '| --- | --- | --- |']
     lines += [f'| {label} | {ms:.1f} | {ms / total:.0%} |' for label, ms in rows]

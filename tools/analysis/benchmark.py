@@ -37,10 +37,11 @@ import sys
 from dataclasses import asdict
 
 import torch
+from mmengine.config import DictAction
 
 from mmlightvit.analysis import benchmark as bench
-from mmlightvit.apis.model import build_model, config_without_pretrained
 from mmlightvit.analysis.complexity import config_scope, default_shape, predict_batch
+from mmlightvit.apis.model import build_model, config_without_pretrained
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -66,6 +67,9 @@ def parse_args(argv=None):
     parser.add_argument('--profile', action='store_true',
                         help='whole models: time the stages of predict (backbone, neck, heads, post-processing)')
     parser.add_argument('--no-macs', action='store_true', help='skip counting MACs (large models take a while)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='config targets: override settings, e.g. model.test_cfg.rcnn.score_thr=0 (with random '
+                        'weights a detector keeps no boxes; a threshold of 0 keeps max_per_img, as a trained one)')
     parser.add_argument('--compare', action='store_true',
                         help='add the reference implementation (timm: RepViT, EdgeNeXt; fastervit: FasterViT)')
     parser.add_argument('--repeat', type=int, default=10, help='timed rounds (median reported)')
@@ -117,7 +121,7 @@ def build_target(target: str, args, shape=None):
             forms += deploy_forms(forms[-1], shape, family)
         return forms + references, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
 
-    cfg = config_without_pretrained(target)
+    cfg = config_without_pretrained(target, args.cfg_options)
     if args.backbone_only:
         backbone = build_model(cfg, cfg.model.backbone)
         shape = shape or (224, 224)
@@ -140,13 +144,12 @@ def deploy_forms(base: bench.Form, shape, backbone_type: str) -> list:
     return forms
 
 
-def count_target_macs(target: str, forms, shape, whole_model: bool, backbone_only: bool) -> int:
+def count_target_macs(target: str, forms, shape, whole_model: bool, args) -> int:
     """MACs per image of the target at ``shape``, from the project's counter (the eager form)."""
     from mmlightvit.analysis.complexity import count_backbone, count_model
-    if whole_model:
-        return count_model(target, shape).macs
-    if backbone_only:
-        return count_model(target, shape, backbone_only=True).macs
+    if whole_model or args.backbone_only:
+        return count_model(config_without_pretrained(target, args.cfg_options), shape,
+                           backbone_only=args.backbone_only).macs
     return count_backbone(forms[0].module, shape).macs
 
 
@@ -208,7 +211,7 @@ def main(argv=None):
         if args.compile:  # of the re-parameterised model where there is one
             base = next((form for form in forms if form.name == 'fused'), forms[0])
             forms.append(bench.compiled_form(base, whole_model, backend=args.compile_backend))
-        macs = None if args.no_macs else count_target_macs(target, forms, shape, whole_model, args.backbone_only)
+        macs = None if args.no_macs else count_target_macs(target, forms, shape, whole_model, args)
         bench.move(forms, args.device)
         for batch in args.batch or ([1, 2] if whole_model else [1, 16]):
             inputs = bench.batch_to(make_input(batch), args.device)
