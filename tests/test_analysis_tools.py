@@ -195,14 +195,16 @@ def _fake_test_run(work_dir: Path, metrics: dict) -> None:
 
 def test_ablate_seeds_mean_std_and_standard_error(tmp_path):
     tool = _tool('ablate')
-    values = {'base': [0.20, 0.22, 0.24], 'change': [0.25, 0.26]}  # the third seed of 'change' failed
+    # the third seed of 'change' failed; 'single' has one finished seed, which has no spread to show
+    values = {'base': [0.20, 0.22, 0.24], 'change': [0.25, 0.26], 'single': [0.30]}
     for name, maps in values.items():
         for seed, value in enumerate(maps):
             _fake_test_run(tmp_path / name / f'seed-{seed}', {'coco/bbox_mAP': value})
     (tmp_path / 'change' / 'seed-2').mkdir()
     (tmp_path / 'change' / 'seed-2' / 'train.log').write_text('crashed')
-    rows, columns = tool.collect(['base.py', 'change.py'], str(tmp_path), baseline='base', seeds=3)
-    base, change = rows
+    rows, columns = tool.collect(['base.py', 'change.py', 'single.py'], str(tmp_path), baseline='base', seeds=3)
+    base, change, single = rows
+    assert single['coco/bbox_mAP std'] is None and 'Δ coco/bbox_mAP s.e.' not in single
     assert (base['status'], base['seeds'], change['status'], change['seeds']) == ('done', 3, '2/3 done, failed', 2)
     assert base['coco/bbox_mAP'] == pytest.approx(0.22) and base['coco/bbox_mAP std'] == pytest.approx(0.02)
     assert change['coco/bbox_mAP std'] == pytest.approx(0.01 / 2 ** 0.5)
@@ -210,6 +212,7 @@ def test_ablate_seeds_mean_std_and_standard_error(tmp_path):
     assert change['Δ coco/bbox_mAP s.e.'] == pytest.approx((0.02 ** 2 / 3 + 0.01 ** 2 / 2 / 2) ** 0.5)
     text = tool.write_tables(rows, columns, str(tmp_path))
     assert '| change | 2/3 done, failed | 2 | 0.2550 ± 0.0071 | +0.0350 ± 0.0126 |' in text
+    assert '| single | 1/3 done | 1 | 0.3000 | 0.0800 |' in text
     with open(tmp_path / 'summary.csv') as f:
         assert next(csv.reader(f)) == ['config', 'status', 'seeds', 'coco/bbox_mAP', 'coco/bbox_mAP std',
                                        'Δ coco/bbox_mAP', 'Δ coco/bbox_mAP s.e.']

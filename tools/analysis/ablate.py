@@ -215,11 +215,11 @@ def _run_status(work_dir: str) -> str:
         else 'incomplete'
 
 
-def mean_and_std(values: List[float]) -> Tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+def mean_and_std(values: List[float]) -> Tuple[float, Optional[float]]:
+    """Mean and sample standard deviation (None for a single value: one run has no spread to show)."""
     mean = sum(values) / len(values)
     if len(values) < 2:
-        return mean, 0.0
+        return mean, None
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
@@ -259,9 +259,10 @@ def collect(configs: List[str], work_root: str, metrics: Optional[List[str]] = N
             if base_row is None or column not in base_row or column not in row:
                 continue
             row[f'Δ {column}'] = row[column] - base_row[column]
-            if seeds is not None:
-                row[f'Δ {column} s.e.'] = math.sqrt(row[f'{column} std'] ** 2 / row['seeds']
-                                                     + base_row[f'{column} std'] ** 2 / base_row['seeds'])
+            spreads = (row.get(f'{column} std'), base_row.get(f'{column} std'))
+            if seeds is not None and None not in spreads:
+                row[f'Δ {column} s.e.'] = math.sqrt(spreads[0] ** 2 / row['seeds']
+                                                     + spreads[1] ** 2 / base_row['seeds'])
     return rows, columns + ([f'Δ {c}' for c in columns] if base_name else [])
 
 
