@@ -38,10 +38,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
-
-from mmlightvit.models.backbones.transnext import TransNeXt  # noqa: E402
-from mmlightvit.models.layers import aggregated_attention as aa_module  # noqa: E402
+from mmlightvit.models.backbones.transnext import TransNeXt
+from mmlightvit.models.layers import aggregated_attention as aa_module
 
 #: Path name -> (attn_impl, fast_inference).
 PATHS = {'reference': ('reference', False), 'efficient': ('efficient', False), 'fused': ('efficient', True)}
