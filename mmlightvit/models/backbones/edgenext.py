@@ -391,9 +391,7 @@ class EdgeNeXt(LightBackbone):
     reference_models = ('timm', {name: 'edgenext_' + name.replace('-', '_')
                                  for name in ('xx-small', 'x-small', 'small', 'base')})
 
-    @classmethod
-    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
-        return detect_layout(state_dict)
+    detect_layout = staticmethod(detect_layout)
 
     @classmethod
     def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:

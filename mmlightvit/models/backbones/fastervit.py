@@ -543,13 +543,8 @@ class FasterViT(LightBackbone):
         'AveragePool takes them as constant attributes, so a graph with dynamic height and width cannot express '
         'it, and the position-bias tables are built in Python per window grid')
 
-    @classmethod
-    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
-        return detect_layout(state_dict)
-
-    @classmethod
-    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
-        return infer_fastervit_arch(state_dict)
+    detect_layout = staticmethod(detect_layout)
+    infer_arch = staticmethod(infer_fastervit_arch)
 
     @classmethod
     def arch_signature(cls, settings: dict) -> dict:

@@ -276,13 +276,8 @@ class RepViT(LightBackbone):
     head_prefixes = HEAD_PREFIXES
     reference_models = ('timm', {name: 'repvit_' + name.replace('.', '_') for name in arch_settings})
 
-    @classmethod
-    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
-        return detect_layout(state_dict)
-
-    @classmethod
-    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
-        return infer_repvit_arch(state_dict)
+    detect_layout = staticmethod(detect_layout)
+    infer_arch = staticmethod(infer_repvit_arch)
 
     @classmethod
     def custom_arch(cls, found: dict) -> Optional[dict]:
