@@ -44,9 +44,6 @@ INPUT_NAME = 'image'
 #: A single-file .onnx holds at most 2 GB (protobuf); larger models keep their weights in FILE.onnx.data.
 EXTERNAL_DATA_BYTES = 1 << 30
 
-#: Backbones whose size-dependent logic cannot become a graph with dynamic height and width; they export at
-#: fixed sizes (``dynamic=False``: one file per input size). The reason is given to the user.
-
 
 class ExportError(RuntimeError):
     """A model or a mode that cannot be exported, with the reason."""

@@ -77,7 +77,7 @@ def convert_backbone_checkpoint(backbone_cls: Type, src: str, dst: str, arch: Op
     if arch is not None:
         # resolve_arch accepts aliases ('xxs', 'faster_vit_0'); the canonical name is what is built and saved.
         wanted = backbone_cls.resolve_arch(arch)
-        if backbone_cls.arch_signature(wanted) != {f: found.get(f) for f in backbone_cls.arch_fields}:
+        if not backbone_cls.arch_matches(wanted, found):
             raise SystemExit(f'{src} holds {backbone_cls.__name__} weights with {_describe(found)} '
                              f'({name or "custom"}), not --arch {arch}.')
         name = next(n for n, settings in backbone_cls.arch_settings.items() if settings == wanted)

@@ -260,10 +260,14 @@ class LightBackbone(BaseModule):
         return key.startswith(tuple(cls.head_prefixes))
 
     @classmethod
+    def arch_matches(cls, settings: dict, found: dict) -> bool:
+        """Whether weights with ``found`` (the result of :meth:`infer_arch`) are of the variant with ``settings``."""
+        return cls.arch_signature(settings) == {field: found.get(field) for field in cls.arch_fields}
+
+    @classmethod
     def matching_arch(cls, found: dict) -> Optional[str]:
-        """The named variant whose settings give ``found`` (the result of :meth:`infer_arch`), if any."""
-        wanted = {field: found.get(field) for field in cls.arch_fields}
-        return next((name for name, settings in cls.arch_settings.items() if cls.arch_signature(settings) == wanted),
+        """The named variant whose settings give ``found``, if any."""
+        return next((name for name, settings in cls.arch_settings.items() if cls.arch_matches(settings, found)),
                     None)
 
     def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
