@@ -109,6 +109,37 @@ def test_benchmark_detector_in_bfloat16_on_cpu():
     assert [(r.form, r.dtype) for r in rows] == [('eager', 'fp32'), ('eager', 'bf16')]
 
 
+def test_benchmark_transnext_attention_paths_with_cpu_memory():
+    # the paths compute the same features; each form's peak memory comes from a process of its own
+    rows = _tool('benchmark').main(['TransNeXt:micro', '--attention-paths', 'reference', 'efficient', 'fused',
+                                    '--memory', '--shape', '48', '80', '--batch', '1', '--repeat', '1', '--warmup',
+                                    '0', '--threads', '1', '--no-macs', '--backbone-options', 'img_size=64'])
+    assert [r.form for r in rows] == ['attn=reference', 'attn=efficient', 'attn=fused']
+    for r in rows[1:]:
+        assert r.max_rel_diff < 1e-5
+    if Path('/proc/self/clear_refs').exists():
+        assert all(r.peak_memory_mb > 0 for r in rows), rows
+
+
+def test_benchmark_training_steps(monkeypatch):
+    from mmlightvit.analysis import benchmark as bench
+    seen = []
+    original = bench._run
+
+    def recording(form, *args):
+        seen.append((form.name, form.train, form.module.training))
+        return original(form, *args)
+
+    monkeypatch.setattr(bench, '_run', recording)
+    rows = _tool('benchmark').main(['RepViT:m0.9', '--train', '--compare', '--shape', '64', '64', '--batch', '2',
+                                    '--repeat', '1', '--warmup', '0', '--threads', '1'])
+    # no re-parameterised forms in training; ours and timm's train-mode features agree (batch statistics)
+    assert [r.form for r in rows] == ['eager', 'reference (timm)'] and rows[1].max_rel_diff < 1e-5
+    assert seen and all(train and training for _, train, training in seen), seen
+    eager = next(r for r in rows if r.form == 'eager')
+    assert eager.macs_per_image > 0  # counting (in eval mode) left the model in train mode, as asserted above
+
+
 def test_benchmark_rejects_bad_requests():
     proc = _run(['tools/analysis/benchmark.py', 'RepViT:m9', '--batch', '1', '--repeat', '1'], check=False)
     assert proc.returncode != 0 and 'm0.9' in proc.stderr  # the unknown arch error lists the known ones
@@ -116,6 +147,10 @@ def test_benchmark_rejects_bad_requests():
     assert proc.returncode != 0 and 'No installable reference implementation for TransNeXt' in proc.stderr
     proc = _run(['tools/analysis/benchmark.py', 'RepViT:m0.9', '--dtype', 'fp16', '--device', 'cpu'], check=False)
     assert proc.returncode != 0 and 'bf16' in proc.stderr
+    proc = _run(['tools/analysis/benchmark.py', 'RepViT:m0.9', '--attention-paths', 'fused'], check=False)
+    assert proc.returncode != 0 and "attention-paths are TransNeXt's" in proc.stderr
+    proc = _run(['tools/analysis/benchmark.py', str(TINY_DET), '--train'], check=False)
+    assert proc.returncode != 0 and '--train is for backbones' in proc.stderr
 
 
 def test_benchmark_plot_against_metafile_metrics(tmp_path):

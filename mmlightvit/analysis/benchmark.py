@@ -6,10 +6,16 @@ input in one process: ``eager`` (as trained), ``fused`` (re-parameterised, where
 fold), ``compiled`` (``torch.compile`` of the fastest eager form; for whole models only the backbone is compiled,
 mmdet's post-processing does not trace), the deployment forms of a backbone (``channels-last``, ``oneDNN``: a
 frozen TorchScript graph with oneDNN fusions, ``onnxruntime``) and ``reference`` (the same network from timm /
-``fastervit``, with the same weights; ``reference fused`` is timm's own re-parameterised model). Forms run back to back in alternating order after warm-up, so all of them see the same background
-load, and the medians are compared: these machines are noisy, ratios measured in one run are what to trust.
+``fastervit``, with the same weights; ``reference fused`` is timm's own re-parameterised model). For TransNeXt,
+its attention code paths (``reference``, ``efficient``, ``fused``; :data:`ATTENTION_PATHS`) can be the forms
+instead. A form runs in inference (eval mode, no autograd) or as a training step (train mode, forward and backward
+of the summed outputs). Forms run back to back in alternating order after warm-up, so all of them see the same
+background load, and the medians are compared: these machines are noisy, ratios measured in one run are what to
+trust. Peak memory: on CUDA the allocator's peak; on the CPU the resident-set peak of a form's first run in a
+process of its own (:func:`first_run_peak_mb`).
 """
 import copy
+import math
 import statistics
 import time
 from contextlib import nullcontext
@@ -33,6 +39,7 @@ class Form:
     run: Callable[[Any], Any]
     compile_seconds: Optional[float] = None
     whole_model: bool = False  # a detector / segmentor in predict mode (else a backbone)
+    train: bool = False  # a training step: train mode, forward and backward of the summed outputs (backbones)
 
 
 @dataclass
@@ -44,8 +51,8 @@ class Measurement:
     dtype: str
     device: str
     median_ms: float
-    peak_memory_mb: Optional[float]  # CUDA only: the allocator's peak above what was held before the run
-    max_rel_diff: Optional[float]  # against the eager form's output, relative to its largest value
+    peak_memory_mb: Optional[float]  # above what was held before the run (see ``_peak_memory_mb``)
+    max_rel_diff: Optional[float]  # against the first form's output (eager), relative to its largest value
     compile_seconds: Optional[float] = None
     macs_per_image: Optional[int] = None  # the project's MAC count of the target at this shape (eager form)
 
@@ -106,12 +113,22 @@ def autocast_context(form: Form, device: str, dtype: str):
     return autocast_children(form.module, children, device, DTYPES[dtype])
 
 
+def _tensors(output: Any) -> List[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    return [t for item in output for t in _tensors(item)] if isinstance(output, (list, tuple)) else []
+
+
 def _run(form: Form, inputs: Any, device: str, dtype: str) -> Any:
-    with autocast_context(form, device, dtype):
-        return form.run(inputs)
+    with torch.set_grad_enabled(form.train), autocast_context(form, device, dtype):
+        output = form.run(inputs)
+        if form.train:
+            form.module.zero_grad(set_to_none=True)
+            sum(t.float().mean() for t in _tensors(output)).backward()
+            output = [t.detach() for t in _tensors(output)]
+    return output
 
 
-@torch.no_grad()
 def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repeat: int, warmup: int,
                target: str, shape: Tuple[int, int], batch: int,
                macs_per_image: Optional[int] = None) -> List[Measurement]:
@@ -140,7 +157,7 @@ def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repe
             _run(form, inputs, device, dtype)
             _synchronize(device)
             times[form.name].append((time.perf_counter() - start) * 1000)
-    peaks = {form.name: _peak_memory_mb(form, inputs, device, dtype) for form in forms}
+    peaks = {form.name: _peak_memory_mb(form, inputs, device, dtype) if device == 'cuda' else None for form in forms}
 
     eager_output = outputs[forms[0].name]
     return [
@@ -152,14 +169,39 @@ def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repe
 
 
 def _peak_memory_mb(form: Form, inputs: Any, device: str, dtype: str) -> Optional[float]:
-    if device != 'cuda':
-        return None  # the CPU has no per-allocation peak counter; tools/analysis/benchmark_transnext.py uses RSS
+    """CUDA: the allocator's peak during one run (after warm-up) above what was allocated before it."""
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     held = torch.cuda.memory_allocated()
     _run(form, inputs, device, dtype)
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - held) / 2**20
+
+
+def _status_kb(field: str) -> Optional[int]:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return None
+
+
+def first_run_peak_mb(form: Form, inputs: Any, device: str, dtype: str) -> float:
+    """Peak memory of the first run of ``form`` above what the process held just before it. CUDA: the
+    allocator's peak. CPU: the resident-set peak (``VmHWM``, reset through ``/proc/self/clear_refs``; Linux only),
+    tensors plus allocator overhead, a coarse but honest number. Only meaningful in a process that ran nothing
+    before (freed pages that the allocator keeps would hide the next run's needs): the tool runs each form in a
+    process of its own. The first run includes whatever the form builds and caches (e.g. TransNeXt's tables)."""
+    if device == 'cuda':
+        return _peak_memory_mb(form, inputs, device, dtype)
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the peak resident set to the current one
+    except OSError:
+        return math.nan
+    held = _status_kb('VmRSS')
+    _run(form, inputs, device, dtype)
+    return (_status_kb('VmHWM') - held) / 1024
 
 
 def compiled_form(form: Form, whole_model: bool, **compile_kwargs) -> Form:
@@ -202,6 +244,33 @@ def backbone_forms(backbone: nn.Module, fuse: bool = True) -> List[Form]:
         fused = fuse_model(copy.deepcopy(backbone)).eval()
         forms.append(Form('fused', fused, fused))
     return forms
+
+
+#: TransNeXt's attention code paths, as benchmark forms: name -> (``attn_impl``, ``fast_inference``). ``fused``
+#: is the default inference form (tables cached per input size, the CPU flash kernel); ``efficient`` rebuilds the
+#: position bias every forward (the training path); ``reference`` is the unfold formulation of the official code.
+ATTENTION_PATHS = {'reference': ('reference', False), 'efficient': ('efficient', False), 'fused': ('efficient', True)}
+
+
+def attention_path_forms(backbone: nn.Module, paths: Sequence[str]) -> List[Form]:
+    """One form per attention path of a TransNeXt backbone (copies with the same weights)."""
+    if not hasattr(backbone, 'set_attn_impl'):
+        raise ValueError(f'{type(backbone).__name__} has no attention paths to choose (TransNeXt has).')
+    forms = []
+    for path in paths:
+        impl, fast = ATTENTION_PATHS[path]
+        module = copy.deepcopy(backbone).set_attn_impl(impl).eval()
+        module.fast_inference = fast
+        forms.append(Form(f'attn={path}', module, module))
+    return forms
+
+
+def as_training_steps(forms: Sequence[Form]) -> List[Form]:
+    """The forms as training steps (train mode; forward and backward of the summed outputs)."""
+    for form in forms:
+        form.module.train()
+        form.train = True
+    return list(forms)
 
 
 def reference_forms(family: str, arch: str, backbone: nn.Module, fuse: bool = True) -> List[Form]:
@@ -292,17 +361,15 @@ def batch_to(batch: Any, device: str) -> Any:
 
 def markdown_table(measurements: Sequence[Measurement]) -> str:
     header = ['target', 'form', 'input (H x W)', 'batch', 'dtype', 'device', 'latency (ms)', 'images/s',
-              'eager / form', 'peak memory (MB)', 'max rel. diff', 'compile (s)', 'GMACs / image', 'GMAC/s']
+              'first / form', 'peak memory (MB)', 'max rel. diff', 'compile (s)', 'GMACs / image', 'GMAC/s']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
-    eager = {}
+    first = {}  # the first form of each run (eager, or the first attention path) is the baseline
     for m in measurements:
         key = (m.target, m.shape, m.batch, m.dtype, m.device)
-        if m.form == 'eager':
-            eager[key] = m.median_ms
-        ratio = eager.get(key, m.median_ms) / m.median_ms
+        ratio = first.setdefault(key, m.median_ms) / m.median_ms
         cells = [m.target, m.form, f'{m.shape[0]} x {m.shape[1]}', m.batch, m.dtype, m.device, f'{m.median_ms:.2f}',
                  f'{m.images_per_second:.1f}', f'{ratio:.2f}',
-                 '-' if m.peak_memory_mb is None else f'{m.peak_memory_mb:.0f}',
+                 '-' if m.peak_memory_mb is None or math.isnan(m.peak_memory_mb) else f'{m.peak_memory_mb:.0f}',
                  '-' if m.max_rel_diff is None else f'{m.max_rel_diff:.1e}',
                  '-' if m.compile_seconds is None else f'{m.compile_seconds:.0f}',
                  '-' if m.macs_per_image is None else f'{m.macs_per_image / 1e9:.2f}',

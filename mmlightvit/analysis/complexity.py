@@ -171,10 +171,15 @@ def _image(shape: Tuple[int, int], batch: Optional[int] = None) -> torch.Tensor:
 
 
 def count_backbone(model: nn.Module, shape: Tuple[int, int] = CLS_SHAPE, fused: bool = False) -> Complexity:
-    """Params and MACs of ``model`` (a backbone, or a backbone plus head) on one ``3 x H x W`` image."""
+    """Params and MACs of ``model`` (a backbone, or a backbone plus head) on one ``3 x H x W`` image. Counted in
+    eval mode; the model's mode is restored afterwards (with ``fused=True`` the model is fused in place)."""
+    training = model.training
     model = _prepare(model, fused)
     inputs = _image(shape, batch=1) / 255  # scale does not matter for backbones: no data-dependent control flow
-    macs, uncounted = count_macs(model, (inputs, ))
+    try:
+        macs, uncounted = count_macs(model, (inputs, ))
+    finally:
+        model.train(training)
     return Complexity(_params(model), macs, tuple(shape), uncounted=uncounted)
 
 

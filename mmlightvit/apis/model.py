@@ -16,8 +16,8 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from mmlightvit.models.layers.reparam import fuse_model
-from mmlightvit.utils.checkpoint import (CheckpointError, check_state_dict, convert_released_state,
-                                         extract_state_dict, read_checkpoint, strip_prefix)
+from mmlightvit.utils.checkpoint import (CheckpointError, backbone_state, check_state_dict, convert_released_state,
+                                         extract_state_dict, holds_whole_model, read_checkpoint)
 
 
 def drop_pretrained(cfg) -> None:
@@ -70,7 +70,7 @@ def checkpoint_part(model: nn.Module, checkpoint: dict, source: str,
     error: the rest of the model would stay random.
     """
     state = extract_state_dict(checkpoint, source=source)
-    if any(k.startswith('backbone.') for k in state):
+    if holds_whole_model(state):
         return 'model', convert_released_state(model, state)[0]
     if not allow_backbone:
         raise CheckpointError(
@@ -91,8 +91,8 @@ def load_model_weights(model: nn.Module, checkpoint: dict, source: str, fuse: bo
         _, state = checkpoint_part(model, checkpoint, source)
     else:  # a backbone: its own keys, a detector's backbone.* keys, or a layout it converts
         state = extract_state_dict(checkpoint, source=source)
-        if any(k.startswith('backbone.') for k in state):
-            state = strip_prefix(state, 'backbone.')
+        if holds_whole_model(state):
+            state = backbone_state(state)
         elif callable(getattr(model, 'convert_checkpoint', None)):
             state = model.convert_checkpoint(OrderedDict(state))
     if (checkpoint.get('meta') or {}).get('fused'):

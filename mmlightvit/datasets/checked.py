@@ -1,11 +1,14 @@
-"""mmdet's COCO and mmseg's ADE20K datasets with errors that name the file, and no silent loss of annotations.
+"""mmdet's COCO and mmseg's ADE20K and PASCAL VOC datasets with errors that name the file, and no silent loss of
+annotations.
 
-Used by the project's dataset configs (``type='mmlightvit.CocoDataset'`` / ``'mmlightvit.ADE20KDataset'``); they
-behave as mmdet's / mmseg's classes in every other way.
+Used by the project's dataset configs (``type='mmlightvit.CocoDataset'`` / ``'mmlightvit.ADE20KDataset'`` /
+``'mmlightvit.PascalVOCDataset'``); they behave as mmdet's / mmseg's classes in every other way.
 
 * A malformed annotation JSON names the file (mmdet reports only ``line 1 column 180435``).
 * An empty split (no images listed, or none left after filtering) names the split's files and the reason, instead
   of mmengine's ``need at least one array to concatenate``.
+* A PASCAL VOC split whose list, images or label maps are missing names them and how to arrange VOC 2012 with the
+  SBD augmentation set (mmseg only asserts).
 * A sample that fails to load (a zero-byte or corrupt image, a missing label map) names the sample's files.
 * COCO annotations that mmdet drops without a word (boxes of zero width or height or outside their image,
   unknown categories, polygons with fewer than 3 points) are counted and reported once per dataset.
@@ -19,6 +22,7 @@ from mmdet.datasets import CocoDataset as MMDetCocoDataset
 from mmengine.logging import print_log
 from mmseg.datasets import ADE20KDataset as MMSegADE20KDataset
 from mmseg.datasets import BaseSegDataset
+from mmseg.datasets import PascalVOCDataset as MMSegPascalVOCDataset
 
 from mmlightvit.registry import DATASETS
 
@@ -125,6 +129,23 @@ class CocoDataset(DatasetChecks, MMDetCocoDataset):
 @DATASETS.register_module()
 class ADE20KDataset(DatasetChecks, MMSegADE20KDataset):
     """mmseg's ``ADE20KDataset`` with the checks of :class:`DatasetChecks`."""
+
+
+@DATASETS.register_module()
+class PascalVOCDataset(DatasetChecks, MMSegPascalVOCDataset):
+    """mmseg's ``PascalVOCDataset`` with the checks of :class:`DatasetChecks`; a missing split list, image or
+    label folder is named together with how to set up VOC 2012 and its SBD augmentation (``SegmentationClassAug``,
+    ``aug.txt``)."""
+
+    def load_data_list(self) -> List[dict]:
+        # BaseDataset has joined data_root by now; mmseg would fail on the first missing one with a bare assert
+        paths = [('ann_file', self.ann_file), ('img_path', self.data_prefix.get('img_path')),
+                 ('seg_map_path', self.data_prefix.get('seg_map_path'))]
+        missing = [f'{name}={path!r}' for name, path in paths if path and not osp.exists(path)]
+        if missing:
+            from mmlightvit.engine.setup import DATA_HELP  # the tools' missing-data help, kept in one place
+            raise DatasetError(f'{type(self).__name__}: {", ".join(missing)} does not exist.\n{DATA_HELP["voc"]}')
+        return super().load_data_list()
 
 
 class CheckedSegDataset(DatasetChecks, BaseSegDataset):

@@ -23,6 +23,14 @@ DATA_HELP = {
              'and arrange them as data/coco/{train2017,val2017,annotations}.'),
     'ade': ('ADE20K: download ADEChallengeData2016.zip from http://sceneparsing.csail.mit.edu and unzip it to '
             'data/ade/ADEChallengeData2016/{images,annotations}.'),
+    'voc': ('PASCAL VOC 2012 with the SBD augmentation set (10,582 training images): extract VOC 2012 '
+            '(VOCtrainval_11-May-2012.tar, http://host.robots.ox.ac.uk/pascal/VOC/voc2012) to data/VOCdevkit/VOC2012 '
+            'and SBD (benchmark.tgz, http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/'
+            'semantic_contours/benchmark.tgz) with its benchmark_RELEASE folder renamed to data/VOCdevkit/VOCaug, then '
+            "run mmseg's tools/dataset_converters/voc_aug.py data/VOCdevkit data/VOCdevkit/VOCaug (in mmseg's "
+            'repository, or site-packages/mmseg/.mim/tools/): it writes data/VOCdevkit/VOC2012/SegmentationClassAug '
+            "and ImageSets/Segmentation/aug.txt next to VOC's JPEGImages, SegmentationClass and "
+            'ImageSets/Segmentation/{train,val}.txt.'),
 }
 DEMO_HELP = ('To try the same model on small generated data instead, use the matching *_demo.py config (or '
              "inherit configs/_base_/datasets/coco_instance_demo.py / ade20k_demo.py). A copy elsewhere: link it "

@@ -214,6 +214,16 @@ def strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> 'OrderedDict[st
     return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
 
 
+def holds_whole_model(state: Dict[str, torch.Tensor]) -> bool:
+    """Whether ``state`` is a whole detector / segmentor / classifier (it has ``backbone.*`` keys)."""
+    return any(k.startswith('backbone.') for k in state)
+
+
+def backbone_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The backbone's tensors: a whole model's ``backbone.*`` keys without the prefix, else ``state`` itself."""
+    return strip_prefix(state, 'backbone.') if holds_whole_model(state) else state
+
+
 def drop_keys(state: Dict[str, torch.Tensor], prefixes: Iterable[str]) -> 'OrderedDict[str, torch.Tensor]':
     """Remove every key that starts with one of ``prefixes`` (classifier heads and the like)."""
     prefixes = tuple(prefixes)
@@ -263,10 +273,7 @@ def load_backbone_checkpoint(model: nn.Module, filename: str,
     """
     checkpoint = read_checkpoint(filename)
     state = extract_state_dict(checkpoint, source=filename, preferred_keys=preferred_keys)
-    if prefix is None and any(k.startswith('backbone.') for k in state):
-        prefix = 'backbone.'
-    if prefix:
-        state = strip_prefix(state, prefix)
+    state = strip_prefix(state, prefix) if prefix else backbone_state(state)
     if convert is not None:
         state = convert(state)
     check_state_dict(model, state, source=f'Checkpoint {filename!r}')
@@ -287,9 +294,9 @@ def convert_released_state(model: nn.Module, state: Dict[str, torch.Tensor]):
     """
     backbone = getattr(model, 'backbone', None)
     convert = getattr(backbone, 'convert_checkpoint', None)
-    if convert is None or not any(k.startswith('backbone.') for k in state):
+    if convert is None or not holds_whole_model(state):
         return state, False
-    original = strip_prefix(state, 'backbone.')
+    original = backbone_state(state)
     converted = convert(OrderedDict(original))
     if list(converted) == list(original):
         return state, False

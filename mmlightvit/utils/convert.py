@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence, Type
 
 import torch
 
-from .checkpoint import check_state_dict, extract_state_dict, load_checkpoint_file, strip_prefix
+from .checkpoint import backbone_state, check_state_dict, extract_state_dict, load_checkpoint_file
 
 # Buffers, not parameters: left out of the parameter count printed in the summary.
 _BN_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -31,10 +31,7 @@ def _plain(arch):
 def read_backbone_state(src: str, backbone_cls: Optional[Type] = None) -> 'OrderedDict[str, torch.Tensor]':
     """The backbone tensors of a checkpoint file (a detector's ``backbone.*`` keys without the prefix)."""
     preferred = backbone_cls.checkpoint_keys if backbone_cls is not None else None
-    state = extract_state_dict(load_checkpoint_file(src), source=src, preferred_keys=preferred)
-    if any(k.startswith('backbone.') for k in state):  # a whole detector / segmentor / classifier
-        state = strip_prefix(state, 'backbone.')
-    return state
+    return backbone_state(extract_state_dict(load_checkpoint_file(src), source=src, preferred_keys=preferred))
 
 
 def find_family(state: Dict[str, torch.Tensor], families: Sequence[Type], src: str) -> Type:

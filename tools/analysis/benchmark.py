@@ -16,14 +16,21 @@
     python tools/analysis/benchmark.py RepViT:m1.1 --compare --deploy-forms --compile --shape 800 1280 --batch 1
     # where a whole detector's predict time goes (backbone, neck, RPN, RoI heads, post-processing)
     python tools/analysis/benchmark.py configs/repvit/mask-rcnn_repvit-m1.1_coco.py --profile --batch 1
+    # TransNeXt's attention paths at detection sizes, with the CPU peak memory of each (a process per form)
+    python tools/analysis/benchmark.py TransNeXt:tiny --attention-paths efficient fused --memory \
+        --shapes 320x512 800x1280 --batch 1 --backbone-options img_size=800
+    # a training step (forward + backward) instead of inference
+    python tools/analysis/benchmark.py TransNeXt:tiny --attention-paths reference efficient --train --batch 2
 
 Forms timed per target (see ``mmlightvit/analysis/benchmark.py``): ``eager``; ``fused`` (re-parameterised, where
 anything folds); with ``--compile``, ``torch.compile`` of the last of those; with ``--compare``, the reference
-implementation's trunk (``forward_features``) with the same weights. Each form runs ``--warmup`` times untimed,
-then ``--repeat`` interleaved rounds; the table gives medians, images/s = batch / latency, ``eager / form`` (> 1:
-faster than eager), the peak CUDA memory of one run, the largest output difference against eager, and the target's MACs (the
-project's counter, at the input size) with the achieved GMAC/s (= GFLOP/s in the project's convention, one
-multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU, ``channels-last``, ``oneDNN`` (a
+implementation's trunk (``forward_features``) with the same weights; with ``--attention-paths`` (TransNeXt), the
+given attention code paths instead of eager. Each form runs ``--warmup`` times untimed, then ``--repeat``
+interleaved rounds; the table gives medians, images/s = batch / latency, ``first / form`` (> 1: faster than the
+first form, eager or the first attention path), the peak memory of one run (CUDA: always; CPU: with ``--memory``,
+the resident-set peak of the form's first run in a process of its own), the largest output difference against
+the first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s
+(= GFLOP/s in the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU, ``channels-last``, ``oneDNN`` (a
 frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms of the fused model. ``--compare`` sets our
 eager model against the reference's and our deployable forms against the reference's re-parameterised model
 (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models) breaks the eager predict time
@@ -33,6 +40,7 @@ numbers across runs.
 import argparse
 import json
 import os
+import subprocess
 import sys
 from dataclasses import asdict
 
@@ -70,6 +78,16 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='config targets: override settings, e.g. model.test_cfg.rcnn.score_thr=0 (with random '
                         'weights a detector keeps no boxes; a threshold of 0 keeps max_per_img, as a trained one)')
+    parser.add_argument('--attention-paths', nargs='+', choices=sorted(bench.ATTENTION_PATHS), metavar='PATH',
+                        help=f'TransNeXt targets: time these attention paths, of {sorted(bench.ATTENTION_PATHS)}, '
+                        'as the forms (the first is the baseline)')
+    parser.add_argument('--backbone-options', nargs='+', action=DictAction, default={},
+                        help='FAMILY:ARCH targets: constructor arguments, e.g. img_size=800 extrapolation=True')
+    parser.add_argument('--train', action='store_true',
+                        help='backbones: time a training step (train mode, forward + backward) instead of inference')
+    parser.add_argument('--memory', action='store_true',
+                        help='CPU: measure the peak resident memory of each form, each in a fresh process')
+    parser.add_argument('--memory-worker', help=argparse.SUPPRESS)
     parser.add_argument('--compare', action='store_true',
                         help='add the reference implementation (timm: RepViT, EdgeNeXt; fastervit: FasterViT)')
     parser.add_argument('--repeat', type=int, default=10, help='timed rounds (median reported)')
@@ -101,6 +119,13 @@ def parse_args(argv=None):
         parser.error('--compare times backbones: give FAMILY:ARCH targets')
     if args.deploy_forms and args.device != 'cpu':
         parser.error('--deploy-forms are CPU forms (oneDNN, onnxruntime\'s CPU provider)')
+    arch_only = [name for name in ('attention_paths', 'backbone_options', 'train') if getattr(args, name)]
+    if arch_only and any(bench.parse_arch_target(t) is None for t in args.targets):
+        parser.error(f'--{arch_only[0].replace("_", "-")} is for backbones: give FAMILY:ARCH targets')
+    if args.attention_paths and any(not t.startswith('TransNeXt:') for t in args.targets):
+        parser.error('--attention-paths are TransNeXt\'s: give TransNeXt:ARCH targets')
+    if args.train and (args.deploy_forms or args.compile):
+        parser.error('--train times training steps: the deploy and compiled forms are inference forms')
     return args
 
 
@@ -112,14 +137,22 @@ def build_target(target: str, args, shape=None):
         family, arch = arch_target
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            backbone = MODELS.build(dict(type=f'mmlightvit.{family}', arch=arch, out_indices=(0, 1, 2, 3)))
+            backbone = MODELS.build(
+                dict(type=f'mmlightvit.{family}', arch=arch, out_indices=(0, 1, 2, 3), **args.backbone_options))
         # the reference forms load their weights into ours first, so every form computes the same function
-        references = bench.reference_forms(family, arch, backbone, fuse=not args.no_fuse) if args.compare else []
+        fuse = not (args.no_fuse or args.train)  # re-parameterised forms are for inference
+        references = bench.reference_forms(family, arch, backbone, fuse=fuse) if args.compare else []
         shape = shape or (224, 224)
-        forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
+        if args.attention_paths:
+            forms = bench.attention_path_forms(backbone, args.attention_paths)
+        else:
+            forms = bench.backbone_forms(backbone, fuse=fuse)
         if args.deploy_forms:
             forms += deploy_forms(forms[-1], shape, family)
-        return forms + references, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
+        forms += references
+        if args.train:
+            forms = bench.as_training_steps(forms)
+        return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
 
     cfg = config_without_pretrained(target, args.cfg_options)
     if args.backbone_only:
@@ -200,24 +233,62 @@ def plot(measurements, path: str, metric: str = None) -> int:
     return len(points)
 
 
+def build_forms(target: str, args, shape):
+    forms, make_input, shape, whole_model = build_target(target, args, shape)
+    if args.compile:  # of the re-parameterised model where there is one
+        base = next((form for form in forms if form.name == 'fused'), forms[0])
+        forms.append(bench.compiled_form(base, whole_model, backend=args.compile_backend))
+    bench.move(forms, args.device)
+    return forms, make_input, shape, whole_model
+
+
+def memory_worker(args) -> None:
+    """In a fresh process: the peak memory of one form's first run (``--memory-worker`` is the request)."""
+    request = json.loads(args.memory_worker)
+    forms, make_input, shape, _ = build_forms(request['target'], args, tuple(request['shape']))
+    form = next(form for form in forms if form.name == request['form'])
+    del forms
+    inputs = bench.batch_to(make_input(request['batch']), args.device)
+    peak = bench.first_run_peak_mb(form, inputs, args.device, request['dtype'])
+    print('RESULT ' + json.dumps(peak))
+
+
+def measure_memory_apart(argv, measurement, timeout: float = 3600) -> float:
+    """The CPU peak memory of one measured form, from a process of its own (NaN if that process failed)."""
+    request = dict(target=measurement.target, shape=measurement.shape, batch=measurement.batch,
+                   dtype=measurement.dtype, form=measurement.form)
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, '--memory-worker', json.dumps(request)],
+                          capture_output=True, text=True, timeout=timeout)
+    line = next((line for line in proc.stdout.splitlines() if line.startswith('RESULT ')), None)
+    if line is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']
+        print(f'memory of {measurement.form} failed: {tail[0]}', file=sys.stderr)
+        return float('nan')
+    return json.loads(line[len('RESULT '):])
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        return memory_worker(args)
     measurements, profiles = [], []
     runs = [(target, shape) for target in args.targets for shape in (args.shapes or [args.shape])]
     for target, shape in runs:
-        forms, make_input, shape, whole_model = build_target(target, args, shape)
-        if args.compile:  # of the re-parameterised model where there is one
-            base = next((form for form in forms if form.name == 'fused'), forms[0])
-            forms.append(bench.compiled_form(base, whole_model, backend=args.compile_backend))
+        forms, make_input, shape, whole_model = build_forms(target, args, shape)
         macs = None if args.no_macs else count_target_macs(target, forms, shape, whole_model, args)
-        bench.move(forms, args.device)
         for batch in args.batch or ([1, 2] if whole_model else [1, 16]):
             inputs = bench.batch_to(make_input(batch), args.device)
             for dtype in args.dtype:
-                measurements += bench.time_forms(forms, inputs, args.device, dtype, args.repeat, args.warmup,
-                                                 target, shape, batch, macs)
+                rows = bench.time_forms(forms, inputs, args.device, dtype, args.repeat, args.warmup, target, shape,
+                                        batch, macs)
+                if args.memory and args.device == 'cpu':
+                    for row in rows:
+                        if not row.form.startswith('compiled'):  # its first run is the compilation
+                            row.peak_memory_mb = measure_memory_apart(argv, row)
+                measurements += rows
                 print(f'done: {target} batch {batch} {dtype}', file=sys.stderr, flush=True)
             if args.profile and whole_model:
                 profiles.append((target, shape, batch, bench.profile_predict(forms[0].module, inputs, args.device,
@@ -226,7 +297,8 @@ def main(argv=None):
     threads = torch.get_num_threads() if args.device == 'cpu' else None
     table = bench.markdown_table(measurements)
     print(f'torch {torch.__version__}, {args.device}' + (f' ({threads} threads)' if threads else '')
-          + f'; median of {args.repeat} interleaved rounds after {args.warmup} warm-up runs; eval, no_grad.\n')
+          + f'; median of {args.repeat} interleaved rounds after {args.warmup} warm-up runs; '
+          + ('training steps (train mode, forward + backward).\n' if args.train else 'eval, no_grad.\n'))
     print(table)
     ratios = bench.reference_ratios(measurements)
     if ratios:

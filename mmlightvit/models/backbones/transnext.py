@@ -9,7 +9,7 @@ length-scaled cosine similarity, query embedding, CPB bias for the pooled keys, 
 stage 4 with full self-attention using the same scaling and CPB bias. Every stage ends with ``norm{i}``, whose output
 is both the stage's feature map and the next stage's input.
 
-The attention core lives in :mod:`mmlightvit.models.layers.aggregated_attention` with two implementations
+The attention core lives in :mod:`mmlightvit.models.backbones.transnext_attention` with two implementations
 (``attn_impl='efficient'`` default, ``'reference'``). In eval mode without autograd on the CPU, the efficient one runs
 in a fused inference form with the position-bias tables cached per input size (``fast_inference``).
 
@@ -34,10 +34,10 @@ from torch.utils.checkpoint import checkpoint
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates
-from ..layers.aggregated_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
-                                           fused_aggregated_attention, fused_attention_supported,
-                                           fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps,
-                                           window_padding_mask)
+from .transnext_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
+                                  fused_aggregated_attention, fused_attention_supported,
+                                  fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps,
+                                  window_padding_mask)
 
 ATTENTION_SCALINGS = ('cosine_length', 'dot_product')
 
@@ -601,10 +601,10 @@ class TransNeXt(LightBackbone):
             computed for ``img_size`` and resized bilinearly to the runtime size. True (extrapolation): computed
             for the runtime size. Both equal each other when the input is ``img_size``. Tables are cached per size.
         attn_impl (str): ``'efficient'`` (default) or ``'reference'``, same math (see
-            :mod:`mmlightvit.models.layers.aggregated_attention`).
+            :mod:`mmlightvit.models.backbones.transnext_attention`).
         fast_inference (bool): with ``attn_impl='efficient'``, in eval mode without autograd (``torch.no_grad()``,
             ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the fused form of the attention
-            (:func:`~mmlightvit.models.layers.aggregated_attention.fused_aggregated_attention`, the CPU
+            (:func:`~mmlightvit.models.backbones.transnext_attention.fused_aggregated_attention`, the CPU
             flash-attention kernel) with the position-bias tables of each layer cached per input size (checked
             against the CPB weights on every forward, dropped in train mode). Same outputs within float rounding;
             several times faster. Elsewhere (training, autograd, other devices / dtypes, ``torch.compile``, tracing,
