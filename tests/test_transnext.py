@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from mmlightvit.models.backbones import TransNeXt
 from mmlightvit.models.backbones.transnext import (AggregatedAttention, Attention, ConvolutionalGLU, CPBBias,
                                                    infer_transnext_arch, keys_in_xy_order, official_to_mmlightvit)
-from mmlightvit.models.layers import aggregated_attention as aa_module
-from mmlightvit.models.layers.aggregated_attention import (aggregated_attention, cpb_axis_tables,
-                                                           fused_aggregated_attention, gather_cpb_bias,
-                                                           window_padding_mask)
+from mmlightvit.models.backbones import transnext_attention as aa_module
+from mmlightvit.models.backbones.transnext_attention import (aggregated_attention, cpb_axis_tables,
+                                                             fused_aggregated_attention, gather_cpb_bias,
+                                                             window_padding_mask)
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main,  # noqa: F401
                                   load_via_init_cfg, num_params, single_thread)
@@ -699,3 +699,4 @@ def test_converter_tool(tmp_path):
     assert main([str(detector), str(tmp_path / 'det.pth'), '--arch', 'm'])['arch'] == 'micro'
     with pytest.raises(SystemExit, match='not --arch tiny'):
         main([str(src), str(tmp_path / 'x.pth'), '--arch', 'tiny'])
+
