@@ -48,7 +48,7 @@ def test_paper_configs_name_the_official_checkpoints():
         assert init_cfg.type == 'Pretrained' and init_cfg.checkpoint.startswith('https://'), path
 
 
-@pytest.mark.parametrize('variant', ['m0.9', 'm1.1', 'm1.5'])
+@pytest.mark.parametrize('variant', ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3'])
 def test_rtmdet_recipe_scales_lr_from_its_own_batch(variant):
     cfg = Config.fromfile(str(ROOT / f'configs/repvit/rtmdet_repvit-{variant}_coco.py'))
     assert cfg.auto_scale_lr.base_batch_size == 8 * cfg.train_dataloader.batch_size == 256
@@ -75,6 +75,9 @@ def test_configs_read_data_with_the_checked_datasets():
     ('configs/transnext/upernet_transnext-tiny_ade20k-512x512-160k.py', 59),
     ('configs/transnext/upernet_transnext-small_ade20k-512x512-160k.py', 80),
     ('configs/transnext/upernet_transnext-base_ade20k-512x512-160k.py', 121),
+    ('configs/transnext/mask2former_transnext-tiny_ade20k-512x512-160k.py', 47.5),  # official README
+    ('configs/transnext/mask2former_transnext-small_ade20k-512x512-160k.py', 69.0),
+    ('configs/transnext/mask2former_transnext-base_ade20k-512x512-160k.py', 109),
 ])
 def test_transnext_model_params_match_paper(config, paper_params):
     """The paper's detection and segmentation tables list whole-model parameters (UperNet with its auxiliary head)."""
@@ -166,6 +169,7 @@ SEG_SMOKE = (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'default
 SMOKE = {
     'configs/transnext/mask-rcnn_transnext-micro_coco-demo.py': DET_SMOKE,
     'configs/transnext/fpn_transnext-micro_ade20k-demo.py': SEG_SMOKE,
+    'configs/transnext/mask2former_transnext-micro_ade20k-demo.py': SEG_SMOKE,
     'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py': DET_SMOKE,
     'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py': SEG_SMOKE,
     'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py': DET_SMOKE,

@@ -45,6 +45,9 @@ RELEASES = {
                                                                   PALETTE=[[120, 120, 120]]), True),
     'configs/transnext/mask-rcnn_transnext-tiny_coco.py': (None, False),
     'configs/transnext/upernet_transnext-tiny_ade20k-512x512-160k.py': (None, False),
+    # written by mmengine 0.7.3 (mmseg 1.0.0): meta + state_dict, mmseg 1.x head names
+    'configs/transnext/mask2former_transnext-tiny_ade20k-512x512-160k.py': (
+        dict(mmengine_version='0.7.3', dataset_meta=dict(classes=('wall', ))), True),
 }
 
 

@@ -48,6 +48,7 @@ the number of proposals is reported with the count; weights and the input are se
 Segmentors are counted without their auxiliary head (training only), in FLOPs and params alike, as mmseg's tool does.
 """
 import importlib
+import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -332,6 +333,11 @@ class _TensorMode(nn.Module):
             roi_head._mask_forward = first_rois_mask_forward
             shadowed.append((roi_head, '_mask_forward'))
         try:
+            decode_head = getattr(self.model, 'decode_head', None)
+            if decode_head is not None and 'batch_data_samples' in inspect.signature(decode_head.forward).parameters:
+                # query-based segmentation heads (Mask2Former, MaskFormer) need the samples, which mmseg's
+                # _forward does not pass them
+                return decode_head.forward(self.model.extract_feat(inputs), self.data_samples)
             return self.model._forward(inputs, self.data_samples)
         finally:
             for module, name in shadowed:
