@@ -128,6 +128,16 @@ def test_detector_counts():
     assert count_model(str(DET_DEMO), shape=(128, 128)).macs == whole.macs
 
 
+
+def test_query_segmentation_head_is_counted():
+    """mmseg's tensor mode cannot run a Mask2Former head (it needs the data samples); the count runs the backbone and
+    the head with them, and the head's MACs are part of the whole."""
+    config = str(ROOT / 'configs/transnext/mask2former_transnext-micro_ade20k-demo.py')
+    whole = count_model(config, shape=(64, 96))
+    backbone = count_model(config, shape=(64, 96), backbone_only=True)
+    assert whole.input_shape == (64, 96) and whole.proposals is None
+    assert 0 < backbone.macs < whole.macs and 0 < backbone.params < whole.params
+
 def test_cascade_mask_heads_are_counted_on_100_rois():
     """The papers' convention (mmdet 2.x forward_dummy): every stage's box head on all proposals, every stage's
     mask head on the first 100 RoIs. Checked against an independent count: the model without its mask branch plus
