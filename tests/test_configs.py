@@ -61,11 +61,13 @@ def test_configs_read_data_with_the_checked_datasets():
     for path in CONFIGS:
         cfg = Config.fromfile(str(path))
         for split in ('train', 'val', 'test'):
-            dataset = cfg[f'{split}_dataloader'].dataset if cfg.get(f'{split}_dataloader') else None
-            while dataset is not None and 'dataset' in dataset:  # wrappers
-                dataset = dataset.dataset
-            if dataset is not None:
-                assert dataset.type.startswith('mmlightvit.'), (path, split, dataset.type)
+            datasets = [cfg[f'{split}_dataloader'].dataset] if cfg.get(f'{split}_dataloader') else []
+            while datasets:
+                dataset = datasets.pop()
+                if 'dataset' in dataset or 'datasets' in dataset:  # wrappers: RepeatDataset, ConcatDataset, ...
+                    datasets.extend(dataset.datasets if 'datasets' in dataset else [dataset.dataset])
+                else:
+                    assert dataset.type.startswith('mmlightvit.'), (path, split, dataset.type)
 
 
 @pytest.mark.parametrize('config, paper_params', [
@@ -170,6 +172,12 @@ SMOKE = {
     'configs/transnext/mask-rcnn_transnext-micro_coco-demo.py': DET_SMOKE,
     'configs/transnext/fpn_transnext-micro_ade20k-demo.py': SEG_SMOKE,
     'configs/transnext/mask2former_transnext-micro_ade20k-demo.py': SEG_SMOKE,
+    'configs/edgenext/ssdlite_edgenext-small_coco-demo.py': (
+        ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4'] + _NO_VAL
+        + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'coco/bbox_mAP'),
+    'configs/edgenext/deeplabv3_edgenext-small_ade20k-demo.py': (  # epoch-based, as its full-size recipe
+        ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2'] + _NO_VAL
+        + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'mIoU'),
     'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py': DET_SMOKE,
     'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py': SEG_SMOKE,
     'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py': DET_SMOKE,

@@ -1,10 +1,11 @@
 """EdgeNeXt backbone: variants, faithfulness to timm / the official BN-HS code, ablations, loading in the official,
-timm and mmpretrain layouts. The backbone contract (shapes, training controls, strict loading, ...) is checked for
-every family in tests/test_backbone_contract.py."""
+timm and mmpretrain layouts; the recipes of the paper's SSDLite and DeepLabV3 configs. The backbone contract
+(shapes, training controls, strict loading, ...) is checked for every family in tests/test_backbone_contract.py."""
 import math
 from functools import partial
 import re
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from tests.backbone_utils import (assert_same_weights, converter_main, load_via_
                                   randomise_bn, single_thread)
 from mmlightvit.analysis.reference_models import REFERENCE_MODELS, import_timm
 
+ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
 BN_HS_ARCHS = ['xx-small-bn-hs', 'x-small-bn-hs', 'small-bn-hs']
 TIMM_NAMES = REFERENCE_MODELS['EdgeNeXt'][1]  # arch -> timm model name
@@ -531,3 +533,68 @@ def test_converter_tool(timm, tmp_path, source_model, source_bn_hs, capsys):
     _load_via_init_cfg('xx-small', dst2)  # the backbone. prefix is stripped on loading
     with pytest.raises(SystemExit, match='not --arch'):
         main([str(timm_src), str(dst2), '--arch', 'small'])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The paper's dense tables: SSDLite on COCO, DeepLabV3 on VOC, fine-tuned with MobileViT's recipe
+
+
+def _dense_config(name):
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(ROOT / f'configs/edgenext/{name}.py'))
+    cfg.model.backbone.init_cfg = None  # no download: the weights change no parameter group
+    return cfg
+
+
+def _parameter_groups(cfg):
+    """{parameter name: (lr, weight decay)} as mmengine's optimizer-wrapper constructor assigns them."""
+    from mmengine.optim import DefaultOptimWrapperConstructor
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.default_scope)
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    optimizer = cfg.optim_wrapper.optimizer
+    constructor = DefaultOptimWrapperConstructor(dict(optimizer=optimizer), cfg.optim_wrapper.get('paramwise_cfg'))
+    groups = []
+    constructor.add_params(groups, model)
+    names = {id(p): name for name, p in model.named_parameters()}
+    return {names[id(g['params'][0])]: (g.get('lr', optimizer.lr), g.get('weight_decay', optimizer.weight_decay))
+            for g in groups}
+
+
+@pytest.mark.parametrize('name, head_lr_mult, passes', [
+    ('ssdlite_edgenext-small_coco-320x320', 1, 200),  # RepeatDataset x5 x 40 epochs
+    ('deeplabv3_edgenext-small_voc12aug-512x512-50e', 10, 50),
+])
+def test_dense_configs_follow_mobilevits_recipe(name, head_lr_mult, passes):
+    """AdamW 9e-4 with weight decay 0.01 on every parameter (MobileViT decays norms and biases too), the
+    segmentation heads at 10x the lr, batch 128 on 8 GPUs, EMA momentum 5e-4, warm-up from 9e-5, cosine to 1e-6."""
+    cfg = _dense_config(name)
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    for param, (lr, decay) in _parameter_groups(cfg).items():
+        expected_lr = 9e-4 * (head_lr_mult if param.split('.')[0] in ('decode_head', 'auxiliary_head') else 1)
+        assert (lr, decay) == pytest.approx((expected_lr, 0.01)), param
+    assert 8 * cfg.train_dataloader.batch_size == cfg.auto_scale_lr.base_batch_size == 128
+    assert cfg.train_cfg.max_epochs * cfg.train_dataloader.dataset.get('times', 1) == passes
+    ema, = [hook for hook in cfg.custom_hooks if hook.type == 'EMAHook']
+    assert ema.momentum == 5e-4 and ema.update_buffers
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.start_factor * 9e-4 == pytest.approx(9e-5) and warmup.end == 500 and not warmup.by_epoch
+    assert cosine.type == 'CosineAnnealingLR' and cosine.eta_min == 1e-6 and cosine.end == cfg.train_cfg.max_epochs
+
+
+def test_dense_configs_heads():
+    """SSDLite on the stride-16/32 stages without zoom-out (MobileViT's pipeline); DeepLabV3's ASPP on stage 4 with
+    MobileViT's image-space rates scaled to stride 32, the auxiliary head on stage 3, 21 classes."""
+    ssd = _dense_config('ssdlite_edgenext-small_coco-320x320')
+    assert ssd.model.backbone.out_indices == (2, 3) and ssd.model.neck.in_channels == (160, 304)
+    assert ssd.model.bbox_head.type == 'mmlightvit.SSDHead'
+    assert 'Expand' not in [t.type for t in ssd.train_dataloader.dataset.dataset.pipeline]
+
+    seg = _dense_config('deeplabv3_edgenext-small_voc12aug-512x512-50e')
+    head, aux = seg.model.decode_head, seg.model.auxiliary_head
+    strides = (4, 8, 16, 32)
+    assert strides[head.in_index] == 32 and head.in_channels == 304 and head.channels == 256
+    assert [rate * 32 for rate in head.dilations[1:]] == [rate * 8 for rate in (12, 24, 36)]
+    assert strides[aux.in_index] == 16 and aux.in_channels == 160
+    assert head.num_classes == aux.num_classes == 21

@@ -14,6 +14,8 @@ FORBIDDEN = {
                'mmlightvit.datasets', 'mmdet', 'mmseg', 'mmcv', 'mmpretrain', 'tools'),
     'models/layers': ('mmlightvit.models.backbones', ),
     'datasets': ('mmlightvit.models', 'mmlightvit.analysis', 'mmlightvit.apis'),
+    'heads': ('mmlightvit.models', 'mmlightvit.analysis', 'mmlightvit.apis', 'mmlightvit.engine', 'mmlightvit.deploy',
+              'mmlightvit.datasets', 'tools'),
 }
 
 

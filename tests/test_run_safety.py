@@ -459,6 +459,27 @@ def test_zero_byte_image_is_named_by_a_worker(coco_copy):
         list(loader)
 
 
+def test_missing_voc_split_names_the_sbd_layout(tmp_path):
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    from mmlightvit.datasets import DatasetError
+    init_default_scope('mmseg')
+    root = tmp_path / 'VOC2012'
+    (root / 'JPEGImages').mkdir(parents=True)
+    (root / 'ImageSets/Segmentation').mkdir(parents=True)
+    (root / 'ImageSets/Segmentation/aug.txt').write_text('2008_000002\n')
+    # VOC is there, the SBD part is not converted yet: mmseg would stop on a bare assert
+    with pytest.raises(DatasetError) as info:
+        DATASETS.build(dict(type='mmlightvit.PascalVOCDataset', data_root=str(root),
+                            data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClassAug'),
+                            ann_file='ImageSets/Segmentation/aug.txt', pipeline=[]))
+    message = str(info.value)
+    assert f"seg_map_path={str(root / 'SegmentationClassAug')!r} does not exist" in message
+    assert 'ann_file' not in message.split(' does not exist')[0]  # the list is there: only the missing is named
+    assert 'SBD' in message and 'tools/dataset_converters/voc_aug.py' in message
+
+
 def test_degenerate_annotations_are_counted(coco_copy, monkeypatch):
     import mmlightvit.datasets.checked as checked
     logged = []

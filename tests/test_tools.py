@@ -185,6 +185,19 @@ def test_missing_dataset_names_path_and_remedy(tmp_path):
     with pytest.raises(DatasetNotFoundError, match='ADEChallengeData2016'):
         check_dataset_paths(cfg)
 
+    # VOC's training set is a ConcatDataset of VOC train and the SBD part: the message names the SBD set and how
+    # to build it, and gives an override for each of the two
+    cfg = Config.fromfile(str(ROOT / 'configs/_base_/datasets/pascal_voc12_aug.py'))
+    for dataset in cfg.train_dataloader.dataset.datasets:
+        dataset.data_root = str(tmp_path / 'VOCdevkit/VOC2012')
+    with pytest.raises(DatasetNotFoundError) as info:
+        check_dataset_paths(cfg)
+    message = str(info.value)
+    assert 'train_dataloader.dataset.datasets.0.data_root' in message and str(tmp_path / 'VOCdevkit') in message
+    assert 'VOC 2012' in message and 'SBD' in message and 'voc_aug.py' in message
+    assert 'SegmentationClassAug' in message and 'ImageSets/Segmentation/aug.txt' in message
+    assert 'train_dataloader.dataset.datasets.1.data_root=PATH' in message
+
     proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
                 'train_dataloader.dataset.type=CocoDataset',
                 f'train_dataloader.dataset.data_root={tmp_path}/coco/'], check=False)

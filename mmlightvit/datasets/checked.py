@@ -144,7 +144,8 @@ class PascalVOCDataset(DatasetChecks, MMSegPascalVOCDataset):
         missing = [f'{name}={path!r}' for name, path in paths if path and not osp.exists(path)]
         if missing:
             from mmlightvit.engine.setup import DATA_HELP  # the tools' missing-data help, kept in one place
-            raise DatasetError(f'{type(self).__name__}: {", ".join(missing)} does not exist.\n{DATA_HELP["voc"]}')
+            verb = 'does' if len(missing) == 1 else 'do'
+            raise DatasetError(f'{type(self).__name__}: {", ".join(missing)} {verb} not exist.\n{DATA_HELP["voc"]}')
         return super().load_data_list()
 
 
