@@ -31,12 +31,14 @@ def test_config_builds(path):
     model.init_weights()
     # the whole model in predict mode (heads and post-processing included) on a small image, through the same data
     # path as tools/analysis/benchmark.py (RTMDet's preprocessor does not pad: its test pipeline pads to 640x640)
-    inputs, data_samples = predict_batch(model.eval(), cfg.default_scope, (64, 96))
+    # DINO keeps num_queries (900) encoder tokens: the image must give that many (4-scale at 256x320: 1700)
+    shape = (256, 320) if cfg.model.type == 'DINO' else (64, 96)
+    inputs, data_samples = predict_batch(model.eval(), cfg.default_scope, shape)
     with torch.no_grad():
         results = model(inputs, data_samples, mode='predict')
     assert len(results) == 1
     prediction = results[0].pred_instances.bboxes if cfg.default_scope == 'mmdet' else results[0].pred_sem_seg.data
-    assert prediction.shape[-2:] == (64, 96) if cfg.default_scope == 'mmseg' else prediction.shape[-1] == 4
+    assert prediction.shape[-2:] == shape if cfg.default_scope == 'mmseg' else prediction.shape[-1] == 4
     assert cfg.model.backbone.type.startswith('mmlightvit.')
 
 
@@ -168,10 +170,13 @@ DET_SMOKE = (['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8'] + 
              + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'coco/segm_mAP')
 SEG_SMOKE = (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=2']
              + _NO_VAL + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'mIoU')
+DINO_SMOKE = (DET_SMOKE[0], _TEST_2_IMAGES, 'coco/bbox_mAP')
 SMOKE = {
     'configs/transnext/mask-rcnn_transnext-micro_coco-demo.py': DET_SMOKE,
     'configs/transnext/fpn_transnext-micro_ade20k-demo.py': SEG_SMOKE,
     'configs/transnext/mask2former_transnext-micro_ade20k-demo.py': SEG_SMOKE,
+    'configs/transnext/dino-4scale_transnext-micro_coco-demo.py': DINO_SMOKE,
+    'configs/fastervit/dino-4scale_fastervit-0_coco-demo.py': DINO_SMOKE,
     'configs/edgenext/ssdlite_edgenext-small_coco-demo.py': (
         ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4'] + _NO_VAL
         + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'coco/bbox_mAP'),

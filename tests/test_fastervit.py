@@ -172,6 +172,20 @@ def test_equivalence_propagation_and_layer_scale(fastervit, resolution, ct_size)
         assert_outputs_close(model(x), reference_stage_outputs(ref, x))
 
 
+@pytest.mark.parametrize('resolution', [224, 448])
+def test_equivalence_21k_layout(fastervit, resolution):
+    """The FasterViT-4-21K layout (the official DINO release's backbone) on small widths: no carrier tokens
+    (official hat all False) and 14x14 windows in stage 3 (official window_size [7, 7, 14, 7]): one window at 224,
+    2x2 at 448."""
+    ref_kwargs = {k: v for k, v in TINY_REF_KWARGS.items() if k != 'do_propagation'}  # the 21K builder sets it
+    ref, model = _paired(fastervit, ref_name='faster_vit_4_21k_224', arch=TINY, ref_kwargs=ref_kwargs,
+                         resolution=resolution, window_size=(14, 7), use_carrier_tokens=False)
+    assert ref.levels[2].window_size == 14 and not hasattr(ref.levels[2].blocks[0], 'hat_attn')
+    x = torch.randn(1, 3, resolution, resolution)
+    with torch.no_grad():
+        assert_outputs_close(model(x), reference_stage_outputs(ref, x))
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Any input size
 

@@ -219,7 +219,8 @@ def test_every_paper_result_has_a_command():
     """Released rows evaluate the release (with --tta where the result is multi-scale); the others train first."""
     _command = generator._command
     released = [model for _, model in _all_models() if 'Weights' in model]
-    assert len(released) == 6 + 6 + 6  # RepViT 3 Mask R-CNN + 3 FPN; TransNeXt 3 Mask R-CNN + 3 UperNet (ss, ms, extra)
+    # RepViT 3 Mask R-CNN + 3 FPN; TransNeXt 3 Mask R-CNN + 3 UperNet (ss, ms, extra) + 3 Mask2Former + 4 DINO
+    assert len(released) == 6 + 6 + 6 + 3 + 4
     for model in released:
         assert model['Weights'].startswith('https://') and 'Results' in model, model['Name']
         assert _command(model).startswith(f"`python tools/test.py {model['Config']} {model['Weights']}")

@@ -95,12 +95,18 @@ def _flops(metadata: dict) -> str:
     return f"{_number(metadata['FLOPs (G)'])}G ({metadata['Input Shape']})"
 
 
+def _metric(value: float) -> str:
+    # AP and mIoU are reported with one decimal: keep it ('53.0', not '53'), and a second one where a source gives
+    # it ('55.16')
+    return f'{value:.1f}' if round(value, 1) == value else f'{value:g}'
+
+
 def _paper_result(model: dict) -> str:
     metadata = model['Metadata']
     if 'Results' not in model:
         return '-' if 'Ablation of' in metadata or 'Demo of' in metadata else 'not reported'
-    # AP and mIoU are reported with one decimal: keep it ('53.0', not '53')
-    text = ', '.join(f'{name} {value:.1f}' for result in model['Results'] for name, value in result['Metrics'].items())
+    text = ', '.join(f'{name} {_metric(value)}'
+                     for result in model['Results'] for name, value in result['Metrics'].items())
     paper_cost = []
     if 'Paper Parameters (M)' in metadata:
         paper_cost.append(f"{_number(metadata['Paper Parameters (M)'])}M params")
