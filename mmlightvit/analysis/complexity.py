@@ -339,8 +339,8 @@ class _TensorMode(nn.Module):
         try:
             decode_head = getattr(self.model, 'decode_head', None)
             if decode_head is not None and 'batch_data_samples' in inspect.signature(decode_head.forward).parameters:
-                # query-based segmentation heads (Mask2Former, MaskFormer) need the samples, which mmseg's
-                # _forward does not pass them
+                # query-based segmentation heads (Mask2Former, MaskFormer) need the data samples, which mmseg's
+                # _forward does not pass
                 return decode_head.forward(self.model.extract_feat(inputs), self.data_samples)
             return self.model._forward(inputs, self.data_samples)
         finally:
