@@ -1,5 +1,5 @@
 """Tests of the synthetic demo datasets: determinism, annotation consistency, layout, atomic publishing, and the
-dataset classes built through the mmdet / mmseg registries with real pipelines."""
+dataset classes built through the mmdet / mmseg / mmpretrain registries with real pipelines."""
 import json
 import os
 import os.path as osp
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from mmlightvit.datasets import (ADE_CLASSES, COCO_CLASSES, ensure_demo_ade20k, ensure_demo_coco,
-                                 generate_demo_ade20k, generate_demo_coco)
+from mmlightvit.datasets import (ADE_CLASSES, COCO_CLASSES, IMAGENET_CLASSES, ensure_demo_ade20k, ensure_demo_coco,
+                                 generate_demo_ade20k, generate_demo_coco, generate_demo_imagenet)
 
 # Small sets keep the tests fast; 40 train images still hold every class and every COCO size bucket.
 COCO_KW = dict(num_train=40, num_val=8)
@@ -39,7 +39,7 @@ def _read_tree(root):
     return files
 
 
-@pytest.mark.parametrize('generate', [generate_demo_coco, generate_demo_ade20k])
+@pytest.mark.parametrize('generate', [generate_demo_coco, generate_demo_ade20k, generate_demo_imagenet])
 def test_deterministic(tmp_path, generate):
     kw = dict(num_train=5, num_val=2, image_size=(96, 128))
     a = _read_tree(generate(str(tmp_path / 'a'), seed=3, **kw))
@@ -222,3 +222,34 @@ def test_demo_ade20k_dataset_builds_and_generates(tmp_path):
         expected = np.where(raw == 0, 255, raw.astype(np.int64) - 1)
         assert np.array_equal(seg, expected)
         assert sample['inputs'].shape == (3, 256, 256)
+
+
+def test_imagenet_layout_and_labels(tmp_path):
+    """mmpretrain's ImageNet layout: class folders, and meta/{split}.txt with '<class>/<file> <label>' lines whose
+    label is the folder's class index; classes balanced."""
+    root = generate_demo_imagenet(str(tmp_path / 'imagenet'), num_train=8, num_val=4, image_size=(48, 64))
+    for split, num in (('train', 8), ('val', 4)):
+        with open(osp.join(root, 'meta', f'{split}.txt')) as f:
+            lines = [line.split() for line in f.read().splitlines()]
+        assert len(lines) == num
+        for rel, label in lines:
+            assert rel.split('/')[0] == IMAGENET_CLASSES[int(label)]
+            assert Image.open(osp.join(root, split, rel)).size == (64, 48)
+        assert sorted(int(label) for _, label in lines) == sorted(list(range(4)) * (num // 4))
+
+
+def test_demo_imagenet_dataset_builds_and_generates(tmp_path):
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS
+
+    init_default_scope('mmpretrain')
+    root = tmp_path / 'imagenet_auto'
+    dataset = DATASETS.build(
+        dict(type='mmlightvit.DemoImageNetDataset', data_root=str(root), split='val',
+             demo_cfg=dict(num_train=4, num_val=8),
+             pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
+    assert (root / 'meta' / 'val.txt').is_file()
+    assert dataset.metainfo['classes'] == IMAGENET_CLASSES
+    assert len(dataset) == 8
+    assert [int(dataset[i]['data_samples'].gt_label) for i in range(8)] == [0, 1, 2, 3] * 2
+    assert dataset[0]['inputs'].shape == (3, 64, 64)

@@ -258,13 +258,14 @@ def count_arch(family_arch: str,
 _TASKS = {
     'mmdet': ('mmdet.structures.DetDataSample', DET_SHAPE),
     'mmseg': ('mmseg.structures.SegDataSample', SEG_SHAPE),
+    'mmpretrain': ('mmpretrain.structures.DataSample', CLS_SHAPE),
 }
 
 
 def config_scope(cfg: Config) -> str:
     scope = cfg.get('default_scope')
     if scope not in _TASKS:
-        raise ValueError(f'only mmdet and mmseg configs are supported (default_scope={scope!r})')
+        raise ValueError(f'only mmdet, mmseg and mmpretrain configs are supported (default_scope={scope!r})')
     return scope
 
 

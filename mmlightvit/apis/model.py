@@ -17,7 +17,8 @@ from mmengine.config import Config
 
 from mmlightvit.models.layers.reparam import fuse_model
 from mmlightvit.utils.checkpoint import (CheckpointError, backbone_state, check_state_dict, convert_released_state,
-                                         extract_state_dict, holds_whole_model, read_checkpoint)
+                                         extract_state_dict, holds_whole_model, read_checkpoint,
+                                         released_checkpoint_keys)
 
 
 def drop_pretrained(cfg) -> None:
@@ -64,14 +65,18 @@ def checkpoint_part(model: nn.Module, checkpoint: dict, source: str,
                     allow_backbone: bool = False) -> Tuple[str, Dict[str, torch.Tensor]]:
     """Which part of ``model`` the checkpoint fills, and its state dict for that part.
 
-    ``('model', state)`` for a whole detector / segmentor (``backbone.*`` keys; an officially released model's
-    backbone layout converted). With ``allow_backbone``, ``('backbone', state)`` for a checkpoint of the backbone
-    alone, in our layout or any layout the backbone's ``convert_checkpoint`` knows. Without it, such a file is an
-    error: the rest of the model would stay random.
+    ``('model', state)`` for a whole detector / segmentor / classifier (``backbone.*`` keys; an officially
+    released model's backbone layout converted; for a classifier also a released ImageNet model in its family's
+    layout). With ``allow_backbone``, ``('backbone', state)`` for a checkpoint of the backbone alone, in our layout
+    or any layout the backbone's ``convert_checkpoint`` knows. Without it, such a file is an error: the rest of
+    the model would stay random.
     """
-    state = extract_state_dict(checkpoint, source=source)
+    state = extract_state_dict(checkpoint, source=source, preferred_keys=released_checkpoint_keys(model))
     if holds_whole_model(state):
         return 'model', convert_released_state(model, state)[0]
+    converted, is_release = convert_released_state(model, state)
+    if is_release:  # a released classifier
+        return 'model', converted
     if not allow_backbone:
         raise CheckpointError(
             f'Checkpoint {source!r} holds no backbone.* keys: it is not a whole detector / segmentor (what '

@@ -1,8 +1,9 @@
-"""mmdet's COCO and mmseg's ADE20K and PASCAL VOC datasets with errors that name the file, and no silent loss of
-annotations.
+"""mmdet's COCO, mmseg's ADE20K and PASCAL VOC and mmpretrain's ImageNet datasets with errors that name the file,
+and no silent loss of annotations.
 
 Used by the project's dataset configs (``type='mmlightvit.CocoDataset'`` / ``'mmlightvit.ADE20KDataset'`` /
-``'mmlightvit.PascalVOCDataset'``); they behave as mmdet's / mmseg's classes in every other way.
+``'mmlightvit.PascalVOCDataset'`` / ``'mmlightvit.ImageNet'``); they behave as mmdet's / mmseg's / mmpretrain's
+classes in every other way.
 
 * A malformed annotation JSON names the file (mmdet reports only ``line 1 column 180435``).
 * An empty split (no images listed, or none left after filtering) names the split's files and the reason, instead
@@ -20,6 +21,7 @@ from typing import List
 
 from mmdet.datasets import CocoDataset as MMDetCocoDataset
 from mmengine.logging import print_log
+from mmpretrain.datasets import ImageNet as MMPretrainImageNet
 from mmseg.datasets import ADE20KDataset as MMSegADE20KDataset
 from mmseg.datasets import BaseSegDataset
 from mmseg.datasets import PascalVOCDataset as MMSegPascalVOCDataset
@@ -147,6 +149,11 @@ class PascalVOCDataset(DatasetChecks, MMSegPascalVOCDataset):
             verb = 'does' if len(missing) == 1 else 'do'
             raise DatasetError(f'{type(self).__name__}: {", ".join(missing)} {verb} not exist.\n{DATA_HELP["voc"]}')
         return super().load_data_list()
+
+
+@DATASETS.register_module()
+class ImageNet(DatasetChecks, MMPretrainImageNet):
+    """mmpretrain's ``ImageNet`` with the checks of :class:`DatasetChecks`."""
 
 
 class CheckedSegDataset(DatasetChecks, BaseSegDataset):

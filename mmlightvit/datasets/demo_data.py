@@ -4,16 +4,18 @@
   mildly textured background, with object areas spread over COCO's small / medium / large buckets.
 * ``generate_demo_ade20k``: ADE20K-format semantic segmentation (sky band, textured ground, shapes, and an
   ignored "other" region labelled 0, which mmseg maps to 255 under ``reduce_zero_label=True``).
+* ``generate_demo_imagenet``: ImageNet-format classification (class folders and ``meta/{train,val}.txt``): one
+  shape per image on the COCO set's background, class = shape kind, classes balanced.
 
-Both are deterministic: every image draws from its own ``np.random.default_rng([seed, split, index])``, so a
+All are deterministic: every image draws from its own ``np.random.default_rng([seed, split, index])``, so a
 seed gives byte-identical files (for the same OpenCV build, whose JPEG/PNG encoders are deterministic) and
-changing ``num_train`` does not change the validation images. Both write into a temporary sibling directory and
+changing ``num_train`` does not change the validation images. All write into a temporary sibling directory and
 rename it to ``root`` at the end, so a reader never sees a half-written set and concurrent writers (the ranks of
 a distributed job) simply keep whichever copy was published first.
 
 Generation uses numpy, cv2 and json only. The dataset classes at the end of this module derive from the
-project's checked COCO and segmentation datasets (:mod:`mmlightvit.datasets.checked`) and generate the data on
-first use.
+project's checked COCO and segmentation datasets (:mod:`mmlightvit.datasets.checked`) and from mmpretrain's
+``ImageNet``, and generate the data on first use.
 """
 import fnmatch
 import json
@@ -29,7 +31,7 @@ import numpy as np
 
 from mmlightvit.registry import DATASETS
 
-from .checked import CheckedSegDataset, CocoDataset
+from .checked import CheckedSegDataset, CocoDataset, ImageNet
 
 # Bump when the drawing code changes, so that a stale generated set can be recognised from its meta file.
 DEMO_DATA_VERSION = 1
@@ -483,6 +485,69 @@ def ensure_demo_ade20k(root: str, **kwargs) -> str:
     return generate_demo_ade20k(root, **kwargs)
 
 
+# ------------------------------------------------------------------------------------------------ ImageNet
+IMAGENET_CLASSES = COCO_CLASSES
+IMAGENET_MARKERS = (META_FILE, 'meta/train.txt', 'meta/val.txt')
+IMAGENET_LAYOUT = IMAGENET_MARKERS + tuple(  # every file generate_demo_imagenet writes
+    f'{split}/{name}/demo_{split}_??????.jpg' for split in ('train', 'val') for name in IMAGENET_CLASSES)
+IMAGENET_DEFAULTS = dict(num_train=400, num_val=100, image_size=(64, 64), seed=0)
+
+
+def _imagenet_image(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:
+    """One image showing a shape of class ``label`` covering 8-35% of the image, anywhere it fits."""
+    img, bg = _coco_background(rng, h, w)
+    area = np.exp(rng.uniform(np.log(0.08), np.log(0.35))) * h * w
+    shape = _shape_with_area(IMAGENET_CLASSES[label], area, (w - 2 * _MARGIN - 1, h - 2 * _MARGIN - 1), rng)
+    lo, hi = shape.min(0), shape.max(0)
+    poly = shape + rng.uniform([_MARGIN - lo[0], _MARGIN - lo[1]], [w - _MARGIN - hi[0], h - _MARGIN - hi[1]])
+    cv2.fillPoly(img, [_to_cv_points(poly)], _contrasting_colour(rng, bg, min_dist=120), cv2.LINE_AA, shift=4)
+    return _add_noise_and_quantise(img, rng, sigma=5.0)
+
+
+def generate_demo_imagenet(root: str,
+                           num_train: int = IMAGENET_DEFAULTS['num_train'],
+                           num_val: int = IMAGENET_DEFAULTS['num_val'],
+                           image_size: Tuple[int, int] = IMAGENET_DEFAULTS['image_size'],
+                           seed: int = IMAGENET_DEFAULTS['seed'],
+                           overwrite: bool = False) -> str:
+    """Write an ImageNet-format classification set of shapes to ``root`` and return ``root``.
+
+    Layout as mmpretrain's ``ImageNet`` reads it: ``{train,val}/<class>/*.jpg`` and ``meta/{train,val}.txt``
+    (``<class>/<file> <label>`` per line), plus ``demo_meta.json``. Image ``i`` of a split has label ``i % 4``.
+    ``image_size`` is (H, W). An existing complete set is kept unless ``overwrite``.
+    """
+    image_size = (int(image_size[0]), int(image_size[1]))
+
+    def write(tmp: str) -> None:
+        os.makedirs(osp.join(tmp, 'meta'))
+        for split, code, num in (('train', 200, num_train), ('val', 201, num_val)):
+            for name in IMAGENET_CLASSES:
+                os.makedirs(osp.join(tmp, split, name))
+            lines = []
+            for idx in range(num):
+                label = idx % len(IMAGENET_CLASSES)
+                img = _imagenet_image(np.random.default_rng([seed, code, idx]), label, *image_size)
+                rel = f'{IMAGENET_CLASSES[label]}/demo_{split}_{idx + 1:06d}.jpg'
+                _write_rgb(osp.join(tmp, split, rel), img)
+                lines.append(f'{rel} {label}\n')
+            with open(osp.join(tmp, 'meta', f'{split}.txt'), 'w') as f:
+                f.writelines(lines)
+        _write_json(osp.join(tmp, META_FILE),
+                    _meta('imagenet', seed, num_train, num_val, image_size, IMAGENET_CLASSES))
+
+    return _generate_atomically(root, 'imagenet', IMAGENET_LAYOUT, overwrite, write)
+
+
+def ensure_demo_imagenet(root: str, **kwargs) -> str:
+    """Generate the ImageNet-style demo set into ``root`` unless it is already there; return ``root``."""
+    if _is_complete(root, IMAGENET_MARKERS):
+        cfg = {**IMAGENET_DEFAULTS, **kwargs}
+        _warn_if_different(root, dict(seed=cfg['seed'], num_train=cfg['num_train'], num_val=cfg['num_val'],
+                                      image_size=list(cfg['image_size'])))
+        return root
+    return generate_demo_imagenet(root, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ dataset classes
 @DATASETS.register_module()
 class DemoCocoDataset(CocoDataset):
@@ -532,3 +597,23 @@ class DemoADE20KDataset(CheckedSegDataset):
             seg_map_suffix=seg_map_suffix,
             reduce_zero_label=reduce_zero_label,
             **kwargs)
+
+
+@DATASETS.register_module()
+class DemoImageNetDataset(ImageNet):
+    """The project's ``ImageNet`` (mmpretrain's, checked) over the generated shapes classification set; generates it
+    into ``data_root`` when missing.
+
+    Args:
+        data_root: root of the set (generated there if absent).
+        split: ``'train'`` or ``'val'``.
+        demo_cfg: keyword arguments of ``generate_demo_imagenet`` used when the set has to be generated.
+        **kwargs: passed to ``ImageNet`` (``pipeline``, ...).
+    """
+
+    METAINFO = dict(classes=IMAGENET_CLASSES)
+
+    def __init__(self, data_root: str = 'data/demo/imagenet', split: str = 'train',
+                 demo_cfg: Optional[Dict] = None, **kwargs):
+        ensure_demo_imagenet(data_root, **(demo_cfg or {}))
+        super().__init__(data_root=data_root, split=split, **kwargs)

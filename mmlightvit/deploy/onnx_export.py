@@ -17,7 +17,7 @@ dynamic, except for the backbones that declare ``fixed_size_export`` (one fixed-
 the largest differences from PyTorch and the median latency of both.
 
 Exporter: ``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)`` (torch.export, then ONNX opset 20), the
-default and maintained path of torch 2.13. It traces the size arithmetic symbolically, so sizes computed from the
+default and maintained path of torch >= 2.13. It traces the size arithmetic symbolically, so sizes computed from the
 input (EdgeNeXt's padding, the segmentor's final resize) stay expressions of the runtime size in the graph. The
 TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter can keep a Python ``if`` or an
 ``int()`` on a size dynamic: what the export size gives is recorded for every size, silently, which is why the

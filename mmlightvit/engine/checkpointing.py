@@ -27,7 +27,8 @@ from mmengine.runner import BaseLoop
 
 from mmlightvit.registry import HOOKS
 from mmlightvit.utils.checkpoint import (CheckpointError, convert_released_state, extract_state_dict,
-                                         format_mismatches, install_safe_checkpoint_loading, state_dict_mismatches)
+                                         format_mismatches, install_safe_checkpoint_loading,
+                                         released_checkpoint_keys, state_dict_mismatches)
 
 LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's CheckpointHook and find_latest_checkpoint use
 _RESUMABLE_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
@@ -221,13 +222,14 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def convert_loaded_checkpoint(runner, model: nn.Module, checkpoint: dict, source: str) -> dict:
-    """The state dict of a checkpoint the Runner just read; an officially released detector or segmentor is
-    converted to ``model``'s keys in memory (``checkpoint['state_dict']`` is replaced, which is what the Runner
-    loads next)."""
-    state, converted = convert_released_state(model, extract_state_dict(checkpoint, source=source))
+    """The state dict of a checkpoint the Runner just read; an officially released detector, segmentor or
+    classifier is converted to ``model``'s keys in memory (``checkpoint['state_dict']`` is replaced, which is what
+    the Runner loads next)."""
+    state = extract_state_dict(checkpoint, source=source, preferred_keys=released_checkpoint_keys(model))
+    state, converted = convert_released_state(model, state)
     if converted:
         checkpoint['state_dict'] = state
-        runner.logger.info(f'{source}: the backbone weights are in the official {type(model.backbone).__name__} '
+        runner.logger.info(f'{source}: the weights are in an official {type(model.backbone).__name__} '
                            'layout; converted in memory.')
     return state
 

@@ -31,11 +31,15 @@ DATA_HELP = {
             'repository, or site-packages/mmseg/.mim/tools/): it writes data/VOCdevkit/VOC2012/SegmentationClassAug '
             "and ImageSets/Segmentation/aug.txt next to VOC's JPEGImages, SegmentationClass and "
             'ImageSets/Segmentation/{train,val}.txt.'),
+    'imagenet': ('ImageNet-1k (ILSVRC 2012): download the training and validation images from https://image-net.org '
+                 'and arrange them as mmpretrain reads them: data/imagenet/{train,val}/<class>/*.JPEG, with '
+                 'data/imagenet/meta/{train,val}.txt listing "<class>/<file> <label>" per line (the validation '
+                 'labels in the order of the class indices; see mmpretrain\'s dataset preparation guide).'),
 }
 DEMO_HELP = ('To try the same model on small generated data instead, use the matching *_demo.py config (or '
-             "inherit configs/_base_/datasets/coco_instance_demo.py / ade20k_demo.py). A copy elsewhere: link it "
-             "to the path above (ln -s /path/to/copy {path}), or pass --cfg-options {overrides} (the evaluators' "
-             'annotation files follow the datasets).')
+             'inherit configs/_base_/datasets/coco_instance_demo.py / ade20k_demo.py / imagenet_demo.py). A copy '
+             'elsewhere: link it to the path above (ln -s /path/to/copy {path}), or pass --cfg-options '
+             "{overrides} (the evaluators' annotation files follow the datasets).")
 
 
 class DatasetNotFoundError(FileNotFoundError):

@@ -280,27 +280,42 @@ def load_backbone_checkpoint(model: nn.Module, filename: str,
     model.load_state_dict(state, strict=True)
 
 
+def released_checkpoint_keys(model: nn.Module) -> Optional[Sequence[str]]:
+    """The wrapper keys to read a release for ``model`` from first: its backbone's ``checkpoint_keys`` (e.g.
+    EdgeNeXt's ``model_ema``, whose weights the published accuracies are of)."""
+    return getattr(getattr(model, 'backbone', model), 'checkpoint_keys', None)
+
+
 def convert_released_state(model: nn.Module, state: Dict[str, torch.Tensor]):
-    """Map a released detector's or segmentor's state dict onto ``model``'s keys.
+    """Map a released detector's, segmentor's or classifier's state dict onto ``model``'s keys.
 
     Official dense releases (RepViT's and TransNeXt's mmdet 2.x / mmseg 0.x and mmdet 3.x / mmseg 1.x files) keep
     the heads under the names mmdet 3.3 / mmseg 1.2 use, but the backbone in the official module tree. The
     ``backbone.*`` keys go through the backbone's own ``convert_checkpoint``; the rest is kept as it is.
+    Released ImageNet classifiers (no ``backbone.`` prefix) go to an mmpretrain ``ImageClassifier`` whose head
+    reads them: the backbone keys through ``convert_checkpoint``, the classifier keys through the backbone
+    family's ``convert_classifier_head``.
 
     Returns:
-        ``(state, converted)``: the state dict to load and whether the backbone was converted. Keys the
-        conversion filled in from the model itself (optional output norms that no release has) are left out, so
-        a strict check reports them as missing.
+        ``(state, converted)``: the state dict to load and whether it was converted. Keys the conversion filled
+        in from the model itself (optional output norms that no release has) are left out, so a strict check
+        reports them as missing.
     """
     backbone = getattr(model, 'backbone', None)
     convert = getattr(backbone, 'convert_checkpoint', None)
-    if convert is None or not holds_whole_model(state):
+    if convert is None:
         return state, False
-    original = backbone_state(state)
+    if holds_whole_model(state):
+        original = backbone_state(state)
+        result = OrderedDict((k, v) for k, v in state.items() if not k.startswith('backbone.'))
+    elif hasattr(model, 'head') and hasattr(backbone, 'convert_classifier_head'):
+        original = state
+        result = OrderedDict(('head.' + k, v) for k, v in backbone.convert_classifier_head(state).items())
+    else:
+        return state, False
     converted = convert(OrderedDict(original))
     if list(converted) == list(original):
         return state, False
     own = {k: v.data_ptr() for k, v in backbone.state_dict().items()}
-    result = OrderedDict((k, v) for k, v in state.items() if not k.startswith('backbone.'))
     result.update(('backbone.' + k, v) for k, v in converted.items() if own.get(k) != v.data_ptr())
     return result, True

@@ -19,6 +19,14 @@ ablation picks up where it stopped. The table lists every config with its status
 (``--metrics`` picks columns; ``--baseline`` adds the difference to one config); it is written to
 ``WORK_ROOT/summary.md`` and ``summary.csv`` and printed.
 
+Two-stage ablations, as the papers run them: a config that sets ``pretrain_config = 'PATH'`` (an ImageNet classifier
+config, relative to the config's folder) is fine-tuned from that classifier. The classifier is trained and tested
+first, in ``WORK_ROOT/pretrain/<classifier config name>/`` (shared by every config that names it, and not run again
+once it has test metrics; ``--pretrain-cfg-options`` apply to this stage); then the config is trained with its
+backbone initialised from the classifier's last checkpoint (``init_cfg=dict(type='Pretrained', ...)``, loaded
+strictly; the config that runs is written to ``WORK_ROOT/<config name>/finetune.py``). The table shows both stages:
+the classifier's test metrics as ``pretrain/<metric>`` beside the fine-tuned model's.
+
 With ``--seeds N`` each config is trained N times, with ``randomness.seed`` 0 to N-1, in
 ``WORK_ROOT/<config name>/seed-<k>/``. The table then gives each metric as the mean over the seeds ± their sample
 standard deviation, and the difference to the baseline's mean ± the standard error of that difference
@@ -55,6 +63,9 @@ def parse_args(argv=None):
     parser.add_argument('--partition', help='Slurm partition with --launcher slurm')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='passed to both tools/train.py and tools/test.py for every config')
+    parser.add_argument('--pretrain-cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='passed to both tools/train.py and tools/test.py for the classifiers that two-stage '
+                        'configs are fine-tuned from (instead of --cfg-options)')
     parser.add_argument('--collect-only', action='store_true', help='do not run anything, only build the table')
     parser.add_argument('--force', action='store_true', help='re-run configs that already have test metrics')
     parser.add_argument('--metrics', nargs='+', help='metric columns (default: every metric of the test runs)')
@@ -114,15 +125,51 @@ def run_dirs(work_root: str, name: str, seeds: Optional[int]) -> List[Tuple[Opti
     return [(seed, os.path.join(work_root, name, f'seed-{seed}')) for seed in range(seeds)]
 
 
-def _step_command(step: str, config: str, work_dir: str, args, seed: Optional[int] = None) -> List[str]:
-    cfg_options = list(args.cfg_options) + ([f'randomness.seed={seed}'] if seed is not None else [])
+def pretrain_config(config: str) -> Optional[str]:
+    """The classifier config a two-stage config is fine-tuned from (its ``pretrain_config``, an absolute path), or
+    None."""
+    from mmengine.config import Config
+    path = Config.fromfile(config).get('pretrain_config')
+    if path is None:
+        return None
+    path = os.path.normpath(os.path.join(os.path.dirname(config), path))
+    if not os.path.isfile(path):
+        raise SystemExit(f'{config}: pretrain_config {path} does not exist')
+    return path
+
+
+def pretrain_dir(work_root: str, pretrain: str, seed: Optional[int]) -> str:
+    """Where the classifier ``pretrain`` is trained (for the run with ``seed``, as :func:`run_dirs`)."""
+    path = os.path.join(work_root, 'pretrain', config_name(pretrain))
+    return path if seed is None else os.path.join(path, f'seed-{seed}')
+
+
+def last_checkpoint(work_dir: str) -> str:
+    with open(os.path.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def write_finetune_config(config: str, checkpoint: str, work_dir: str) -> str:
+    """A config that is ``config`` with its backbone initialised from the classifier ``checkpoint`` (its
+    ``backbone.*`` weights, loaded strictly); returns its path."""
+    path = os.path.join(work_dir, 'finetune.py')
+    with open(path, 'w') as f:
+        f.write(f'# {config_name(config)}, fine-tuned from the classifier {checkpoint} (written by ablate.py)\n'
+                f'_base_ = {os.path.abspath(config)!r}\n'
+                f'model = dict(backbone=dict(init_cfg=dict(_delete_=True, type=\'Pretrained\', '
+                f'checkpoint={os.path.abspath(checkpoint)!r})))\n')
+    return path
+
+
+def _step_command(step: str, config: str, work_dir: str, args, seed: Optional[int] = None,
+                  pretraining: bool = False) -> List[str]:
+    base_options = args.pretrain_cfg_options if pretraining else args.cfg_options
+    cfg_options = list(base_options) + ([f'randomness.seed={seed}'] if seed is not None else [])
     options = ['--cfg-options', *cfg_options] if cfg_options else []
     if step == 'train':
         script_args = [config, '--work-dir', work_dir]
     else:
-        with open(os.path.join(work_dir, 'last_checkpoint')) as f:
-            checkpoint = f.read().strip()
-        script_args = [config, checkpoint, '--work-dir', os.path.join(work_dir, 'test')]
+        script_args = [config, last_checkpoint(work_dir), '--work-dir', os.path.join(work_dir, 'test')]
     if args.launcher == 'pytorch':
         return ['bash', os.path.join(ROOT, 'tools', f'dist_{step}.sh'), script_args[0], str(args.nproc),
                 *script_args[1:], *options]
@@ -134,9 +181,9 @@ def _step_command(step: str, config: str, work_dir: str, args, seed: Optional[in
 
 
 def run_step(step: str, config: str, work_dir: str, args, progress, task, max_epochs: Optional[int] = None,
-             seed: Optional[int] = None) -> bool:
+             seed: Optional[int] = None, pretraining: bool = False) -> bool:
     """Run train or test for one config, output to ``work_dir/<step>.log``; the progress bar follows training."""
-    command = _step_command(step, config, work_dir, args, seed)
+    command = _step_command(step, config, work_dir, args, seed, pretraining)
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     with open(os.path.join(work_dir, f'{step}.log'), 'w') as log:
         log.write('$ ' + ' '.join(command) + '\n')
@@ -195,8 +242,14 @@ def run_all(configs: List[str], args) -> None:
                 continue
             os.makedirs(work_dir, exist_ok=True)
             task = progress.add_task(f'{name}: train', total=None)
-            ok = run_step('train', config, work_dir, args, progress, task, _max_epochs(config, args.cfg_options),
-                          seed)
+            pretrain = pretrain_config(config)
+            ok = True
+            if pretrain is not None:
+                ok, config = _pretrain_then_finetune_config(config, pretrain, work_dir, seed, args, progress, task)
+            if ok:
+                progress.update(task, description=f'{name}: train')
+                ok = run_step('train', config, work_dir, args, progress, task,
+                              _max_epochs(config, args.cfg_options), seed)
             if ok:
                 progress.update(task, description=f'{name}: test')
                 ok = run_step('test', config, work_dir, args, progress, task, seed=seed)
@@ -204,6 +257,25 @@ def run_all(configs: List[str], args) -> None:
             status = 'done' if ok else f'FAILED (see {os.path.join(work_dir, "train.log")} / test.log)'
             progress.console.print(f'{name}: {status}')
             progress.advance(overall)
+
+
+def _pretrain_then_finetune_config(config: str, pretrain: str, work_dir: str, seed: Optional[int], args, progress,
+                                   task) -> Tuple[bool, str]:
+    """Stage 1 of a two-stage config: train and test its classifier unless done before; returns (ok, the config
+    of stage 2: ``config`` with the backbone initialised from the classifier)."""
+    stage_dir = pretrain_dir(args.work_root, pretrain, seed)
+    if latest_test_metrics(stage_dir) is None:
+        os.makedirs(stage_dir, exist_ok=True)
+        progress.update(task, description=f'{config_name(pretrain)}: pre-train')
+        ok = run_step('train', pretrain, stage_dir, args, progress, task,
+                      _max_epochs(pretrain, args.pretrain_cfg_options), seed, pretraining=True)
+        if ok:
+            progress.update(task, description=f'{config_name(pretrain)}: test')
+            ok = run_step('test', pretrain, stage_dir, args, progress, task, seed=seed, pretraining=True)
+        if not ok:
+            progress.console.print(f'{config_name(pretrain)}: FAILED (see {stage_dir}/train.log / test.log)')
+            return False, config
+    return True, write_finetune_config(config, last_checkpoint(stage_dir), work_dir)
 
 
 def _run_status(work_dir: str) -> str:
@@ -235,7 +307,13 @@ def collect(configs: List[str], work_root: str, metrics: Optional[List[str]] = N
         name = config_name(config)
         dirs = run_dirs(work_root, name, seeds)
         statuses = [_run_status(work_dir) for _, work_dir in dirs]
-        found = [m for m in (latest_test_metrics(work_dir) for _, work_dir in dirs) if m is not None]
+        per_run = [latest_test_metrics(work_dir) for _, work_dir in dirs]
+        pretrain = pretrain_config(config)
+        if pretrain is not None:  # both stages in one row: the classifier's metrics as pretrain/<metric>
+            per_run = [None if after is None else {
+                **{f'pretrain/{k}': v for k, v in (latest_test_metrics(pretrain_dir(work_root, pretrain, seed))
+                                                  or {}).items()}, **after} for (seed, _), after in zip(dirs, per_run)]
+        found = [m for m in per_run if m is not None]
         if len(set(statuses)) == 1:
             status = statuses[0]
         else:

@@ -386,6 +386,10 @@ class EdgeNeXt(LightBackbone):
     #: hold ``state_dict``; ``model`` is the training key.
     checkpoint_keys = ('model_ema', 'state_dict', 'model')
     head_prefixes = HEAD_PREFIXES
+    # official: LayerNorm ``norm`` after pooling (a BatchNorm2d before it in BN + HS, see convert_classifier_head)
+    # and ``head``; timm: ``head.norm`` and ``head.fc``
+    classifier_key_map = {'norm.': 'norm.', 'head.': 'classifier.fc.', 'head.norm.': 'norm.',
+                          'head.fc.': 'classifier.fc.'}
     # the norm type tells 'small' from 'small-bn-hs', which have the same widths and depths
     arch_fields = ('widths', 'depths', 'bn_hs')
     reference_models = ('timm', {name: 'edgenext_' + name.replace('-', '_')
@@ -418,6 +422,13 @@ class EdgeNeXt(LightBackbone):
     def is_dropped_on_conversion(cls, key: str) -> bool:
         # also mmpretrain's norm{i} over the pooled features: classifier-side
         return super().is_dropped_on_conversion(key) or re.match(r'norm\d+\.', key) is not None
+
+    @classmethod
+    def convert_classifier_head(cls, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        head = super().convert_classifier_head(state_dict)
+        if 'norm.running_mean' in state_dict:  # BN + HS: the final norm is a BatchNorm2d before the pooling
+            head = OrderedDict(('pre_' + k if k.startswith('norm.') else k, v) for k, v in head.items())
+        return head
 
     default_kernel_sizes = (3, 5, 7, 9)
     default_d2_scales = (2, 2, 3, 4)

@@ -534,6 +534,8 @@ class FasterViT(LightBackbone):
         arch_aliases[f'faster_vit_{_name}_224'] = _name
     del _name
     head_prefixes = HEAD_PREFIXES
+    # BatchNorm2d ``norm`` before the pooling, then ``head``
+    classifier_key_map = {'norm.': 'pre_norm.', 'head.': 'classifier.fc.'}
     # only the transformer stages (2, 3) have tensors whose shape gives the head count
     arch_fields = ('dim', 'in_dim', 'depths', 'transformer_heads', 'layer_scale')
     reference_models = ('fastervit', {name: f'faster_vit_{name}_224' for name in arch_settings})

@@ -274,6 +274,13 @@ class RepViT(LightBackbone):
     }
     arch_aliases = {f'repvit_{name}': name for name in arch_settings}
     head_prefixes = HEAD_PREFIXES
+    # BN + Linear twice (the distillation head): official ``Classfier``, timm ``head.head`` / ``head.head_dist``
+    classifier_key_map = {
+        'classifier.classifier.bn.': 'classifier.norm.', 'classifier.classifier.l.': 'classifier.fc.',
+        'classifier.classifier_dist.bn.': 'classifier_dist.norm.',
+        'classifier.classifier_dist.l.': 'classifier_dist.fc.',
+        'head.head.bn.': 'classifier.norm.', 'head.head.l.': 'classifier.fc.',
+        'head.head_dist.bn.': 'classifier_dist.norm.', 'head.head_dist.l.': 'classifier_dist.fc.'}
     reference_models = ('timm', {name: 'repvit_' + name.replace('.', '_') for name in arch_settings})
 
     detect_layout = staticmethod(detect_layout)

@@ -23,6 +23,7 @@ whether ONNX export needs fixed sizes (``fixed_size_export``). The generic conve
 exporter read these.
 """
 import re
+from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -89,6 +90,10 @@ class LightBackbone(BaseModule):
     checkpoint_keys: Optional[Sequence[str]] = None
     #: source keys that belong to the classifier (dropped by :meth:`convert_checkpoint`).
     head_prefixes: Sequence[str] = ('head.', )
+    #: released classifiers' head keys (official and timm layouts) -> the keys of the project's ImageNet head
+    #: (``mmlightvit.LightClsHead``: ``pre_norm``, ``norm``, ``classifier.{norm,fc}``, ``classifier_dist.*``),
+    #: by key prefix; the longest matching prefix wins.
+    classifier_key_map: Dict[str, str] = {'head.': 'classifier.fc.'}
     #: the settings that fix every tensor shape: :meth:`infer_arch` reads them from a checkpoint, and a variant
     #: matches a checkpoint when :meth:`arch_signature` of its settings equals them.
     arch_fields: Sequence[str] = ('widths', 'depths')
@@ -269,6 +274,22 @@ class LightBackbone(BaseModule):
         """The named variant whose settings give ``found``, if any."""
         return next((name for name, settings in cls.arch_settings.items() if cls.arch_matches(settings, found)),
                     None)
+
+    @classmethod
+    def convert_classifier_head(cls, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The classifier head of a released ImageNet model on ``LightClsHead``'s keys (without ``head.``).
+
+        Only the classifier-side source keys (``head_prefixes``) are read; those that no prefix of
+        ``classifier_key_map`` covers are returned under their own names, so that a strict check reports them.
+        """
+        prefixes = sorted(cls.classifier_key_map, key=len, reverse=True)
+        head = OrderedDict()
+        for key, value in state_dict.items():
+            if not key.startswith(tuple(cls.head_prefixes)):
+                continue
+            prefix = next((p for p in prefixes if key.startswith(p)), None)
+            head[key if prefix is None else cls.classifier_key_map[prefix] + key[len(prefix):]] = value
+        return head
 
     def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Map a foreign layout (official release, timm, ...) onto this model's keys and drop classifier heads.
