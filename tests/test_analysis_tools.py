@@ -221,6 +221,45 @@ def test_ablate_collects_against_a_dotted_baseline(ablation):
     assert float(_summary(work_root)['tiny_small-anchors_m1.1']['Δ coco/bbox_mAP']) == 0
 
 
+TWO_STAGE_DEMO = ROOT / 'configs/repvit/ablations/two-stage-demo'
+_NO_WORKERS = [f'{loader}.{option}' for loader in ('train_dataloader', 'test_dataloader')
+               for option in ('num_workers=0', 'persistent_workers=False')]
+
+
+def test_two_stage_ablation_fine_tunes_from_the_pretrained_classifier(tmp_path):
+    """The two-stage demo ablations, shortened: each classifier trains 2 iterations and is tested, then Semantic FPN
+    trains from it with lr 0, so its backbone parameters must still be exactly the classifier's; the table holds
+    both stages' metrics and the differences to the baseline."""
+    import torch
+
+    from mmlightvit.utils.checkpoint import load_checkpoint_file
+    work_root = tmp_path / 'work'
+    _run(['tools/analysis/ablate.py', str(TWO_STAGE_DEMO), '--work-root', str(work_root),
+          '--baseline', 'fpn_repvit-m0.9_ade20k-demo_baseline',
+          '--pretrain-cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.batch_size=4',
+          'train_dataloader.dataset.indices=8', 'test_dataloader.dataset.indices=8', 'val_cfg=None',
+          'val_dataloader=None', 'val_evaluator=None', *_NO_WORKERS,
+          '--cfg-options', 'train_cfg.max_iters=2', 'train_dataloader.batch_size=2',
+          'default_hooks.checkpoint.interval=2', 'optim_wrapper.optimizer.lr=0',
+          'optim_wrapper.optimizer.weight_decay=0', 'test_dataloader.dataset.indices=2', *_NO_WORKERS])
+    rows = _summary(work_root)
+    for name, pretrain in (('fpn_repvit-m0.9_ade20k-demo_baseline', 'repvit-m0.9_in1k-demo_baseline'),
+                           ('fpn_repvit-m0.9_ade20k-demo_se-none', 'repvit-m0.9_in1k-demo_se-none')):
+        assert rows[name]['status'] == 'done'
+        assert 0 <= float(rows[name]['pretrain/accuracy/top1']) <= 100 and 0 <= float(rows[name]['mIoU']) <= 100
+        assert 'Δ pretrain/accuracy/top1' in rows[name] and 'Δ mIoU' in rows[name]
+        classifier = load_checkpoint_file(work_root / 'pretrain' / pretrain / 'epoch_1.pth')['state_dict']
+        finetuned = load_checkpoint_file(work_root / name / 'iter_2.pth')['state_dict']
+        params = [k for k in finetuned if k.startswith('backbone.') and 'running_' not in k
+                  and 'num_batches_tracked' not in k]
+        assert params and all(torch.equal(finetuned[k], classifier[k]) for k in params)
+        assert f"checkpoint='{work_root / 'pretrain' / pretrain / 'epoch_1.pth'}'" in (
+            work_root / name / 'finetune' / f'{name}.py').read_text()
+    # the ablation's backbone differs from the baseline's (no SE), so the two pre-trained classifiers differ too
+    assert not any('.se.' in k for k in load_checkpoint_file(
+        work_root / 'pretrain' / 'repvit-m0.9_in1k-demo_se-none' / 'epoch_1.pth')['state_dict'])
+
+
 def _fake_test_run(work_dir: Path, metrics: dict) -> None:
     """What tools/test.py leaves in a work dir: test/<time>/<time>.json ending in the metrics."""
     log = work_dir / 'test' / '20260101_000000' / '20260101_000000.json'

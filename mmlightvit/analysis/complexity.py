@@ -343,6 +343,8 @@ class _TensorMode(nn.Module):
                 # query-based segmentation heads (Mask2Former, MaskFormer) need the data samples, which mmseg's
                 # _forward does not pass
                 return decode_head.forward(self.model.extract_feat(inputs), self.data_samples)
+            if not hasattr(self.model, '_forward'):  # mmpretrain's classifiers: tensor mode is forward's
+                return self.model(inputs, self.data_samples, mode='tensor')
             return self.model._forward(inputs, self.data_samples)
         finally:
             for module, name in shadowed:

@@ -24,8 +24,8 @@ config, relative to the config's folder) is fine-tuned from that classifier. The
 first, in ``WORK_ROOT/pretrain/<classifier config name>/`` (shared by every config that names it, and not run again
 once it has test metrics; ``--pretrain-cfg-options`` apply to this stage); then the config is trained with its
 backbone initialised from the classifier's last checkpoint (``init_cfg=dict(type='Pretrained', ...)``, loaded
-strictly; the config that runs is written to ``WORK_ROOT/<config name>/finetune.py``). The table shows both stages:
-the classifier's test metrics as ``pretrain/<metric>`` beside the fine-tuned model's.
+strictly; the config that runs is written to ``WORK_ROOT/<config name>/finetune/<config name>.py``). The table
+shows both stages: the classifier's test metrics as ``pretrain/<metric>`` beside the fine-tuned model's.
 
 With ``--seeds N`` each config is trained N times, with ``randomness.seed`` 0 to N-1, in
 ``WORK_ROOT/<config name>/seed-<k>/``. The table then gives each metric as the mean over the seeds ± their sample
@@ -129,6 +129,8 @@ def pretrain_config(config: str) -> Optional[str]:
     """The classifier config a two-stage config is fine-tuned from (its ``pretrain_config``, an absolute path), or
     None."""
     from mmengine.config import Config
+    if not os.path.isfile(config):  # a run collected by name only
+        return None
     path = Config.fromfile(config).get('pretrain_config')
     if path is None:
         return None
@@ -151,8 +153,10 @@ def last_checkpoint(work_dir: str) -> str:
 
 def write_finetune_config(config: str, checkpoint: str, work_dir: str) -> str:
     """A config that is ``config`` with its backbone initialised from the classifier ``checkpoint`` (its
-    ``backbone.*`` weights, loaded strictly); returns its path."""
-    path = os.path.join(work_dir, 'finetune.py')
+    ``backbone.*`` weights, loaded strictly); returns its path, ``work_dir/finetune/<config name>.py`` (the run
+    itself saves the whole resolved config in ``work_dir`` as usual)."""
+    path = os.path.join(work_dir, 'finetune', f'{config_name(config)}.py')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w') as f:
         f.write(f'# {config_name(config)}, fine-tuned from the classifier {checkpoint} (written by ablate.py)\n'
                 f'_base_ = {os.path.abspath(config)!r}\n'

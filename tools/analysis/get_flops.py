@@ -22,7 +22,7 @@ from mmlightvit.analysis.complexity import config_scope, count_arch, count_model
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('configs', nargs='*', help='mmdet / mmseg config files')
+    parser.add_argument('configs', nargs='*', help='mmdet / mmseg / mmpretrain config files')
     parser.add_argument('--shape', type=int, nargs='+', metavar='N',
                         help='input size: H W, or one number for a square (default: by task, see above)')
     parser.add_argument('--backbone-only', action='store_true', help="count each config's backbone alone")

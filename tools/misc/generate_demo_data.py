@@ -1,12 +1,13 @@
-"""Generate the synthetic demo datasets (COCO-style shapes and ADE20K-style scenes) and summarise them.
+"""Generate the synthetic demo datasets (COCO-style shapes, ADE20K-style scenes, ImageNet-style shape images) and
+summarise them.
 
     python tools/misc/generate_demo_data.py [--coco-root data/demo/coco] [--ade-root data/demo/ade20k]
-                                            [--seed 0] [--force]
+                                            [--imagenet-root data/demo/imagenet] [--seed 0] [--force]
 
 An existing complete set is kept (and only summarised) unless --force, which regenerates a set that this
 generator wrote there and nothing else: a directory holding any other file is never removed. The dataset classes
-``mmlightvit.DemoCocoDataset`` / ``mmlightvit.DemoADE20KDataset`` generate the same data on first use, so running
-this script is optional.
+``mmlightvit.DemoCocoDataset`` / ``mmlightvit.DemoADE20KDataset`` / ``mmlightvit.DemoImageNetDataset`` generate the
+same data on first use, so running this script is optional.
 """
 import argparse
 import collections
@@ -18,8 +19,9 @@ import time
 import cv2
 import numpy as np
 
-from mmlightvit.datasets.demo_data import (ADE_CLASSES, COCO_CLASSES, META_FILE, ensure_demo_ade20k,
-                                           ensure_demo_coco, generate_demo_ade20k, generate_demo_coco)
+from mmlightvit.datasets.demo_data import (ADE_CLASSES, COCO_CLASSES, IMAGENET_CLASSES, META_FILE, ensure_demo_ade20k,
+                                           ensure_demo_coco, ensure_demo_imagenet, generate_demo_ade20k,
+                                           generate_demo_coco, generate_demo_imagenet)
 
 
 def summarise_coco(root: str) -> None:
@@ -52,10 +54,19 @@ def summarise_ade(root: str) -> None:
         print(f'  {split}: {len(images)} images, {len(labels)} label maps; per class (images / pixels): {per_class}')
 
 
+def summarise_imagenet(root: str) -> None:
+    for split in ('train', 'val'):
+        with open(osp.join(root, 'meta', f'{split}.txt')) as f:
+            labels = collections.Counter(int(line.split()[1]) for line in f if line.strip())
+        print(f'  {split}: {sum(labels.values())} images; per class '
+              f'{dict((name, labels[i]) for i, name in enumerate(IMAGENET_CLASSES))}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--coco-root', default='data/demo/coco')
     parser.add_argument('--ade-root', default='data/demo/ade20k')
+    parser.add_argument('--imagenet-root', default='data/demo/imagenet')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--force', action='store_true',
                         help='regenerate sets that this generator wrote (other directories are never removed)')
@@ -63,7 +74,9 @@ def main() -> None:
 
     for name, root, generate, ensure, summarise in (
             ('COCO-style demo set', args.coco_root, generate_demo_coco, ensure_demo_coco, summarise_coco),
-            ('ADE20K-style demo set', args.ade_root, generate_demo_ade20k, ensure_demo_ade20k, summarise_ade)):
+            ('ADE20K-style demo set', args.ade_root, generate_demo_ade20k, ensure_demo_ade20k, summarise_ade),
+            ('ImageNet-style demo set', args.imagenet_root, generate_demo_imagenet, ensure_demo_imagenet,
+             summarise_imagenet)):
         start = time.time()
         existed = osp.isfile(osp.join(root, META_FILE))
         if args.force:

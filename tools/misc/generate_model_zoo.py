@@ -29,6 +29,7 @@ TASK_NAMES = {
     'Object Detection': 'detection',
     'Instance Segmentation': 'instance seg.',
     'Semantic Segmentation': 'semantic seg.',
+    'Image Classification': 'classification',
 }
 COLUMNS = ['config', 'task', 'data', 'schedule', 'params', 'FLOPs (input H x W)', 'paper result', 'reproduce',
            'recipe / notes', 'pretrained backbone']
@@ -176,10 +177,11 @@ def render_table(family: str, metafile: dict) -> str:
         '[`tools/misc/generate_model_zoo.py`](../../tools/misc/generate_model_zoo.py). Params and FLOPs (MACs) measured',
         'with [`tools/analysis/get_flops.py`](../../tools/analysis/get_flops.py) in the papers\' conventions: detectors at',
         '800x1280 with the mask heads on the first 100 RoIs (every stage of a Cascade too), UperNet at 512x2048,',
-        'segmentors without their auxiliary head (with it in brackets, as the papers\' UperNet tables count); paper',
-        'results as the paper reports them, not reproduced here (no GPU or COCO / ADE20K on the machines this project',
-        'is tested on); "reproduce" gives the command that measures each (run from the repository root), from the',
-        'released model where there is one.',
+        'segmentors without their auxiliary head (with it in brackets, as the papers\' UperNet tables count),',
+        'classifiers at their test crop, unfused and with every head they train (a paper may count a fused model with',
+        'one head: its own figures are in brackets); paper results as the paper reports them, not reproduced here',
+        '(no GPU or COCO / ADE20K / ImageNet on the machines this project is tested on); "reproduce" gives the command',
+        'that measures each (run from the repository root), from the released model where there is one.',
     ]
     return '\n'.join(lines)
 
