@@ -1,13 +1,5 @@
-# EdgeNeXt-X-S ImageNet-1k classifier: the recipe of edgenext-small_8xb256-accu2_in1k.py with the official
-# settings of the small models (models/model.py, issue 14): no RandAugment but colour jitter 0.4, drop path 0.
+# EdgeNeXt-X-S ImageNet-1k classifier: the recipe of edgenext-xx-small_8xb256-accu2_in1k.py (the official settings of
+# the small models: no RandAugment but colour jitter 0.4, drop path 0).
 # Released: https://github.com/mmaaz60/EdgeNeXt/releases/download/v1.0/edgenext_x_small.pth (top-1 74.96).
-_base_ = './edgenext-small_8xb256-accu2_in1k.py'
-model = dict(backbone=dict(arch='x-small', drop_path_rate=0.0), head=dict(in_channels=192))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=256, backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='ColorJitter', brightness=0.4, contrast=0.4, saturation=0.4),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+_base_ = './edgenext-xx-small_8xb256-accu2_in1k.py'
+model = dict(backbone=dict(arch='x-small'), head=dict(in_channels=192))
