@@ -490,7 +490,7 @@ IMAGENET_CLASSES = COCO_CLASSES
 IMAGENET_MARKERS = (META_FILE, 'meta/train.txt', 'meta/val.txt')
 IMAGENET_LAYOUT = IMAGENET_MARKERS + tuple(  # every file generate_demo_imagenet writes
     f'{split}/{name}/demo_{split}_??????.jpg' for split in ('train', 'val') for name in IMAGENET_CLASSES)
-IMAGENET_DEFAULTS = dict(num_train=400, num_val=100, image_size=(64, 64), seed=0)
+IMAGENET_DEFAULTS = dict(num_train=2000, num_val=200, image_size=(64, 64), seed=0)
 
 
 def _imagenet_image(rng: np.random.Generator, label: int, h: int, w: int) -> np.ndarray:

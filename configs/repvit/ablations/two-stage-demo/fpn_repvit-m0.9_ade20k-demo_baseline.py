@@ -11,10 +11,10 @@ model = dict(
         _delete_=True, type='mmlightvit.RepViT', arch='m0.9', out_indices=(0, 1, 2, 3), out_after_preblock=True),
     neck=dict(in_channels=[48, 96, 192, 384]))
 
-max_iters = 300
+max_iters = 200
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
-    dict(type='PolyLR', power=0.9, eta_min=1e-5, begin=30, end=max_iters, by_epoch=False),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
+    dict(type='PolyLR', power=0.9, eta_min=1e-5, begin=20, end=max_iters, by_epoch=False),
 ]
 default_hooks = dict(checkpoint=dict(interval=max_iters))
