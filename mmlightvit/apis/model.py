@@ -72,10 +72,8 @@ def checkpoint_part(model: nn.Module, checkpoint: dict, source: str,
     the model would stay random.
     """
     state = extract_state_dict(checkpoint, source=source, preferred_keys=released_checkpoint_keys(model))
-    if holds_whole_model(state):
-        return 'model', convert_released_state(model, state)[0]
     converted, is_release = convert_released_state(model, state)
-    if is_release:  # a released classifier
+    if holds_whole_model(state) or is_release:  # is_release alone: a released classifier in its own layout
         return 'model', converted
     if not allow_backbone:
         raise CheckpointError(

@@ -107,4 +107,3 @@ class LightClsHead(ClsHead):
 
     def extra_repr(self) -> str:
         return f'num_classes={self.num_classes}, in_channels={self.in_channels}'
-

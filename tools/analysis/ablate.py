@@ -34,6 +34,7 @@ standard deviation, and the difference to the baseline's mean ± the standard er
 """
 import argparse
 import csv
+import functools
 import glob
 import json
 import math
@@ -125,6 +126,7 @@ def run_dirs(work_root: str, name: str, seeds: Optional[int]) -> List[Tuple[Opti
     return [(seed, os.path.join(work_root, name, f'seed-{seed}')) for seed in range(seeds)]
 
 
+@functools.lru_cache(maxsize=None)  # asked for every seed of every config, in run_all and in collect
 def pretrain_config(config: str) -> Optional[str]:
     """The classifier config a two-stage config is fine-tuned from (its ``pretrain_config``, an absolute path), or
     None."""
@@ -282,6 +284,16 @@ def _pretrain_then_finetune_config(config: str, pretrain: str, work_dir: str, se
     return True, write_finetune_config(config, last_checkpoint(stage_dir), work_dir)
 
 
+def _run_metrics(config: str, work_root: str, seed: Optional[int], work_dir: str) -> Optional[Dict[str, float]]:
+    """Test metrics of one run; for a two-stage config with its classifier's as ``pretrain/<metric>``."""
+    metrics = latest_test_metrics(work_dir)
+    pretrain = pretrain_config(config)
+    if metrics is None or pretrain is None:
+        return metrics
+    pretrained = latest_test_metrics(pretrain_dir(work_root, pretrain, seed)) or {}
+    return {**{f'pretrain/{k}': v for k, v in pretrained.items()}, **metrics}
+
+
 def _run_status(work_dir: str) -> str:
     if latest_test_metrics(work_dir) is not None:
         return 'done'
@@ -311,13 +323,8 @@ def collect(configs: List[str], work_root: str, metrics: Optional[List[str]] = N
         name = config_name(config)
         dirs = run_dirs(work_root, name, seeds)
         statuses = [_run_status(work_dir) for _, work_dir in dirs]
-        per_run = [latest_test_metrics(work_dir) for _, work_dir in dirs]
-        pretrain = pretrain_config(config)
-        if pretrain is not None:  # both stages in one row: the classifier's metrics as pretrain/<metric>
-            per_run = [None if after is None else {
-                **{f'pretrain/{k}': v for k, v in (latest_test_metrics(pretrain_dir(work_root, pretrain, seed))
-                                                  or {}).items()}, **after} for (seed, _), after in zip(dirs, per_run)]
-        found = [m for m in per_run if m is not None]
+        found = [m for m in (_run_metrics(config, work_root, seed, work_dir) for seed, work_dir in dirs)
+                 if m is not None]
         if len(set(statuses)) == 1:
             status = statuses[0]
         else:
