@@ -380,6 +380,33 @@ def fused_attention_supported(q: torch.Tensor) -> bool:
 
 
 @torch.no_grad()
+def padded_window_map(t: torch.Tensor, hw: Sequence[int], window_size: int = 3,
+                      scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``(B, heads, H + 2r, W + 2r, d)``: ``t`` (``(B, heads, N, d)``, any strides), times ``scale`` (``(B, heads,
+    N, 1)``) when given, as an ``H x W`` map inside a zero border of ``r = window_size // 2``.
+
+    One pass over ``t`` (only the border is zeroed): the keys / values of the fused window branch, whose ``ws**2``
+    shifted neighbourhoods are then views. Passing the keys' ``1 / norm`` as ``scale`` folds their normalisation
+    into the same pass."""
+    batch, heads, tokens, dim = t.shape
+    height, width = int(hw[0]), int(hw[1])
+    r = window_size // 2
+    out = t.new_empty(batch, heads, height + 2 * r, width + 2 * r, dim)
+    if r:
+        out[:, :, :r].zero_()
+        out[:, :, height + r:].zero_()
+        out[:, :, r:height + r, :r].zero_()
+        out[:, :, r:height + r, width + r:].zero_()
+    interior = out[:, :, r:height + r, r:width + r]
+    source = t.reshape(batch, heads, height, width, dim)
+    if scale is None:
+        interior.copy_(source)
+    else:
+        torch.mul(source, scale.reshape(batch, heads, height, width, 1), out=interior)
+    return out
+
+
+@torch.no_grad()
 def fused_aggregated_attention(q: torch.Tensor,
                                k_local: Optional[torch.Tensor],
                                v_local: Optional[torch.Tensor],
@@ -394,53 +421,70 @@ def fused_aggregated_attention(q: torch.Tensor,
     """:func:`aggregated_attention` for inference (no autograd, CPU, see :func:`fused_attention_supported`), always
     with a pooled branch.
 
-    The pooled branch runs a few rows of queries at a time (:data:`FUSED_CHUNK_ELEMENTS`) through the CPU
-    flash-attention kernel, with ``pool_bias_rows(start, end)`` (``(heads, (end - start) * W, P)``: the bias of the
-    queries of map rows ``start..end`` to the pooled keys, in the order of ``k_pool`` / ``v_pool``) as the additive
-    mask: neither the ``N x P`` logits nor the ``N x P`` bias is ever held in full. The kernel returns the pooled
-    output normalised over the pooled keys and the log-sum-exp ``lse_pool`` of each query's pooled logits; with the
-    window logits' own ``lse_local``, the joint softmax is ``exp(logits_local - lse)`` for the window and
-    ``out_pool * exp(lse_pool - lse)`` for the pooled part, where ``lse = logaddexp(lse_local, lse_pool)``.
+    ``k_local`` / ``v_local`` are ``(B, heads, N, d)`` or already padded maps from :func:`padded_window_map`.
+    Returns ``(B, heads, N, d)`` as a view of a ``(B, N, heads, d)`` tensor: ``out.transpose(1, 2).reshape(B, N,
+    heads * d)`` is free.
+
+    The window logits come first (in place, offset by offset, ``ws**2`` values per query) with their log-sum-exp
+    ``lse_local``. The pooled branch then runs a few rows of queries at a time (:data:`FUSED_CHUNK_ELEMENTS`)
+    through the CPU flash-attention kernel, with ``pool_bias_rows(start, end)`` (``(heads, (end - start) * W, P)``:
+    the bias of the queries of map rows ``start..end`` to the pooled keys, in the order of ``k_pool`` / ``v_pool``)
+    as the additive mask: neither the ``N x P`` logits nor the ``N x P`` bias is ever held in full. The kernel
+    returns the pooled output normalised over the pooled keys and the log-sum-exp ``lse_pool`` of each query's
+    pooled logits; with ``lse = logaddexp(lse_local, lse_pool)`` the joint softmax is ``out_pool * exp(lse_pool -
+    lse)`` for the pooled part, written straight into the output, and ``exp(logits_local - lse)`` for the window.
     """
     batch, heads, tokens, dim = q.shape
     height, width = int(hw[0]), int(hw[1])
     if tokens != height * width:
         raise ValueError(f'{tokens} queries do not match the map size {height}x{width}.')
+    # Queries usually arrive as a permuted view of a linear layer's output; in the contiguous layout the window
+    # branch's products (and the flash kernel's reads) are several times faster.
+    q = q.contiguous()
+    out = q.new_empty(batch, tokens, heads, dim)
+    out_heads = out.permute(0, 2, 1, 3)
+
+    has_local = k_local is not None
+    if has_local:
+        if padding_mask is None:
+            padding_mask = window_padding_mask((height, width), window_size, q.device)
+        r, local_len = window_size // 2, window_size**2
+        offsets = _window_offsets(window_size)
+        k_pad = k_local if k_local.dim() == 5 else padded_window_map(k_local, hw, window_size)
+        q_map = q.view(batch, heads, height, width, dim)
+        logits = q.new_empty(local_len, batch, heads, height, width)
+        product = torch.empty_like(q_map)
+        for j, (dy, dx) in enumerate(offsets):
+            torch.sum(torch.mul(q_map, k_pad[:, :, dy:dy + height, dx:dx + width], out=product), dim=-1,
+                      out=logits[j])
+        del product
+        logits = logits.view(local_len, batch, heads, tokens)
+        if local_bias is not None:
+            logits += local_bias.t().reshape(local_len, 1, heads, 1)
+        logits.masked_fill_(padding_mask.t().unsqueeze(1).unsqueeze(1), float('-inf'))
+        lse_local = torch.logsumexp(logits, dim=0)  # (B, heads, N)
+        lse = torch.empty_like(lse_local)
+
     rows_per_chunk = fused_rows_per_chunk(heads, width, k_pool.shape[2])
-    out_parts, lse_parts = [], []
     for start in range(0, height, rows_per_chunk):
         end = min(start + rows_per_chunk, height)
+        queries = slice(start * width, end * width)
         mask = pool_bias_rows(start, end).unsqueeze(0).to(q.dtype)  # broadcast over the batch
-        out_c, lse_c = _FLASH_ATTENTION_CPU(q[:, :, start * width:end * width], k_pool, v_pool, attn_mask=mask,
-                                            scale=1.0)
-        out_parts.append(out_c)
-        lse_parts.append(lse_c)
-    out_pool, lse_pool = torch.cat(out_parts, dim=2), torch.cat(lse_parts, dim=2)
-    if k_local is None:
-        return out_pool
-    if padding_mask is None:
-        padding_mask = window_padding_mask((height, width), window_size, q.device)
+        out_c, lse_pool = _FLASH_ATTENTION_CPU(q[:, :, queries], k_pool, v_pool, attn_mask=mask, scale=1.0)
+        if not has_local:
+            out_heads[:, :, queries] = out_c
+            continue
+        lse_c = torch.logaddexp(lse_local[:, :, queries], lse_pool, out=lse[:, :, queries])
+        torch.mul(out_c, lse_pool.sub_(lse_c).exp_().unsqueeze(-1), out=out_heads[:, :, queries])
+    if not has_local:
+        return out_heads
 
-    # The window branch in place, offsets first: (ws**2, B, heads, H, W) logits, then weights.
-    r, local_len = window_size // 2, window_size**2
-    offsets = _window_offsets(window_size)
-    q_map = q.reshape(batch, heads, height, width, dim)
-    k_pad = F.pad(k_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
-    logits = q.new_empty(local_len, batch, heads, height, width)
-    product = torch.empty_like(q_map)
-    for j, (dy, dx) in enumerate(offsets):
-        torch.sum(torch.mul(q_map, k_pad[:, :, dy:dy + height, dx:dx + width], out=product), dim=-1, out=logits[j])
-    logits = logits.view(local_len, batch, heads, tokens)
-    if local_bias is not None:
-        logits += local_bias.t().reshape(local_len, 1, heads, 1)
-    logits.masked_fill_(padding_mask.t().unsqueeze(1).unsqueeze(1), float('-inf'))
-    lse = torch.logaddexp(torch.logsumexp(logits, dim=0), lse_pool)
     weights = logits.sub_(lse).exp_()  # the joint softmax's window part; masked positions: exp(-inf) = 0
     if local_extra is not None:
         weights += local_extra.permute(3, 0, 1, 2)
     weights = weights.view(local_len, batch, heads, height, width, 1)
-    v_pad = F.pad(v_local.reshape(batch, heads, height, width, dim), (0, 0, r, r, r, r))
-    out = out_pool.mul_(torch.exp(lse_pool - lse).unsqueeze(-1)).view(batch, heads, height, width, dim)
+    v_pad = v_local if v_local.dim() == 5 else padded_window_map(v_local, hw, window_size)
+    out_map = out.view(batch, height, width, heads, dim).permute(0, 3, 1, 2, 4)
     for j, (dy, dx) in enumerate(offsets):
-        out.addcmul_(weights[j], v_pad[:, :, dy:dy + height, dx:dx + width])
-    return out.view(batch, heads, tokens, dim)
+        out_map.addcmul_(weights[j], v_pad[:, :, dy:dy + height, dx:dx + width])
+    return out_heads
