@@ -14,7 +14,7 @@ from mmlightvit.models.backbones.transnext import (AggregatedAttention, Attentio
 from mmlightvit.models.backbones import transnext_attention as aa_module
 from mmlightvit.models.backbones.transnext_attention import (aggregated_attention, cpb_axis_tables,
                                                              fused_aggregated_attention, gather_cpb_bias,
-                                                             window_padding_mask)
+                                                             padded_window_map, window_padding_mask)
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main,  # noqa: F401
                                   load_via_init_cfg, num_params, single_thread)
@@ -288,19 +288,34 @@ def test_set_attn_impl():
 
 @pytest.mark.parametrize('dtype, tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize('hw, pool_len', [((5, 7), 6), ((1, 9), 2), ((8, 3), 1), ((4, 4), 16)])
-@pytest.mark.parametrize('local', [True, False])
+@pytest.mark.parametrize('local', ['plain', 'padded', None])
 def test_fused_core_equals_reference(dtype, tol, hw, pool_len, local):
     """The fused core (pooled branch by rows through the flash kernel, joined through log-sum-exps) equals the
-    reference core, with and without the window branch, batch 2."""
-    inputs = _core_inputs(dtype, hw, pool_len, local=local)
+    reference core, with and without the window branch (its keys / values as given or as padded maps), batch 2;
+    its output is a view of the (B, N, heads, d) layout."""
+    inputs = _core_inputs(dtype, hw, pool_len, local=bool(local))
     args = [inputs[k] for k in ('q', 'k_local', 'v_local', 'k_pool', 'v_pool')]
     bias, width = inputs['pool_bias'], hw[1]
     with torch.no_grad():
         expected = aggregated_attention(*args, hw, local_bias=inputs['local_bias'], pool_bias=bias,
                                         local_extra=inputs['local_extra'], impl='reference')
+        if local == 'padded':
+            args[1:3] = [padded_window_map(t, hw) for t in args[1:3]]
         out = fused_aggregated_attention(*args, hw, lambda start, end: bias[:, start * width:end * width],
                                          local_bias=inputs['local_bias'], local_extra=inputs['local_extra'])
     torch.testing.assert_close(out, expected, rtol=tol, atol=tol)
+    assert out.transpose(1, 2).is_contiguous()
+
+
+@pytest.mark.parametrize('window_size', [1, 3, 5])
+def test_padded_window_map(window_size):
+    """The map inside a zero border, from a strided view, optionally scaled (the keys' normalisation)."""
+    t = torch.randn(2, 5, 3, 4).transpose(1, 2)  # (B, heads, N, d) view of (B, N, heads, d), N = 5 = 1 x 5
+    scale = torch.rand(2, 3, 5, 1)
+    r = window_size // 2
+    for s in (None, scale):
+        expected = F.pad((t if s is None else t * s).reshape(2, 3, 1, 5, 4), (0, 0, r, r, r, r))
+        torch.testing.assert_close(padded_window_map(t, (1, 5), window_size, s), expected, rtol=0, atol=0)
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -358,6 +373,35 @@ def test_fast_inference_equals_reference(monkeypatch, extrapolation, dtype, rel,
         _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), rel)
         _assert_outputs_close(fast, _eval_outputs(model, x, fast=False), rel)  # today's efficient path
     assert len(calls) == 4 * sum(model.depths)
+
+
+@pytest.mark.parametrize('kwargs', [dict(use_window_branch=False), dict(use_pooled_branch=False),
+                                    dict(attention_scaling='dot_product'), dict(use_query_embedding=False),
+                                    dict(attention_scaling='dot_product', use_query_embedding=False)])
+def test_fast_inference_equals_reference_for_ablations(monkeypatch, kwargs):
+    """Every ablation switch keeps the fused form's numbers (its queries, keys and local terms are computed apart
+    from the other paths'); without the pooled branch only stage 4 (full attention) has a fused form."""
+    calls = _fused_calls(monkeypatch)
+    model = small_model(img_size=64, pretrain_size=64, **kwargs).double()
+    x = torch.randn(2, 3, 65, 97, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    fast = _eval_outputs(model, x)
+    expected_calls = model.depths[3] if kwargs.get('use_pooled_branch') is False else sum(model.depths)
+    assert len(calls) == expected_calls
+    _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), 1e-12)
+
+
+@pytest.mark.parametrize('hw', [(1, 1), (1, 5), (5, 1), (2, 3), (7, 9), (13, 4)])
+def test_channel_mixer_by_rows(hw):
+    """The channel mixer by chunks of rows (inference) equals the whole map at once, for chunks of one row up to
+    the whole map, whatever the remainder."""
+    torch.manual_seed(0)
+    mlp = ConvolutionalGLU(8, 4).double().eval()
+    x = torch.randn(2, hw[0] * hw[1], 8, dtype=torch.float64)
+    with torch.no_grad():
+        expected = mlp(x, hw)
+        for budget in (1, 30, 64, 200, 10**6):  # hidden = 21: rows of 21 * W values
+            mlp.rows_chunk_elements = budget
+            torch.testing.assert_close(mlp(x, hw, by_rows=True), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_fused_cpb_bias_equals_cpb_bias():

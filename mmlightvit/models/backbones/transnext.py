@@ -36,7 +36,7 @@ from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates
 from .transnext_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
                                   fused_aggregated_attention, fused_attention_supported,
-                                  fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps,
+                                  fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps, padded_window_map,
                                   window_padding_mask)
 
 ATTENTION_SCALINGS = ('cosine_length', 'dot_product')
@@ -339,6 +339,11 @@ class ConvolutionalGLU(nn.Module):
         return out.reshape(batch, tokens, channels)
 
 
+def _inverse_norm(t: torch.Tensor) -> torch.Tensor:
+    """``1 / max(||t||, 1e-12)`` over the last axis, keeping it: ``t * _inverse_norm(t)`` is ``F.normalize(t)``."""
+    return torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min_(1e-12).reciprocal_()
+
+
 class _AttentionBase(nn.Module):
     """Shared parameters and query scaling of both attention kinds."""
 
@@ -474,11 +479,12 @@ class AggregatedAttention(_AttentionBase):
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
         """``fused``: the backbone allows the fused inference form (taken where :meth:`use_fused` agrees)."""
+        if self.use_pooled_branch and self.use_fused(fused, x):
+            return self.forward_fused(x, hw, ctx)
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         q = self.q(x).reshape(batch, tokens, heads, head_dim).permute(0, 2, 1, 3)
         q_scaled = self._scale_queries(q, ctx.seq_length_scale)
-        fused = self.use_pooled_branch and self.use_fused(fused, q_scaled)
 
         k_local = v_local = local_extra = None
         if self.use_window_branch:
@@ -486,26 +492,59 @@ class AggregatedAttention(_AttentionBase):
             k_local = self._keys(k_local)
             local_extra = F.normalize(q, dim=-1) @ self.learnable_tokens + self.learnable_bias
 
-        k_pool = v_pool = pool_bias = None
+        k_pool = v_pool = None
         if self.use_pooled_branch:
-            pool_h, pool_w = ctx.pool_hw
-            x_ = x.reshape(batch, hw[0], hw[1], channels).permute(0, 3, 1, 2)  # channels-last view, as in DWConv
-            x_ = F.adaptive_avg_pool2d(self.act(self.sr(x_)), (pool_h, pool_w))
-            x_ = self.norm(x_.permute(0, 2, 3, 1).reshape(batch, pool_h * pool_w, channels))
-            k_pool, v_pool = self.kv(x_).reshape(batch, -1, 2 * heads, head_dim).permute(0, 2, 1, 3).chunk(2, 1)
-            k_pool = self._keys(k_pool)
+            k_pool, v_pool = self._pooled_keys_values(x, hw, ctx)
 
-        local_bias = self.relative_pos_bias_local if self.use_window_branch else None
-        if fused:
-            out = fused_aggregated_attention(
-                q_scaled, k_local, v_local, keys_in_xy_order(k_pool, ctx.pool_hw),
-                keys_in_xy_order(v_pool, ctx.pool_hw), hw, self.fused_cpb_bias(ctx), local_bias=local_bias,
-                local_extra=local_extra, window_size=self.window_size, padding_mask=ctx.padding_mask)
+        out = aggregated_attention(
+            q_scaled, k_local, v_local, k_pool, v_pool, hw,
+            local_bias=self.relative_pos_bias_local if self.use_window_branch else None,
+            pool_bias=CPBBias(self, ctx) if self.use_pooled_branch else None, local_extra=local_extra,
+            window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
+
+    def _pooled_keys_values(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext):
+        """Pooled keys (normalised for cosine scaling) and values, ``(B, heads, Ph * Pw, d)`` each."""
+        batch, _, channels = x.shape
+        pool_h, pool_w = ctx.pool_hw
+        x_ = x.reshape(batch, hw[0], hw[1], channels).permute(0, 3, 1, 2)  # channels-last view, as in DWConv
+        x_ = F.adaptive_avg_pool2d(self.act(self.sr(x_)), (pool_h, pool_w))
+        x_ = self.norm(x_.permute(0, 2, 3, 1).reshape(batch, pool_h * pool_w, channels))
+        kv = self.kv(x_).reshape(batch, pool_h * pool_w, 2 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        k_pool, v_pool = kv.chunk(2, 1)
+        return self._keys(k_pool), v_pool
+
+    @torch.no_grad()
+    def forward_fused(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+        """The fused inference form (:meth:`forward`'s numbers; no autograd): queries normalised once, into a
+        contiguous tensor that becomes the scaled queries in place; window keys normalised and values copied
+        straight into zero-bordered maps (:func:`padded_window_map`); the attention core
+        :func:`fused_aggregated_attention` with the cached position bias; its output already in ``proj``'s layout.
+        """
+        batch, tokens, channels = x.shape
+        heads, head_dim = self.num_heads, self.head_dim
+        q = self.q(x).reshape(batch, tokens, heads, head_dim).transpose(1, 2)
+        queries = torch.mul(q, _inverse_norm(q), out=q.new_empty(q.shape))  # F.normalize(q), contiguous
+        k_local = v_local = local_extra = None
+        if self.use_window_branch:
+            kv = self.kv(x).reshape(batch, tokens, 2 * heads, head_dim).transpose(1, 2)
+            k_local, v_local = kv[:, :heads], kv[:, heads:]
+            k_local = padded_window_map(k_local, hw, self.window_size,
+                                        _inverse_norm(k_local) if self.attention_scaling == 'cosine_length' else None)
+            v_local = padded_window_map(v_local, hw, self.window_size)
+            local_extra = torch.matmul(queries, self.learnable_tokens).add_(self.learnable_bias)
+        if self.attention_scaling == 'cosine_length':
+            if self.query_embedding is not None:
+                queries.add_(self.query_embedding)
+            queries.mul_(F.softplus(self.temperature) * ctx.seq_length_scale.to(q.dtype))
         else:
-            out = aggregated_attention(
-                q_scaled, k_local, v_local, k_pool, v_pool, hw, local_bias=local_bias,
-                pool_bias=CPBBias(self, ctx) if self.use_pooled_branch else None, local_extra=local_extra,
-                window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl)
+            queries = torch.add(q, self.query_embedding if self.query_embedding is not None else 0,
+                                out=queries).mul_(head_dim**-0.5)
+        k_pool, v_pool = self._pooled_keys_values(x, hw, ctx)
+        out = fused_aggregated_attention(
+            queries, k_local, v_local, keys_in_xy_order(k_pool, ctx.pool_hw), keys_in_xy_order(v_pool, ctx.pool_hw),
+            hw, self.fused_cpb_bias(ctx), local_bias=self.relative_pos_bias_local if self.use_window_branch else None,
+            local_extra=local_extra, window_size=self.window_size, padding_mask=ctx.padding_mask)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
 
