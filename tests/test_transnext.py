@@ -390,6 +390,22 @@ def test_fast_inference_equals_reference_for_ablations(monkeypatch, kwargs):
     _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), 1e-12)
 
 
+def test_fast_inference_under_cpu_autocast(monkeypatch):
+    """Under bfloat16 autocast (the linear layers' outputs in bf16) the attention keeps the efficient path; the
+    channel mixer by rows follows autocast's dtypes like the whole-map form."""
+    calls = _fused_calls(monkeypatch)
+    model = small_model(img_size=64, pretrain_size=64).eval()
+    x = torch.randn(1, 3, 65, 97)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        fast = model(x)
+        model.fast_inference = False
+        expected = model(x)
+    assert not calls
+    for a, b in zip(fast, expected):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize('hw', [(1, 1), (1, 5), (5, 1), (2, 3), (7, 9), (13, 4)])
 def test_channel_mixer_by_rows(hw):
     """The channel mixer by chunks of rows (inference) equals the whole map at once, for chunks of one row up to

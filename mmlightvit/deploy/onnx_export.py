@@ -310,6 +310,9 @@ def ort_session(onnx_file: str, threads: Optional[int] = None):
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
+    # Idle worker threads would otherwise spin after each run, taking the cores from whatever runs next (in the
+    # benchmark, the next form timed).
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(onnx_file, options, providers=['CPUExecutionProvider'])
 
 

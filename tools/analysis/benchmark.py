@@ -1,4 +1,4 @@
-"""Latency and throughput of mmlightvit backbones and whole models, as a markdown table (and a PNG plot).
+r"""Latency and throughput of mmlightvit backbones and whole models, as a markdown table (and a PNG plot).
 
     # backbones (all four stage outputs) at 224x224, batch 1 and 16, eager and re-parameterised
     python tools/analysis/benchmark.py RepViT:m1.1 EdgeNeXt:small
@@ -30,8 +30,9 @@ interleaved rounds; the table gives medians, images/s = batch / latency, ``first
 first form, eager or the first attention path), the peak memory of one run (CUDA: always; CPU: with ``--memory``,
 the resident-set peak of the form's first run in a process of its own), the largest output difference against
 the first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s
-(= GFLOP/s in the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU, ``channels-last``, ``oneDNN`` (a
-frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms of the fused model. ``--compare`` sets our
+(= GFLOP/s in the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on
+the CPU, ``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms
+of the fused model. ``--compare`` sets our
 eager model against the reference's and our deployable forms against the reference's re-parameterised model
 (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models) breaks the eager predict time
 down by stage. Numbers depend on the machine, its load and the thread count: compare ratios from one run, not

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's GPU numbers in one run: backbone latency and peak memory of one variant per family (fp32 / fp16 /
-# bf16 autocast; eager, fused and torch.compile), ONNX Runtime on CUDA where its CUDA provider exists, and a short
+# bf16 autocast; eager, fused and torch.compile), TransNeXt-Tiny's attention paths at detection sizes (the same
+# dtypes, eager and compiled), ONNX Runtime on CUDA where its CUDA provider exists, and a short
 # real mixed-precision training + evaluation of the demo Mask R-CNN (RepViT-M1.1). Writes OUT_DIR/gpu_report.md.
 #
 #   bash tools/analysis/gpu_report.sh [OUT_DIR]          # default work_dirs/gpu_report
@@ -71,6 +72,20 @@ if part backbones "$PYTHON" tools/analysis/benchmark.py "${TARGETS[@]}" \
     printf '\n`benchmark.py ... --device %s --dtype %s %s --shape %s --batch %s`\n\n' "$DEVICE" "${DTYPES[*]}" \
         "${COMPILE[*]}" "${SHAPE[*]}" "${BATCHES[*]}" >> "$REPORT"
     cat "$OUT_DIR/backbones.md" >> "$REPORT"
+fi
+
+echo -e "\n## TransNeXt attention paths" >> "$REPORT"
+# The CPU's inference form (cached tables + the CPU flash kernel) exists on the CPU only; on a GPU the reference
+# (unfold) and efficient paths, eager and compiled, fp32 / fp16 / bf16 autocast, at the detection config's sizes.
+if [[ "$QUICK" == 1 ]]; then TN_SHAPES=(64x96); else TN_SHAPES=(320x512 800x1280); fi
+if [[ "$DEVICE" == cuda ]]; then TN_PATHS=(reference efficient); else TN_PATHS=(efficient fused); fi
+TN_OPTIONS=(--attention-paths "${TN_PATHS[@]}" --device "$DEVICE" --dtype "${DTYPES[@]}" "${COMPILE[@]}"
+    --shapes "${TN_SHAPES[@]}" --batch 1 --backbone-options img_size=800)
+# Fewer rounds than the other parts: the reference path at 800x1280 and the compilation take most of this part.
+if part transnext "$PYTHON" tools/analysis/benchmark.py TransNeXt:tiny "${TN_OPTIONS[@]}" \
+        --repeat $((REPEAT < 5 ? REPEAT : 5)) --warmup $((WARMUP < 2 ? WARMUP : 2)) --out "$OUT_DIR/transnext.md"; then
+    printf '\n`benchmark.py TransNeXt:tiny %s`\n\n' "${TN_OPTIONS[*]}" >> "$REPORT"
+    cat "$OUT_DIR/transnext.md" >> "$REPORT"
 fi
 
 echo -e "\n## ONNX Runtime" >> "$REPORT"

@@ -315,7 +315,7 @@ class ConvolutionalGLU(nn.Module):
         x = x.reshape(batch, height, width, channels)
         conv = self.dwconv.dwconv
         hidden = conv.weight.shape[0]
-        out = x.new_empty(batch, height, width, channels)
+        out = None  # allocated with the first chunk's dtype (autocast may change it)
         step = max(1, self.rows_chunk_elements // (width * hidden))
         done = 0  # rows of ``out`` written
         gate = value = None  # held rows: gate from max(done - 1, 0), value from done
@@ -332,7 +332,10 @@ class ConvolutionalGLU(nn.Module):
                 y = F.conv2d(gate[:, :min(ready + 1, height) - first].permute(0, 3, 1, 2), conv.weight, conv.bias,
                              padding=1, groups=hidden)
                 y = y[:, :, done - first:ready - first].permute(0, 2, 3, 1)
-                out[:, done:ready] = self.fc2(self.act(y).mul_(value[:, :ready - done]))
+                y = self.fc2(self.act(y).mul_(value[:, :ready - done]))
+                if out is None:
+                    out = y.new_empty(batch, height, width, channels)
+                out[:, done:ready] = y
             gate = gate[:, max(ready - 1, 0) - first:]
             value = value[:, ready - done:]
             done = ready
@@ -479,11 +482,11 @@ class AggregatedAttention(_AttentionBase):
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
         """``fused``: the backbone allows the fused inference form (taken where :meth:`use_fused` agrees)."""
-        if self.use_pooled_branch and self.use_fused(fused, x):
-            return self.forward_fused(x, hw, ctx)
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         q = self.q(x).reshape(batch, tokens, heads, head_dim).permute(0, 2, 1, 3)
+        if self.use_pooled_branch and self.use_fused(fused, q):  # q's dtype: autocast may have changed it
+            return self.forward_fused(x, q, hw, ctx)
         q_scaled = self._scale_queries(q, ctx.seq_length_scale)
 
         k_local = v_local = local_extra = None
@@ -515,15 +518,15 @@ class AggregatedAttention(_AttentionBase):
         return self._keys(k_pool), v_pool
 
     @torch.no_grad()
-    def forward_fused(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
-        """The fused inference form (:meth:`forward`'s numbers; no autograd): queries normalised once, into a
+    def forward_fused(self, x: torch.Tensor, q: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+        """The fused inference form of :meth:`forward` (its numbers; no autograd), given the queries ``q`` (``(B,
+        heads, N, d)``, before scaling): queries normalised once, into a
         contiguous tensor that becomes the scaled queries in place; window keys normalised and values copied
         straight into zero-bordered maps (:func:`padded_window_map`); the attention core
         :func:`fused_aggregated_attention` with the cached position bias; its output already in ``proj``'s layout.
         """
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
-        q = self.q(x).reshape(batch, tokens, heads, head_dim).transpose(1, 2)
         queries = torch.mul(q, _inverse_norm(q), out=q.new_empty(q.shape))  # F.normalize(q), contiguous
         k_local = v_local = local_extra = None
         if self.use_window_branch:
@@ -570,7 +573,8 @@ class Attention(_AttentionBase):
         qkv = self.qkv(x).reshape(batch, tokens, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
         q, k = self._scale_queries(q, ctx.seq_length_scale), self._keys(k)
-        if self.use_fused(fused, q):
+        # The dtype of the linear layer's output: under autocast q is promoted by the float32 scaling, k and v not.
+        if self.use_fused(fused, qkv):
             out = fused_aggregated_attention(q, None, None, keys_in_xy_order(k, ctx.pool_hw),
                                              keys_in_xy_order(v, ctx.pool_hw), hw, self.fused_cpb_bias(ctx))
         else:
