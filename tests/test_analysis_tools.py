@@ -81,6 +81,20 @@ def test_benchmark_deploy_forms_compute_the_same_features():
             assert forms[(name, batch)].max_rel_diff < 1e-4, name
 
 
+def test_time_forms_settles_each_timed_run():
+    """--settle N: N untimed runs of a form right before each of its timed runs (after the first run, whose output
+    is compared, and the warm-up)."""
+    import torch
+    from mmlightvit.analysis import benchmark as bench
+    calls = []
+    form = bench.Form('eager', torch.nn.Identity(), lambda x: calls.append(x) or x)
+    rows = bench.time_forms([form], torch.zeros(1), 'cpu', 'fp32', repeat=3, warmup=1, target='t', shape=(1, 1),
+                            batch=1, settle=2)
+    assert len(calls) == 1 + 1 + 3 * (2 + 1) and len(rows) == 1
+    assert _tool('benchmark').parse_args(['RepViT:m0.9', '--deploy-forms']).settle == 1
+    assert _tool('benchmark').parse_args(['RepViT:m0.9']).settle == 0
+
+
 def test_benchmark_profile_splits_a_detectors_predict(tmp_path):
     out = tmp_path / 'profile.md'
     _tool('benchmark').main([str(TINY_DET), '--profile', '--shape', '64', '64', '--batch', '1', '--repeat', '2',

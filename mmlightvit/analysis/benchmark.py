@@ -131,9 +131,12 @@ def _run(form: Form, inputs: Any, device: str, dtype: str) -> Any:
 
 def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repeat: int, warmup: int,
                target: str, shape: Tuple[int, int], batch: int,
-               macs_per_image: Optional[int] = None) -> List[Measurement]:
+               macs_per_image: Optional[int] = None, settle: int = 0) -> List[Measurement]:
     """Median latency of each form over ``repeat`` interleaved rounds, after ``warmup`` untimed runs of each.
-    ``macs_per_image`` (the target's count at ``shape``) gives each measurement its achieved rate."""
+    ``macs_per_image`` (the target's count at ``shape``) gives each measurement its achieved rate. ``settle``:
+    untimed runs of a form right before each of its timed runs, so that it does not pay for the previous form's
+    threads still holding the cores (PyTorch's OpenMP threads spin for a while after each operation; a form run
+    by another runtime, such as onnxruntime, then finds the cores busy)."""
     outputs = {}
     for form in forms:
         start = time.perf_counter()
@@ -152,6 +155,8 @@ def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repe
         # Alternate the order so no form always runs right after the same other one (caches, clocks).
         order = forms if round_index % 2 == 0 else list(reversed(forms))
         for form in order:
+            for _ in range(settle):
+                _run(form, inputs, device, dtype)
             _synchronize(device)
             start = time.perf_counter()
             _run(form, inputs, device, dtype)

@@ -26,7 +26,9 @@ Forms timed per target (see ``mmlightvit/analysis/benchmark.py``): ``eager``; ``
 anything folds); with ``--compile``, ``torch.compile`` of the last of those; with ``--compare``, the reference
 implementation's trunk (``forward_features``) with the same weights; with ``--attention-paths`` (TransNeXt), the
 given attention code paths instead of eager. Each form runs ``--warmup`` times untimed, then ``--repeat``
-interleaved rounds; the table gives medians, images/s = batch / latency, ``first / form`` (> 1: faster than the
+interleaved rounds (with ``--settle N``, each timed run right after N untimed runs of the same form; the default
+with ``--deploy-forms``, N = 1, keeps one runtime's idle threads from slowing the next form, another runtime's);
+the table gives medians, images/s = batch / latency, ``first / form`` (> 1: faster than the
 first form, eager or the first attention path), the peak memory of one run (CUDA: always; CPU: with ``--memory``,
 the resident-set peak of the form's first run in a process of its own), the largest output difference against
 the first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s
@@ -93,6 +95,10 @@ def parse_args(argv=None):
                         help='add the reference implementation (timm: RepViT, EdgeNeXt; fastervit: FasterViT)')
     parser.add_argument('--repeat', type=int, default=10, help='timed rounds (median reported)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed runs of each form first')
+    parser.add_argument('--settle', type=int, default=None,
+                        help='untimed runs of a form right before each of its timed runs (default: 1 with '
+                        '--deploy-forms, whose onnxruntime form would otherwise find the cores still busy with '
+                        "PyTorch's threads, else 0)")
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
     parser.add_argument('--out', help='also write the table to this markdown file (and the numbers to .json)')
     parser.add_argument('--plot', help='PNG: latency of each config against its paper metric from the metafiles')
@@ -127,6 +133,8 @@ def parse_args(argv=None):
         parser.error('--attention-paths are TransNeXt\'s: give TransNeXt:ARCH targets')
     if args.train and (args.deploy_forms or args.compile):
         parser.error('--train times training steps: the deploy and compiled forms are inference forms')
+    if args.settle is None:
+        args.settle = 1 if args.deploy_forms else 0
     return args
 
 
@@ -284,7 +292,7 @@ def main(argv=None):
             inputs = bench.batch_to(make_input(batch), args.device)
             for dtype in args.dtype:
                 rows = bench.time_forms(forms, inputs, args.device, dtype, args.repeat, args.warmup, target, shape,
-                                        batch, macs)
+                                        batch, macs, settle=args.settle)
                 if args.memory and args.device == 'cpu':
                     for row in rows:
                         if not row.form.startswith('compiled'):  # its first run is the compilation
@@ -298,7 +306,8 @@ def main(argv=None):
     threads = torch.get_num_threads() if args.device == 'cpu' else None
     table = bench.markdown_table(measurements)
     print(f'torch {torch.__version__}, {args.device}' + (f' ({threads} threads)' if threads else '')
-          + f'; median of {args.repeat} interleaved rounds after {args.warmup} warm-up runs; '
+          + f'; median of {args.repeat} interleaved rounds after {args.warmup} warm-up runs'
+          + (f', each timed run after {args.settle} untimed' if args.settle else '') + '; '
           + ('training steps (train mode, forward + backward).\n' if args.train else 'eval, no_grad.\n'))
     print(table)
     ratios = bench.reference_ratios(measurements)
