@@ -520,11 +520,10 @@ class AggregatedAttention(_AttentionBase):
     @torch.no_grad()
     def forward_fused(self, x: torch.Tensor, q: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
         """The fused inference form of :meth:`forward` (its numbers; no autograd), given the queries ``q`` (``(B,
-        heads, N, d)``, before scaling): queries normalised once, into a
-        contiguous tensor that becomes the scaled queries in place; window keys normalised and values copied
-        straight into zero-bordered maps (:func:`padded_window_map`); the attention core
-        :func:`fused_aggregated_attention` with the cached position bias; its output already in ``proj``'s layout.
-        """
+        heads, N, d)``, before scaling): queries normalised once, into a contiguous tensor that becomes the scaled
+        queries in place; window keys normalised and values copied straight into zero-bordered maps
+        (:func:`padded_window_map`); the attention core :func:`fused_aggregated_attention` with the cached position
+        bias, its output already in ``proj``'s layout."""
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         queries = torch.mul(q, _inverse_norm(q), out=q.new_empty(q.shape))  # F.normalize(q), contiguous
@@ -693,8 +692,9 @@ class TransNeXt(LightBackbone):
             ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the fused form of the attention
             (:func:`~mmlightvit.models.backbones.transnext_attention.fused_aggregated_attention`, the CPU
             flash-attention kernel) with the position-bias tables of each layer cached per input size (checked
-            against the CPB weights on every forward, dropped in train mode). Same outputs within float rounding;
-            several times faster. Elsewhere (training, autograd, other devices / dtypes, ``torch.compile``, tracing,
+            against the CPB weights on every forward, dropped in train mode), and, on the CPU, the channel mixer
+            a few map rows at a time (:meth:`ConvolutionalGLU.forward_by_rows`). Same outputs within float rounding;
+            several times faster, a fraction of the memory. Elsewhere (training, autograd, other devices / dtypes, ``torch.compile``, tracing,
             export) and with False, the code path of training. The attribute can be switched at any time.
         drop_path_rate (float): stochastic depth, linear over all blocks (official detection: 0.4 / 0.6 / 0.7 for
             Tiny / Small / Base; ImageNet 0.15 / 0.25 / 0.45 / 0.6 for Micro-Base).
