@@ -26,18 +26,18 @@ Forms timed per target (see ``mmlightvit/analysis/benchmark.py``): ``eager``; ``
 anything folds); with ``--compile``, ``torch.compile`` of the last of those; with ``--compare``, the reference
 implementation's trunk (``forward_features``) with the same weights; with ``--attention-paths`` (TransNeXt), the
 given attention code paths instead of eager. Each form runs ``--warmup`` times untimed, then ``--repeat``
-interleaved rounds; with ``--settle N`` (default 1 with ``--deploy-forms``, else 0) each timed run comes right
-after N untimed runs of the same form, so that PyTorch's still-spinning threads do not slow a form that another
-runtime (onnxruntime) runs. The table gives medians, images/s = batch / latency, ``first / form`` (> 1: faster
-than the first form, eager or the first attention path), the peak memory of one run (CUDA: always; CPU: with ``--memory``,
-the resident-set peak of the form's first run in a process of its own), the largest output difference against
-the first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s
-(= GFLOP/s in the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on
-the CPU, ``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms
-of the fused model. ``--compare`` sets our eager model against the reference's and our deployable forms against
-the reference's re-parameterised model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models) breaks the eager predict time
-down by stage. Numbers depend on the machine, its load and the thread count: compare ratios from one run, not
-numbers across runs.
+interleaved rounds; with ``--settle N`` (default 1 with ``--deploy-forms``, else 0) each timed run comes right after
+N untimed runs of the same form, so that PyTorch's still-spinning threads do not slow a form that another runtime
+(onnxruntime) runs. The table gives medians, images/s = batch / latency, ``first / form`` (> 1: faster than the
+first form, eager or the first attention path), the peak memory of one run (CUDA: always; CPU: with ``--memory``,
+the resident-set peak of the form's first run in a process of its own), the largest output difference against the
+first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s (= GFLOP/s in
+the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU,
+``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms of the
+fused model. ``--compare`` sets our eager model against the reference's and our deployable forms against the
+reference's re-parameterised model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models)
+breaks the eager predict time down by stage. Numbers depend on the machine, its load and the thread count: compare
+ratios from one run, not numbers across runs.
 """
 import argparse
 import json

@@ -688,14 +688,15 @@ class TransNeXt(LightBackbone):
             for the runtime size. Both equal each other when the input is ``img_size``. Tables are cached per size.
         attn_impl (str): ``'efficient'`` (default) or ``'reference'``, same math (see
             :mod:`mmlightvit.models.backbones.transnext_attention`).
-        fast_inference (bool): with ``attn_impl='efficient'``, in eval mode without autograd (``torch.no_grad()``,
-            ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the fused form of the attention
-            (:func:`~mmlightvit.models.backbones.transnext_attention.fused_aggregated_attention`, the CPU
-            flash-attention kernel) with the position-bias tables of each layer cached per input size (checked
-            against the CPB weights on every forward, dropped in train mode), and, on the CPU, the channel mixer
-            a few map rows at a time (:meth:`ConvolutionalGLU.forward_by_rows`). Same outputs within float rounding;
-            several times faster, a fraction of the memory. Elsewhere (training, autograd, other devices / dtypes, ``torch.compile``, tracing,
-            export) and with False, the code path of training. The attribute can be switched at any time.
+        fast_inference (bool): with ``attn_impl='efficient'``, in eval mode without autograd
+            (``torch.no_grad()``, ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the fused form
+            of the attention (:func:`~mmlightvit.models.backbones.transnext_attention.fused_aggregated_attention`,
+            the CPU flash-attention kernel) with the position-bias tables of each layer cached per input size
+            (checked against the CPB weights on every forward, dropped in train mode), and, on the CPU, the channel
+            mixer a few map rows at a time (:meth:`ConvolutionalGLU.forward_by_rows`). Same outputs within float
+            rounding; several times faster, a fraction of the memory. Elsewhere (training, autograd, other devices /
+            dtypes, ``torch.compile``, tracing, export) and with False, the code path of training. The attribute can
+            be switched at any time.
         drop_path_rate (float): stochastic depth, linear over all blocks (official detection: 0.4 / 0.6 / 0.7 for
             Tiny / Small / Base; ImageNet 0.15 / 0.25 / 0.45 / 0.6 for Micro-Base).
         sr_ratios (Sequence[int], optional): pooling ratio per stage (default the arch's ``(8, 4, 2, 1)``); a
