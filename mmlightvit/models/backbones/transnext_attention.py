@@ -448,7 +448,7 @@ def fused_aggregated_attention(q: torch.Tensor,
     if has_local:
         if padding_mask is None:
             padding_mask = window_padding_mask((height, width), window_size, q.device)
-        r, local_len = window_size // 2, window_size**2
+        local_len = window_size**2
         offsets = _window_offsets(window_size)
         k_pad = k_local if k_local.dim() == 5 else padded_window_map(k_local, hw, window_size)
         q_map = q.view(batch, heads, height, width, dim)
