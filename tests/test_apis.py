@@ -15,38 +15,7 @@ from mmlightvit.apis import LightDetInferencer, build_inferencer, find_model, li
 from mmlightvit.models.layers.reparam import fuse_model
 from mmlightvit.utils import CheckpointError
 
-ROOT = Path(__file__).resolve().parents[1]
-DET_CONFIG = ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
-SEG_CONFIG = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
-NO_WORKERS = ['num_workers=0', 'persistent_workers=False']
-NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
-TRAIN_OPTIONS = {
-    DET_CONFIG: ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8'],
-    SEG_CONFIG: ['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=2'],
-}
-
-
-def run(args):
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    assert proc.returncode == 0, f'{args}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
-    return proc
-
-
-def short_training(config, work_dir) -> str:
-    options = TRAIN_OPTIONS[config] + NO_VAL + [f'train_dataloader.{o}' for o in NO_WORKERS]
-    run(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *options])
-    return (work_dir / 'last_checkpoint').read_text().strip()
-
-
-@pytest.fixture(scope='module')
-def det_checkpoint(tmp_path_factory):
-    return short_training(DET_CONFIG, tmp_path_factory.mktemp('det'))
-
-
-@pytest.fixture(scope='module')
-def seg_checkpoint(tmp_path_factory):
-    return short_training(SEG_CONFIG, tmp_path_factory.mktemp('seg'))
+from tests.conftest import DET_CONFIG, NO_WORKERS, ROOT, SEG_CONFIG, run_python as run
 
 
 def first_test_image(config) -> Path:
@@ -59,7 +28,7 @@ def test_image_demo_detection_matches_test_tool(det_checkpoint, tmp_path):
     image = first_test_image(DET_CONFIG)
     run(['tools/image_demo.py', image, DET_CONFIG, '--weights', det_checkpoint, '--device', 'cpu',
          '--pred-score-thr', '0', '--out-dir', tmp_path / 'out'])
-    with open(tmp_path / 'out/preds' / f'{image.stem}.json') as f:
+    with open(tmp_path / 'out/preds' / f'{image.name}.json') as f:
         demo = json.load(f)
     run(['tools/test.py', DET_CONFIG, det_checkpoint, '--work-dir', tmp_path / 'test', '--out', tmp_path / 'r.pkl',
          '--cfg-options', 'test_dataloader.dataset.indices=1', *[f'test_dataloader.{o}' for o in NO_WORKERS]])
@@ -98,10 +67,10 @@ def test_image_demo_segmentation(seg_checkpoint, tmp_path):
     image = first_test_image(SEG_CONFIG)
     run(['tools/image_demo.py', image, SEG_CONFIG, '--weights', seg_checkpoint, '--device', 'cpu', '--out-dir',
          tmp_path / 'out'])
-    with open(tmp_path / 'out/preds' / f'{image.stem}.json') as f:
+    with open(tmp_path / 'out/preds' / f'{image.name}.json') as f:
         summary = json.load(f)
     assert abs(sum(summary['pixel_share']) - 1) < 1e-4 and summary['shape'] == list(Image.open(image).size[::-1])
-    label = np.array(Image.open(tmp_path / 'out/preds' / f'{image.stem}_pred.png'))
+    label = np.array(Image.open(tmp_path / 'out/preds' / f'{image.name}_pred.png'))
     assert sorted(np.unique(label).tolist()) == summary['label_ids']
     # tools/test.py --out DIR writes the same map (mmseg stores it 1-based after reduce_zero_label)
     run(['tools/test.py', SEG_CONFIG, seg_checkpoint, '--work-dir', tmp_path / 'test', '--out', tmp_path / 'maps',

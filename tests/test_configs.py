@@ -11,6 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from mmlightvit.analysis.complexity import predict_batch
+from mmlightvit.engine.setup import check_class_counts
+from mmlightvit.engine.tta import tta_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
@@ -26,6 +28,9 @@ def _without_downloads(cfg: Config) -> Config:
 @pytest.mark.parametrize('path', CONFIGS, ids=[str(p.relative_to(ROOT / 'configs')) for p in CONFIGS])
 def test_config_builds(path):
     cfg = _without_downloads(Config.fromfile(str(path)))
+    check_class_counts(cfg)  # every head has as many classes as the data
+    if 'tta_model' in cfg:
+        tta_pipeline(cfg)  # --tta holds the single-scale test among its passes
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -158,6 +158,8 @@ def test_tta_evaluates_through_the_tta_model(config, tta_model, metric, tmp_path
 
 def test_ms_configs_test_as_the_official_ms_configs():
     from mmengine.config import Config
+
+    from mmlightvit.engine.tta import tta_pipeline
     for size in ('tiny', 'small', 'base'):
         ms = Config.fromfile(str(ROOT / f'configs/transnext/upernet_transnext-{size}_ade20k-512x512-160k_ms.py'))
         extra = Config.fromfile(
@@ -165,9 +167,10 @@ def test_ms_configs_test_as_the_official_ms_configs():
         for cfg, extrapolation in ((ms, False), (extra, True)):
             assert cfg.model.backbone.img_size == 800 and cfg.model.backbone.extrapolation is extrapolation
             assert cfg.model.test_cfg == dict(mode='whole')
-            resizes = cfg.tta_pipeline[1].transforms[0]
-            assert [r.scale for r in resizes] == [(1024, 256), (1536, 384), (2048, 512), (2560, 640), (3072, 768),
-                                                  (3584, 896)]
-            assert [f.prob for f in cfg.tta_pipeline[1].transforms[1]] == [0., 1.]
+            resizes = tta_pipeline(cfg)[1]['transforms'][0]
+            assert [r['scale'] for r in resizes] == [(1024, 256), (1536, 384), (2048, 512), (2560, 640), (3072, 768),
+                                                     (3584, 896)]
+            assert all(r['keep_ratio'] for r in resizes)
+            assert [f['prob'] for f in tta_pipeline(cfg)[1]['transforms'][1]] == [0., 1.]
     fastervit = Config.fromfile(str(ROOT / 'configs/fastervit/upernet_fastervit-4_ade20k-512x512-160k.py'))
-    assert fastervit.tta_pipeline == ms.tta_pipeline and fastervit.tta_model.type == 'SegTTAModel'
+    assert tta_pipeline(fastervit) == tta_pipeline(ms) and fastervit.tta_model.type == 'SegTTAModel'

@@ -5,8 +5,12 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from mmlightvit.engine import (build_runner, check_dataset_paths, end_children_with_this_process,
-                               finish_distributed, load_config, prepare_run)
+from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
+                               end_children_with_this_process, finish_distributed, load_config, prepare_run)
+from mmlightvit.engine.setup import dataset_folders
+from mmlightvit.engine.tta import tta_pipeline
+from mmlightvit.utils.cli import exit_on_user_error
+from mmlightvit.utils.files import check_output
 
 
 def parse_args():
@@ -23,6 +27,9 @@ def parse_args():
     parser.add_argument('--out', help='detection: dump the predictions to this pickle file (results.pkl); '
                         'segmentation: write the predicted label maps to this directory (one PNG per image, as '
                         "mmseg 1.x's test.py), or, for a .pkl path, dump the raw predictions")
+    parser.add_argument('--overwrite', action='store_true',
+                        help='let --out replace an existing file, and --out / --show-dir write into non-empty folders '
+                        '(never into a dataset, never over the config or checkpoint)')
     parser.add_argument('--show', action='store_true', help='show prediction results in a window')
     parser.add_argument('--show-dir', help='save images with predictions drawn on them to this directory')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds each image is shown with --show')
@@ -61,15 +68,32 @@ def write_label_maps(cfg, out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
 
 
+def check_outputs(cfg, args) -> None:
+    """Refuse, before anything is built or evaluated, outputs that would replace the user's files or cannot be
+    written (an evaluation on COCO takes long; its results must not be lost at the end)."""
+    protected = dataset_folders(cfg)
+    inputs = [args.config, args.checkpoint]
+    notes = []
+    if args.out:
+        is_file = args.out.endswith(('.pkl', '.pickle'))
+        notes.append(check_output(args.out, '--out', inputs, protected, args.overwrite, folder=not is_file))
+    if args.show_dir:
+        notes.append(check_output(args.show_dir, '--show-dir', inputs, protected, args.overwrite, folder=True))
+    for note in filter(None, notes):
+        print(note, flush=True)
+
+
 def enable_tta(cfg) -> None:
-    """Wrap the model in the config's ``tta_model`` and test with its ``tta_pipeline``, as mmdet's and mmseg's
-    ``tools/test.py --tta`` do."""
-    missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
+    """Wrap the model in the config's ``tta_model`` and test over its test-time augmentation, as mmdet's and mmseg's
+    ``tools/test.py --tta`` do; the passes are derived from the config's own test scale where it sets
+    ``tta_scale_ratios`` (see :mod:`mmlightvit.engine.tta`)."""
+    missing = [key for key in ('tta_model', ) if key not in cfg]
+    if 'tta_pipeline' not in cfg and not cfg.get('tta_scale_ratios'):
+        missing.append('tta_pipeline (or tta_scale_ratios)')
     if missing:
-        raise RuntimeError(f'--tta needs {" and ".join(missing)} in the config (mmseg configs inherit both from '
-                           "mmseg's default_runtime and dataset bases; see configs/_base_/datasets/"
-                           'ade20k_ms-flip_tta.py for the multi-scale + flip test of the papers).')
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        raise RuntimeError(f'--tta needs {" and ".join(missing)} in the config (mmseg configs inherit tta_model '
+                           "from mmseg's default_runtime and tta_scale_ratios from configs/_base_/datasets/).")
+    cfg.test_dataloader.dataset.pipeline = tta_pipeline(cfg)
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model
 
@@ -79,6 +103,7 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     check_dataset_paths(cfg, loaders=('test_dataloader', ))
+    check_outputs(cfg, args)
     prepare_run(cfg, training=False, allow_partial_load=args.allow_partial_load)
     cfg.load_from = args.checkpoint
     if args.tta:
@@ -105,4 +130,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error(ConfigError, DatasetNotFoundError):
+        main()

@@ -4,9 +4,12 @@ import os
 
 from mmengine.config import DictAction
 
-from mmlightvit.engine import (build_runner, check_dataset_paths, enable_amp,
-                               end_children_with_this_process, find_resume_checkpoint, finish_distributed,
-                               load_config, prepare_run)
+from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
+                               enable_amp, end_children_with_this_process, find_resume_checkpoint,
+                               finish_distributed, load_config, prepare_run)
+from mmlightvit.engine.work_dir import WorkDirBusyError, is_rank_zero, prepare_work_dir
+from mmlightvit.utils import CheckpointError
+from mmlightvit.utils.cli import exit_on_user_error
 
 
 def parse_args():
@@ -18,7 +21,8 @@ def parse_args():
                         help='scale the learning rate by the actual batch size (auto_scale_lr in the config)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or, without a path, from the newest complete one in '
-                        'the work dir (the one last_checkpoint names, else the newest epoch_N/iter_N.pth)')
+                        'the work dir (the one last_checkpoint names, else the newest epoch_N/iter_N.pth); a folder: '
+                        'the newest complete checkpoint in it')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value, e.g. train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -34,6 +38,8 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     check_dataset_paths(cfg)
+    if is_rank_zero():  # one run per work dir; what a killed run left half-written goes
+        prepare_work_dir(cfg.work_dir)
     prepare_run(cfg, training=True)
     if args.amp:
         enable_amp(cfg)
@@ -49,12 +55,22 @@ def main():
         if checkpoint is None:
             print(f'--resume: no checkpoint in {cfg.work_dir}; training starts from the beginning.', flush=True)
     elif args.resume is not None:
+        checkpoint = args.resume
+        if os.path.isdir(checkpoint):
+            checkpoint = find_resume_checkpoint(checkpoint)
+            if checkpoint is None:
+                raise CheckpointError(f'--resume {args.resume}: the folder holds no epoch_N.pth / iter_N.pth '
+                                      'checkpoint (and no last_checkpoint) to resume from.')
+            print(f'--resume {args.resume}: resuming from {checkpoint}.', flush=True)
+        elif not os.path.isfile(checkpoint) and '://' not in checkpoint:
+            raise CheckpointError(f'--resume {args.resume}: no such file or folder.')
         cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = checkpoint
     runner = build_runner(cfg)
     runner.train()
     finish_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error(ConfigError, DatasetNotFoundError, WorkDirBusyError):
+        main()

@@ -11,12 +11,10 @@
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     '../_base_/datasets/ade20k.py',
-    '../_base_/datasets/ade20k_ms-flip_tta.py',
     'mmseg::_base_/schedules/schedule_160k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
-tta_pipeline = _base_.ms_flip_tta_pipeline
 checkpoint = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_2_224_1k.pth.tar'  # official README
 model = dict(
     pretrained=None,  # the backbone loads its own weights through init_cfg

@@ -2,6 +2,5 @@
 # the same trained model, tested with `tools/test.py THIS_CONFIG CHECKPOINT --tta` over 6 scales and flips, on
 # whole images. The CPB tables are computed for 800 (the average multi-scale input is much larger than 512) and
 # interpolated at every other size.
-_base_ = ['./upernet_transnext-base_ade20k-512x512-160k.py', '../_base_/datasets/ade20k_ms-flip_tta.py']
+_base_ = './upernet_transnext-base_ade20k-512x512-160k.py'
 model = dict(backbone=dict(img_size=800), test_cfg=dict(_delete_=True, mode='whole'))
-tta_pipeline = _base_.ms_flip_tta_pipeline

@@ -5,8 +5,11 @@ They differ from the upstream classes in what they load: the weights go through 
 partial load and never random weights; zoo names resolve through this project's metafiles; ``fuse=True`` runs the
 re-parameterised model.
 """
+import os
 from typing import Optional, Union
 
+import numpy as np
+import torch
 from mmdet.apis import DetInferencer
 from mmengine.config import Config
 from mmengine.registry import MODELS
@@ -26,12 +29,55 @@ def _config_from_checkpoint(checkpoint: dict, source: str) -> Config:
     return Config.fromstring(text, file_format='.py')
 
 
+def check_image_array(image: np.ndarray, name: str = 'image') -> np.ndarray:
+    """An image array as the inferencers take it: H x W x 3, BGR (as ``cv2.imread`` gives), values 0-255.
+
+    A gray H x W (or H x W x 1) array is repeated into three channels; anything else that would be silently
+    misread (values in [0, 1], an alpha channel, an empty or wrongly shaped array) raises ValueError saying what is
+    expected.
+    """
+    expected = 'expected an H x W x 3 BGR array with values 0-255 (uint8, as cv2.imread / mmcv.imread give)'
+    if image.size == 0:
+        raise ValueError(f'{name} is empty (shape {image.shape}); {expected}.')
+    if image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f'{name} has dtype {image.dtype}; {expected}.')
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2)  # gray: the same value in B, G and R
+    if image.ndim != 3 or image.shape[2] != 3:
+        hint = ' (drop the alpha channel: image[..., :3])' if image.ndim == 3 and image.shape[2] == 4 else ''
+        raise ValueError(f'{name} has shape {image.shape}; {expected}{hint}.')
+    if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image)) <= 1.0:
+        raise ValueError(f'{name} is a float array with values in [0, 1]; the model reads 0-255 and would see a '
+                         f'black image: pass (image * 255).astype(np.uint8) ({expected}).')
+    return image
+
+
 class _ProjectWeights:
-    """What both inferencers change: model names from our metafiles, strict loading, optional fusing."""
+    """What both inferencers change: model names from our metafiles, strict loading, optional fusing, inputs
+    checked before they reach the pipeline."""
 
     def __init__(self, *args, fuse: bool = False, **kwargs):
         self.fuse = fuse
         super().__init__(*args, **kwargs)
+
+    def _inputs_to_list(self, inputs) -> list:
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not items:
+            raise ValueError('No inputs given: pass an image path, a folder, or an H x W x 3 BGR array.')
+        checked = []
+        for index, item in enumerate(items):
+            name = f'input {index}' if len(items) > 1 else 'the input'
+            if isinstance(item, np.ndarray):
+                item = check_image_array(item, name)
+            elif isinstance(item, (str, os.PathLike)):
+                item = os.fspath(item)
+                if '://' not in item and not os.path.exists(item):
+                    raise FileNotFoundError(f'{item}: no such image or folder.')
+            else:
+                raise TypeError(f'{name} is {type(item).__name__}; expected an image path, a folder, or an '
+                                'H x W x 3 BGR array (uint8, 0-255).')
+            checked.append(item)
+        return super()._inputs_to_list(checked)
 
     def _load_model_from_metafile(self, model: str):
         entry = find_model(model)
@@ -69,11 +115,19 @@ def build_inferencer(model: Union[str, Config], weights: Optional[str] = None, d
     """The inferencer for ``model`` (a config file, a Config, or a zoo model name), chosen by the config's scope."""
     if isinstance(model, Config):
         cfg = model
-    elif model.endswith('.py'):
+    elif not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f'model is {model!r}; expected a config file, a Config, or a model name from the metafiles '
+                        '(mmlightvit.apis.list_models()).')
+    elif os.fspath(model).endswith('.py'):
+        if not os.path.isfile(model):
+            raise FileNotFoundError(f'{model}: no such config file.')
         cfg = Config.fromfile(model)
     else:
-        entry = find_model(model)
+        entry = find_model(os.fspath(model))
         cfg, weights = Config.fromfile(entry.config), weights or entry.weights
+    if device is not None and str(device).startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f'device {device!r}: no CUDA GPU is visible here (torch.cuda.is_available() is False); '
+                         "use device='cpu' (--device cpu).")
     scope = cfg.get('default_scope')
     classes = {'mmdet': LightDetInferencer, 'mmseg': LightSegInferencer}
     if scope not in classes:

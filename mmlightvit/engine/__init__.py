@@ -5,13 +5,13 @@ from .data_loading import SeededInfiniteSampler, SeededSampler
 from .dist import CPUDistributedDataParallel, finish_distributed, setup_cpu_distributed
 from .hooks import FuseModelHook, RNGStateHook
 from .process import end_children_with_this_process
-from .setup import (DatasetNotFoundError, align_evaluator_annotations, build_runner, check_dataset_paths,
-                    check_feature_channels, enable_amp, load_config, prepare_run)
+from .setup import (ConfigError, DatasetNotFoundError, align_evaluator_annotations, build_runner,
+                    check_dataset_paths, check_feature_channels, enable_amp, load_config, prepare_run)
 
 __all__ = [
     'CPUBFloat16OptimWrapper', 'AtomicCheckpointHook', 'StrictLoadHook', 'find_resume_checkpoint', 'SeededSampler',
     'SeededInfiniteSampler', 'CPUDistributedDataParallel', 'finish_distributed', 'setup_cpu_distributed',
-    'FuseModelHook', 'RNGStateHook', 'end_children_with_this_process', 'DatasetNotFoundError',
+    'FuseModelHook', 'RNGStateHook', 'end_children_with_this_process', 'ConfigError', 'DatasetNotFoundError',
     'align_evaluator_annotations', 'build_runner', 'check_dataset_paths', 'check_feature_channels', 'enable_amp',
     'load_config', 'prepare_run'
 ]

@@ -29,31 +29,10 @@ from mmlightvit.registry import HOOKS
 from mmlightvit.utils.checkpoint import (CheckpointError, convert_released_state, extract_state_dict,
                                          format_mismatches, install_safe_checkpoint_loading,
                                          released_checkpoint_keys, state_dict_mismatches)
+from mmlightvit.utils.files import replace_file_atomically, temporary_path
 
 LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's CheckpointHook and find_latest_checkpoint use
 _RESUMABLE_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
-
-
-def replace_file_atomically(path: str, write) -> None:
-    """Write ``path`` through ``write(tmp_path)`` and a rename, so a reader sees the old file or the new one."""
-    directory, name = osp.split(osp.abspath(path))
-    tmp = osp.join(directory, f'.{name}.tmp-{os.getpid()}')
-    try:
-        write(tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    try:  # make the rename itself durable
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some file systems cannot fsync a directory
-        pass
 
 
 def is_complete_checkpoint(path: str) -> bool:
@@ -145,7 +124,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _write(self, runner, out_dir, filename, *args, **kwargs) -> None:
         """``Runner.save_checkpoint(out_dir, filename, ...)`` through a temporary file and a rename."""
-        tmp_path = osp.join(out_dir, f'.{filename}.tmp-{os.getpid()}')
+        tmp_path = temporary_path(osp.join(out_dir, filename))
         try:
             # the class's method: _save_best_checkpoint routes the instance's save_checkpoint here
             type(runner).save_checkpoint(runner, out_dir, osp.basename(tmp_path), *args, **kwargs)

@@ -1,9 +1,10 @@
 """What tools/train.py and tools/test.py share: reading the config, checking data, building the Runner."""
 import copy
 import logging
+import os
 import os.path as osp
 import re
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
@@ -86,6 +87,26 @@ def check_dataset_paths(cfg: Config, loaders=('train_dataloader', 'val_dataloade
                     f'{help_text}\n' + DEMO_HELP.format(path=root or path, overrides=overrides))
 
 
+def dataset_folders(cfg: Config) -> List[str]:
+    """The folders that hold the config's datasets (each dataset's ``data_root``, else its image / annotation
+    folders and annotation files): no tool writes into them."""
+    folders = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if not cfg.get(loader):
+            continue
+        for _, dataset in _datasets(cfg[loader].get('dataset'), loader):
+            root = dataset.get('data_root') or ''
+            # a data_root at or above the working directory (e.g. '.') would forbid every output: take its parts
+            if root and not (osp.abspath(os.getcwd()) + os.sep).startswith(osp.abspath(root).rstrip(os.sep) + os.sep):
+                folders.append(root)
+                continue
+            prefixes = dataset.get('data_prefix') or {}
+            paths = list(prefixes.values()) if isinstance(prefixes, dict) else [prefixes]
+            paths.append(osp.dirname(dataset.get('ann_file') or ''))
+            folders += [osp.join(root, path) for path in paths if isinstance(path, str) and path]
+    return sorted({osp.abspath(folder) for folder in folders})
+
+
 def _dataset_annotation_file(dataset: dict) -> Optional[str]:
     ann_file = dataset.get('ann_file')
     return osp.normpath(osp.join(dataset.get('data_root') or '', ann_file)) if ann_file else None
@@ -125,9 +146,18 @@ def align_evaluator_annotations(cfg: Config, cfg_options: Optional[dict] = None)
                       logger='current', level=logging.WARNING)
 
 
+class ConfigError(ValueError):
+    """A config file that cannot be read."""
+
+
 def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
-    cfg = Config.fromfile(config)
+    if not osp.isfile(config) and '::' not in config:
+        raise ConfigError(f'{config}: no such config file.')
+    try:
+        cfg = Config.fromfile(config)
+    except SyntaxError as err:
+        raise ConfigError(f'{config} (or a config it inherits) has a syntax error: {err}') from err
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     align_evaluator_annotations(cfg, cfg_options)
@@ -223,6 +253,65 @@ def check_feature_channels(model) -> None:
             f'{name}.in_channels={given} (or pick the backbone variant the neck was written for).')
 
 
+def _class_counts(node, path: str) -> Iterator[Tuple[str, int]]:
+    """Every ``num_classes`` setting under a model config, with its config path (the RPN is class-agnostic)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'rpn_head':
+                continue
+            if key == 'num_classes' and isinstance(value, int):
+                yield f'{path}.{key}', value
+            else:
+                yield from _class_counts(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            yield from _class_counts(item, f'{path}.{index}')
+
+
+def dataset_classes(dataset: dict) -> Optional[tuple]:
+    """The class names a dataset config will have: its ``metainfo.classes``, else its class's ``METAINFO`` (None
+    when only the data tells, e.g. folder-per-class datasets). Call within the config's default scope."""
+    from mmengine.registry import DATASETS
+    metainfo = dataset.get('metainfo') or {}
+    if metainfo.get('classes'):
+        return tuple(metainfo['classes'])
+    dataset_type = dataset.get('type')
+    cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+    classes = (getattr(cls, 'METAINFO', None) or {}).get('classes')
+    return tuple(classes) if classes else None
+
+
+def check_class_counts(cfg: Config) -> None:
+    """Compare every head's ``num_classes`` with the classes of the datasets the run reads.
+
+    A head with more classes than the data trains and evaluates without complaint (the extra outputs are never
+    supervised) and one with fewer fails inside the first loss with an index error; both are a config that was
+    not updated for the data.
+    """
+    counts = list(_class_counts(cfg.get('model'), 'model'))
+    if not counts:
+        return
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            if not cfg.get(loader):
+                continue
+            for key, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset'):
+                try:
+                    classes = dataset_classes(dataset)
+                except KeyError:  # an unknown dataset type: the Runner reports it when it builds the dataset
+                    continue
+                wrong = [(setting, n) for setting, n in counts if classes is not None and n != len(classes)]
+                if wrong:
+                    names = ', '.join(map(str, classes[:8])) + (', ...' if len(classes) > 8 else '')
+                    settings = ', '.join(f'{setting} is {n}' for setting, n in wrong)
+                    fixes = ' '.join(f'{setting}={len(classes)}' for setting, _ in wrong)
+                    raise ValueError(
+                        f'{settings}, but {key} ({dataset.get("type")}) has {len(classes)} classes ({names}). Set '
+                        f'the class count to the data: --cfg-options {fixes} (or give the dataset the classes '
+                        'the heads were made for through its metainfo=dict(classes=...)).')
+
+
 def explain_missing_type(err: KeyError) -> Optional[str]:
     """Turn mmengine's 'X is not in the S::model registry' into a list of every registry that was searched."""
     match = re.search(r'(\S+) is not in the (\S+)::(\S+) registry', str(err.args[0]) if err.args else '')
@@ -253,6 +342,7 @@ def explain_missing_type(err: KeyError) -> Optional[str]:
 
 
 def build_runner(cfg: Config) -> Runner:
+    check_class_counts(cfg)
     try:
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     except KeyError as err:

@@ -7,11 +7,13 @@ inference, classifier keys) is declared by each backbone class (see :class:`~mml
 """
 import os.path as osp
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, Optional, Sequence, Type
 
 import torch
 
 from .checkpoint import backbone_state, check_state_dict, extract_state_dict, load_checkpoint_file
+from .files import replace_file_atomically
 
 # Buffers, not parameters: left out of the parameter count printed in the summary.
 _BN_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -34,16 +36,26 @@ def read_backbone_state(src: str, backbone_cls: Optional[Type] = None) -> 'Order
     return backbone_state(extract_state_dict(load_checkpoint_file(src), source=src, preferred_keys=preferred))
 
 
-def find_family(state: Dict[str, torch.Tensor], families: Sequence[Type], src: str) -> Type:
-    """The one family in ``families`` that reads ``state`` as one of its variants (or a custom size)."""
-    readers = []
-    for cls in families:
-        try:
-            found = cls.infer_arch(state)
-        except (KeyError, ValueError, IndexError, NotImplementedError):
-            continue
-        if found and (cls.matching_arch(found) is not None or cls.custom_arch(found) is not None):
-            readers.append(cls)
+def _reads(cls: Type, state: Dict[str, torch.Tensor]) -> bool:
+    """Whether ``cls`` reads ``state`` as one of its variants (or a custom size)."""
+    try:
+        found = cls.infer_arch(state)
+    except (KeyError, ValueError, IndexError, NotImplementedError):
+        return False
+    return bool(found) and (cls.matching_arch(found) is not None or cls.custom_arch(found) is not None)
+
+
+def find_family(state: Dict[str, torch.Tensor], families: Sequence[Type], src: str,
+                named: Optional[Type] = None) -> Type:
+    """The one family in ``families`` that reads ``state`` as one of its variants (or a custom size); with
+    ``named`` (``--family``), that family, after checking that it reads the weights."""
+    readers = [cls for cls in families if _reads(cls, state)]
+    if named is not None:
+        if named in readers:
+            return named
+        found = ', '.join(cls.__name__ for cls in readers) or 'none of ' + ', '.join(c.__name__ for c in families)
+        raise SystemExit(f'{src}: --family {named.__name__} does not read these weights (the tensor names and '
+                         f'shapes fit {found}).')
     if len(readers) != 1:
         names = ', '.join(cls.__name__ for cls in families)
         what = 'no family' if not readers else 'several families (' + ', '.join(c.__name__ for c in readers) + ')'
@@ -94,7 +106,7 @@ def convert_backbone_checkpoint(backbone_cls: Type, src: str, dst: str, arch: Op
     out_state = OrderedDict((prefix + k, v.detach().clone().contiguous()) for k, v in converted.items())
     meta = dict(family=backbone_cls.__name__, arch=_plain(model_arch), source=osp.basename(src),
                 source_layout=layout, prefix=prefix, converter=converter_name)
-    torch.save({'state_dict': out_state, 'meta': meta}, dst)
+    replace_file_atomically(dst, partial(torch.save, {'state_dict': out_state, 'meta': meta}))
 
     num_params = sum(v.numel() for k, v in converted.items() if not k.endswith(_BN_STATS))
     print(f'{src} ({layout} layout) -> {dst}\n'

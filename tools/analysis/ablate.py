@@ -133,7 +133,10 @@ def pretrain_config(config: str) -> Optional[str]:
     from mmengine.config import Config
     if not os.path.isfile(config):  # a run collected by name only
         return None
-    path = Config.fromfile(config).get('pretrain_config')
+    try:
+        path = Config.fromfile(config).get('pretrain_config')
+    except Exception:  # a config that does not load: its own run fails, is marked FAILED and logged, the rest go on
+        return None
     if path is None:
         return None
     path = os.path.normpath(os.path.join(os.path.dirname(config), path))

@@ -117,6 +117,9 @@ def parse_args(argv=None):
         if len(args.shape) not in (1, 2):
             parser.error('--shape takes H W or a single size')
         args.shape = tuple(args.shape) * (3 - len(args.shape))
+    sizes = [args.shape] if args.shape is not None else args.shapes or []
+    if any(n <= 0 for size in sizes for n in size):
+        parser.error(f'input sizes must be positive, got {" ".join("x".join(map(str, s)) for s in sizes)}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
     if args.device == 'cpu' and 'fp16' in args.dtype:

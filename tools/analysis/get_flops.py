@@ -41,6 +41,8 @@ def parse_args(argv=None):
         if len(args.shape) not in (1, 2):
             parser.error('--shape takes H W or a single size')
         args.shape = tuple(args.shape) * (3 - len(args.shape))  # (S,) -> (S, S)
+        if min(args.shape) <= 0:
+            parser.error(f'--shape must be positive, got {args.shape[0]} {args.shape[1]}')
     return args
 
 

@@ -8,12 +8,12 @@ CHECKPOINT is a detector / segmentor checkpoint (what tools/train.py writes, fus
 backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size) or
 one-stage detector (image -> raw class / box maps, no NMS). The graph's input is the preprocessed image batch;
 batch, height and width are dynamic. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
-each ``--check-shapes`` size; the tool prints the differences and median latencies and exits with status 1 when a
+each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the differences and median latencies and exits with status 1 when a
 difference exceeds ``--tolerance`` (relative to the output's largest magnitude). Errors (missing or unsafe
-checkpoint, a model that cannot be exported) exit with status 2.
+checkpoint, a model that cannot be exported, an output that exists or is an input) exit with status 2.
 
 FasterViT and TransNeXt compute size-dependent tables in Python and export at fixed sizes only: ``--static``
-writes one file per check size (``OUT`` with ``_HxW`` before the extension).
+writes one graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
 """
 import argparse
 import os.path as osp
@@ -25,6 +25,7 @@ from mmengine.config import DictAction
 from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, MODES, ExportError, build_export_target,
                                            compare_with_onnxruntime, export_onnx, format_table)
 from mmlightvit.utils import CheckpointError
+from mmlightvit.utils.files import OutputPathError, check_output, replace_file_atomically
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -34,28 +35,39 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--mode', choices=MODES, default='backbone',
                         help='backbone: the fused backbone alone; model: the whole segmentor / one-stage detector')
     parser.add_argument('--out', help='output .onnx file (default: work_dirs/onnx/CONFIG_MODE.onnx)')
+    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never an input)')
     parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='input size used for tracing (the graph stays dynamic)')
-    parser.add_argument('--check-shapes', type=int, nargs='+', default=[224, 224, 200, 328], metavar='H W',
-                        help='pairs of H W at which onnxruntime is compared with PyTorch (default: 224 224 200 328)')
+                        help='input size used for tracing (the graph stays dynamic; with --static, its fixed size)')
+    parser.add_argument('--check-shapes', type=int, nargs='+', metavar='H W',
+                        help='pairs of H W at which onnxruntime is compared with PyTorch (default: 224 224 200 328; '
+                        'with --static: the --shape)'),
     parser.add_argument('--batch', type=int, default=1, help='batch size of the check inputs')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest allowed |ORT - PyTorch| relative to the largest |PyTorch| of each output')
     parser.add_argument('--static', action='store_true',
-                        help='fixed-size graphs, one per check size (for backbones without dynamic-size export)')
+                        help='a fixed-size graph of the --shape size (for backbones without dynamic-size export)')
     parser.add_argument('--no-check', action='store_true', help='export only, skip the onnxruntime comparison')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs before timing')
     parser.add_argument('--repeat', type=int, default=5, help='timed runs (the median is reported)')
     parser.add_argument('--threads', type=int, help='CPU threads of PyTorch and onnxruntime (default: PyTorch\'s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     args = parser.parse_args(argv)
-    if len(args.check_shapes) % 2:
+    if args.check_shapes is not None and len(args.check_shapes) % 2:
         parser.error(f'--check-shapes takes pairs H W, got {len(args.check_shapes)} numbers.')
+    if min(args.shape) <= 0 or min(args.check_shapes or [1]) <= 0 or args.batch <= 0:
+        parser.error('--shape, --check-shapes and --batch must be positive.')
+    if args.static and args.check_shapes is not None and set(check_shapes(args)) != {tuple(args.shape)}:
+        parser.error(f'--static exports one graph of the --shape size ({args.shape[0]} {args.shape[1]}), which '
+                     'runs at that size only: leave out --check-shapes, or export each size in a run of its own '
+                     '(--shape H W --out FILE).')
     return args
 
 
 def check_shapes(args) -> List[Tuple[int, int]]:
+    """The sizes at which the exported graph is compared with PyTorch."""
+    if args.check_shapes is None:
+        return [tuple(args.shape)] if args.static else [(224, 224), (200, 328)]
     values = args.check_shapes
     return [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
 
@@ -69,26 +81,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = args.out or default_out(args.config, args.mode)
     shapes = check_shapes(args)
     try:
+        note = check_output(out, '--out', inputs=[args.config, args.checkpoint], overwrite=args.overwrite)
         target = build_export_target(args.config, args.checkpoint, args.mode, args.cfg_options)
         print(f'{target.kind} ({target.backbone_type}), outputs: {", ".join(target.output_names)}'
               + (f'; inputs padded to multiples of {target.size_divisor}' if target.size_divisor > 1 else ''))
-        if args.static:
-            # One fixed-size graph per size: the traced size is the checked size.
-            stem, ext = osp.splitext(out)
-            results = []
-            for height, width in shapes:
-                file = f'{stem}_{height}x{width}{ext or ".onnx"}'
-                export_onnx(target, file, (height, width), args.batch, args.opset, dynamic=False)
-                print(f'exported {file} (fixed size)')
-                if not args.no_check:
-                    results += compare_with_onnxruntime(target, file, [(height, width)], args.batch,
-                                                        args.tolerance, args.warmup, args.repeat, args.threads)
-        else:
-            export_onnx(target, out, args.shape, 1, args.opset, dynamic=True)
-            print(f'exported {out} (dynamic batch, height and width; opset {args.opset})')
-            results = [] if args.no_check else compare_with_onnxruntime(
-                target, out, shapes, args.batch, args.tolerance, args.warmup, args.repeat, args.threads)
-    except (FileNotFoundError, CheckpointError, ExportError) as err:
+        # a fixed-size graph is traced with the check batch: its batch is fixed too
+        batch = args.batch if args.static else 1
+        replace_file_atomically(out, lambda tmp: export_onnx(target, tmp, tuple(args.shape), batch, args.opset,
+                                                             dynamic=not args.static))
+        if note:
+            print(note)
+        print(f'exported {out} ' + (f'(fixed size {args.shape[0]}x{args.shape[1]}, batch {batch})' if args.static
+                                    else f'(dynamic batch, height and width; opset {args.opset})'))
+        results = [] if args.no_check else compare_with_onnxruntime(
+            target, out, shapes, args.batch, args.tolerance, args.warmup, args.repeat, args.threads)
+    except (FileNotFoundError, CheckpointError, ExportError, OutputPathError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     if results:

@@ -19,6 +19,7 @@ adds the hook without touching the config's custom_hooks, e.g. RTMDet's EMAHook.
 """
 import argparse
 import os.path as osp
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
@@ -26,6 +27,8 @@ import torch
 from mmlightvit.apis.model import build_model, checkpoint_part, config_without_pretrained, load_model_weights
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.utils import load_checkpoint_file
+from mmlightvit.utils.cli import exit_on_user_error
+from mmlightvit.utils.files import check_output, replace_file_atomically
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -33,6 +36,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='the config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='trained whole-model checkpoint, or a backbone checkpoint')
     parser.add_argument('out', help='output file for the fused checkpoint')
+    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never the input)')
     return parser.parse_args(argv)
 
 
@@ -42,6 +46,7 @@ def count_fusable(model: torch.nn.Module) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    note = check_output(args.out, 'OUT', inputs=[args.checkpoint, args.config], overwrite=args.overwrite)
     # The trained weights replace everything; init_cfg would only try to download the ImageNet checkpoint.
     model = build_model(config_without_pretrained(args.config), seed=None)
     checkpoint = load_checkpoint_file(args.checkpoint)
@@ -65,7 +70,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         folded_modules=num_fusable,
         converter='tools/model_converters/fuse_checkpoint.py')
     fused_state = {k: v.detach().clone().contiguous() for k, v in fused.state_dict().items()}
-    torch.save({'state_dict': fused_state, 'meta': meta}, args.out)
+    replace_file_atomically(args.out, partial(torch.save, {'state_dict': fused_state, 'meta': meta}))
+    if note:
+        print(note)
     print(f'{args.checkpoint} -> {args.out}\n'
           f'  {meta["content"]}: folded {num_fusable} modules, parameters {params_before / 1e6:.3f}M -> '
           f'{params_after / 1e6:.3f}M, {len(fused_state)} tensors.')
@@ -76,4 +83,5 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

@@ -11,12 +11,15 @@ them). ``SRC`` is read safely (weights only); a file that does not fit the confi
 """
 import argparse
 import os.path as osp
+from functools import partial
 from typing import Optional, Sequence
 
 import torch
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
 from mmlightvit.utils import check_state_dict, convert_released_state, extract_state_dict, load_checkpoint_file
+from mmlightvit.utils.cli import exit_on_user_error
+from mmlightvit.utils.files import check_output, replace_file_atomically
 
 
 def dataset_meta(meta) -> Optional[dict]:
@@ -39,7 +42,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                         'configs/repvit/mask-rcnn_repvit-m1.1_coco.py')
     parser.add_argument('src', help='the released checkpoint')
     parser.add_argument('dst', help='output file')
+    parser.add_argument('--overwrite', action='store_true', help='replace DST if it exists (never SRC)')
     args = parser.parse_args(argv)
+    note = check_output(args.dst, 'DST', inputs=[args.src, args.config], overwrite=args.overwrite)
 
     model = build_model(config_without_pretrained(args.config))
     checkpoint = load_checkpoint_file(args.src)
@@ -51,12 +56,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     found = dataset_meta(checkpoint.get('meta') if isinstance(checkpoint, dict) else None)
     if found is not None:
         meta['dataset_meta'] = found
-    torch.save({'state_dict': {k: v.detach().clone().contiguous() for k, v in state.items()}, 'meta': meta},
-               args.dst)
+    out_state = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    replace_file_atomically(args.dst, partial(torch.save, {'state_dict': out_state, 'meta': meta}))
+    if note:
+        print(note)
     print(f'{args.src} -> {args.dst}\n  backbone layout: {meta["backbone_layout"]}; {len(state)} tensors; loads '
           f'strictly into the model of {osp.basename(args.config)}.')
     return dict(meta=meta, num_keys=len(state), dst=args.dst)
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 from mmlightvit.models.backbones import FAMILIES
 from mmlightvit.utils.convert import convert_backbone_checkpoint, find_family, read_backbone_state
+from mmlightvit.utils.cli import exit_on_user_error
+from mmlightvit.utils.files import check_output
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -29,17 +31,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--arch', help="variant, e.g. 'm1.1', 'small-bn-hs', '0', 'tiny' (default: read from the "
                         'tensor shapes)')
     parser.add_argument('--prefix', default='', help="key prefix in the output, e.g. 'backbone.' (default: none)")
+    parser.add_argument('--overwrite', action='store_true', help='replace dst if it exists (never src)')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
-    if args.family:
-        family = next(cls for cls in FAMILIES if cls.__name__ == args.family)
-    else:
-        family = find_family(read_backbone_state(args.src), FAMILIES, args.src)
-    return convert_backbone_checkpoint(family, args.src, args.dst, args.arch, args.prefix)
+    note = check_output(args.dst, 'dst', inputs=[args.src], overwrite=args.overwrite)
+    named = next(cls for cls in FAMILIES if cls.__name__ == args.family) if args.family else None
+    family = find_family(read_backbone_state(args.src), FAMILIES, args.src, named)
+    summary = convert_backbone_checkpoint(family, args.src, args.dst, args.arch, args.prefix)
+    if note:
+        print(note)
+    return summary
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

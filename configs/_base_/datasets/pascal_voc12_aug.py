@@ -9,3 +9,6 @@ dataset_aug = dict(_base_.dataset_aug, type=dataset_type)
 train_dataloader = dict(dataset=dict(datasets=[dataset_train, dataset_aug]))
 val_dataloader = dict(dataset=dict(type=dataset_type))
 test_dataloader = val_dataloader
+# `tools/test.py --tta`: the test pipeline's resize at its scale times each ratio, each pass also flipped (see
+# ade20k.py beside this file).
+tta_scale_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
