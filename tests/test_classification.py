@@ -253,9 +253,12 @@ def test_tools_test_evaluates_an_official_release_with_the_imagenet_config(tmp_p
     checkpoint, _, _ = _repvit_release()
     release = tmp_path / 'repvit_m0_9_distill_450e.pth'
     torch.save(checkpoint, release)
-    out = _run(['tools/test.py', RELEASES['RepViT'][0], str(release), '--work-dir', str(tmp_path / 'work'),
-                '--cfg-options', 'test_dataloader.dataset.type=mmlightvit.DemoImageNetDataset',
-                'test_dataloader.dataset.data_root=data/demo/imagenet', 'test_dataloader.dataset.indices=4',
-                'test_dataloader.batch_size=4', *[f'test_dataloader.{o}' for o in _NO_WORKERS]])
+    # the demo images under the release's 1000 class names (the heads' class count must match the data's)
+    config = tmp_path / 'release_on_demo_images.py'
+    config.write_text(f'_base_ = {str(ROOT / RELEASES["RepViT"][0])!r}\n'
+                      "test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dict(\n"
+                      "    type='mmlightvit.DemoImageNetDataset', data_root='data/demo/imagenet', indices=4,\n"
+                      "    metainfo=dict(classes=[f'class {i}' for i in range(1000)])))\n")
+    out = _run(['tools/test.py', str(config), str(release), '--work-dir', str(tmp_path / 'work')])
     assert 'official RepViT layout; converted in memory' in out
     assert re.search(r'accuracy/top1: \d', out), out[-2000:]

@@ -532,7 +532,7 @@ def test_converter_tool(timm, tmp_path, source_model, source_bn_hs, capsys):
     assert all(k.startswith('backbone.') for k in saved['state_dict'])
     _load_via_init_cfg('xx-small', dst2)  # the backbone. prefix is stripped on loading
     with pytest.raises(SystemExit, match='not --arch'):
-        main([str(timm_src), str(dst2), '--arch', 'small'])
+        main([str(timm_src), str(tmp_path / 'unused.pth'), '--arch', 'small'])
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -356,4 +356,4 @@ def test_converter_tool(tmp_path, fastervit, capsys):
     assert all(k.startswith('backbone.') for k in torch.load(dst2, weights_only=True)['state_dict'])
     _load_via_init_cfg('0', dst2)
     with pytest.raises(SystemExit, match='not --arch'):
-        main([str(src), str(dst2), '--arch', '1'])
+        main([str(src), str(tmp_path / 'unused.pth'), '--arch', '1'])

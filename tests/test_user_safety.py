@@ -73,6 +73,8 @@ def test_dead_writers_temporary_files_are_removed_when_the_work_dir_is_used_agai
     assert prepare_work_dir(str(tmp_path)) == [str(stale)]
     release_work_dir(str(tmp_path))
     assert not stale.exists() and alive.exists() and user.exists()
+    with pytest.raises(OutputPathError, match='work dir .* cannot be written'):  # below a file
+        lock_work_dir(str(user / 'run'))
 
 
 def test_resume_from_a_folder_takes_its_newest_complete_checkpoint(tmp_path):

@@ -7,7 +7,7 @@ from mmengine.config import DictAction
 
 from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
                                end_children_with_this_process, finish_distributed, load_config, prepare_run)
-from mmlightvit.engine.setup import dataset_folders
+from mmlightvit.engine.setup import ClassCountError, dataset_folders
 from mmlightvit.engine.tta import tta_pipeline
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output
@@ -130,5 +130,5 @@ def main():
 
 
 if __name__ == '__main__':
-    with exit_on_user_error(ConfigError, DatasetNotFoundError):
+    with exit_on_user_error(ClassCountError, ConfigError, DatasetNotFoundError):
         main()

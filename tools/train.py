@@ -7,6 +7,7 @@ from mmengine.config import DictAction
 from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
                                enable_amp, end_children_with_this_process, find_resume_checkpoint,
                                finish_distributed, load_config, prepare_run)
+from mmlightvit.engine.setup import ClassCountError
 from mmlightvit.engine.work_dir import WorkDirBusyError, is_rank_zero, prepare_work_dir
 from mmlightvit.utils import CheckpointError
 from mmlightvit.utils.cli import exit_on_user_error
@@ -72,5 +73,5 @@ def main():
 
 
 if __name__ == '__main__':
-    with exit_on_user_error(ConfigError, DatasetNotFoundError, WorkDirBusyError):
+    with exit_on_user_error(ClassCountError, ConfigError, DatasetNotFoundError, WorkDirBusyError):
         main()

@@ -33,4 +33,6 @@ optim_wrapper = dict(
 train_dataloader = dict(dataset=dict(type='mmlightvit.ADE20KDataset'))
 val_dataloader = dict(dataset=dict(type='mmlightvit.ADE20KDataset'))
 test_dataloader = val_dataloader
+# `--tta`: the test scale times each ratio, each pass also flipped (as ../_base_/datasets/ade20k.py)
+tta_scale_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

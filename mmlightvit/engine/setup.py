@@ -253,6 +253,10 @@ def check_feature_channels(model) -> None:
             f'{name}.in_channels={given} (or pick the backbone variant the neck was written for).')
 
 
+class ClassCountError(ValueError):
+    """A head's class count differs from its dataset's."""
+
+
 def _class_counts(node, path: str) -> Iterator[Tuple[str, int]]:
     """Every ``num_classes`` setting under a model config, with its config path (the RPN is class-agnostic)."""
     if isinstance(node, dict):
@@ -306,7 +310,7 @@ def check_class_counts(cfg: Config) -> None:
                     names = ', '.join(map(str, classes[:8])) + (', ...' if len(classes) > 8 else '')
                     settings = ', '.join(f'{setting} is {n}' for setting, n in wrong)
                     fixes = ' '.join(f'{setting}={len(classes)}' for setting, _ in wrong)
-                    raise ValueError(
+                    raise ClassCountError(
                         f'{settings}, but {key} ({dataset.get("type")}) has {len(classes)} classes ({names}). Set '
                         f'the class count to the data: --cfg-options {fixes} (or give the dataset the classes '
                         'the heads were made for through its metainfo=dict(classes=...)).')

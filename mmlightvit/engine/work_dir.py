@@ -17,7 +17,7 @@ import sys
 import time
 from typing import List, Optional
 
-from mmlightvit.utils.files import remove_stale_temporaries
+from mmlightvit.utils.files import OutputPathError, remove_stale_temporaries
 
 LOCK_FILE = '.mmlightvit-lock'
 _held = {}  # work dir -> open lock file, kept for the life of the process
@@ -43,9 +43,13 @@ def lock_work_dir(work_dir: str) -> str:
     work_dir = osp.abspath(work_dir)
     if work_dir in _held:
         return osp.join(work_dir, LOCK_FILE)
-    os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, LOCK_FILE)
-    handle = open(path, 'a+')
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        handle = open(path, 'a+')
+    except OSError as err:
+        raise OutputPathError(f'The work dir {work_dir} cannot be written: {err.strerror or err}. Pass a writable '
+                              '--work-dir.') from None
     try:
         fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
