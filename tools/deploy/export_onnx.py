@@ -1,16 +1,17 @@
 """Export a backbone, a segmentor or a one-stage detector to ONNX and check it against onnxruntime.
 
-    python tools/deploy/export_onnx.py CONFIG CHECKPOINT [--mode backbone|model] [--out FILE] [--shape H W]
-        [--check-shapes H1 W1 [H2 W2 ...]] [--opset N] [--tolerance T] [--static]
+    python tools/deploy/export_onnx.py CONFIG CHECKPOINT [--mode backbone|model] [--out FILE] [--overwrite]
+        [--shape H W] [--check-shapes H1 W1 [H2 W2 ...]] [--opset N] [--tolerance T] [--static]
 
 CHECKPOINT is a detector / segmentor checkpoint (what tools/train.py writes, fused or not), a backbone checkpoint
 (``--mode backbone`` only), or ``none`` for the random initial weights. ``--mode backbone`` exports the fused
 backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size) or
 one-stage detector (image -> raw class / box maps, no NMS). The graph's input is the preprocessed image batch;
 batch, height and width are dynamic. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
-each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the differences and median latencies and exits with status 1 when a
-difference exceeds ``--tolerance`` (relative to the output's largest magnitude). Errors (missing or unsafe
-checkpoint, a model that cannot be exported, an output that exists or is an input) exit with status 2.
+each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the differences and median latencies
+and exits with status 1 when a difference exceeds ``--tolerance`` (relative to the output's largest magnitude).
+Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that exists or is an input) exit
+with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never when it is an input.
 
 FasterViT and TransNeXt compute size-dependent tables in Python and export at fixed sizes only: ``--static``
 writes one graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
