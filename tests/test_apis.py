@@ -1,9 +1,6 @@
 """Inference on images (tools/image_demo.py, mmlightvit.apis) and the dataset browser, on short demo trainings."""
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +9,6 @@ import torch
 from PIL import Image
 
 from mmlightvit.apis import LightDetInferencer, build_inferencer, find_model, list_models, load_model_index
-from mmlightvit.models.layers.reparam import fuse_model
 from mmlightvit.utils import CheckpointError
 
 from tests.conftest import DET_CONFIG, NO_WORKERS, ROOT, SEG_CONFIG, run_python as run
