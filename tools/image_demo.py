@@ -71,29 +71,25 @@ def find_images(inputs: str, out_dir: str):
     return found
 
 
-def planned_outputs(name: str, out_dir: str, args, segmentation: bool):
-    outputs = []
-    if not args.no_save_vis:
-        outputs.append(osp.join(out_dir, 'vis', name))
-    if not args.no_save_pred:
-        outputs.append(osp.join(out_dir, 'preds', f'{name}.json'))
-        if segmentation:
-            outputs.append(osp.join(out_dir, 'preds', f'{name}_pred.png'))
-    return outputs
+def output_paths(name: str, out_dir: str) -> dict:
+    """Where the outputs of the image ``name`` go: the drawn image, the predictions, and a segmentor's label map."""
+    return dict(vis=osp.join(out_dir, 'vis', name), pred=osp.join(out_dir, 'preds', f'{name}.json'),
+                label_map=osp.join(out_dir, 'preds', f'{name}_pred.png'))
 
 
-def check_outputs(images, out_dir: str, args, segmentation: bool) -> None:
-    """Before any prediction: no output is an input image, none exists unless --overwrite, the folder is
-    writable."""
+def check_outputs(images, out_dir: str, args) -> None:
+    """Before the model is built: no output is an input image, none exists unless --overwrite, the folder is
+    writable. (A detector's outputs are a segmentor's less the label map, so the label maps are checked too.)"""
     from mmlightvit.utils.files import OutputPathError, check_output
-    inputs = [path for path, _ in images]
-    real_inputs = {osp.realpath(path) for path in inputs}
+    kinds = ([] if args.no_save_vis else ['vis']) + ([] if args.no_save_pred else ['pred', 'label_map'])
+    real_inputs = {osp.realpath(path) for path, _ in images}
     existing = []
     for _, name in images:
-        for path in planned_outputs(name, out_dir, args, segmentation):
+        paths = output_paths(name, out_dir)
+        for path in (paths[kind] for kind in kinds):
             if osp.realpath(path) in real_inputs:
-                raise OutputPathError(f'The output {path} would replace the input image {path}: choose an '
-                                      '--out-dir outside the images.')
+                raise OutputPathError(f'The output {path} is one of the input images: choose an --out-dir outside '
+                                      'the images.')
             if osp.exists(path):
                 existing.append(path)
     if existing and not args.overwrite:
@@ -152,12 +148,13 @@ def predict(inferencer, batch, out_dir: str, args, segmentation: bool) -> list:
             result = inferencer.pred2dict(sample)
         result['img_path'] = path
         results.append(result)
+        outputs = output_paths(name, out_dir)
         if out_dir and not args.no_save_vis:
-            mmcv.imwrite(image[..., ::-1], osp.join(out_dir, 'vis', name))  # drawn in RGB, written as BGR
+            mmcv.imwrite(image[..., ::-1], outputs['vis'])  # drawn in RGB, written as BGR
         if out_dir and not args.no_save_pred:
-            _write_json(osp.join(out_dir, 'preds', f'{name}.json'), result)
+            _write_json(outputs['pred'], result)
             if segmentation:
-                Image.fromarray(label_map.astype(np.uint8)).save(osp.join(out_dir, 'preds', f'{name}_pred.png'))
+                Image.fromarray(label_map.astype(np.uint8)).save(outputs['label_map'])
     return results
 
 
@@ -166,8 +163,8 @@ def main(argv=None) -> int:
     from mmlightvit.apis import LightSegInferencer, build_inferencer
     out_dir = '' if args.no_save_vis and args.no_save_pred else args.out_dir
     images = find_images(args.inputs, out_dir)
-    if out_dir:  # before the model is built; a detector's outputs are a segmentor's less the label maps
-        check_outputs(images, out_dir, args, segmentation=True)
+    if out_dir:
+        check_outputs(images, out_dir, args)
     inferencer = build_inferencer(args.model, weights=args.weights, device=args.device, fuse=args.fuse)
     segmentation = isinstance(inferencer, LightSegInferencer)
     skipped, results, batch = [], [], []

@@ -68,6 +68,11 @@ def write_label_maps(cfg, out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
 
 
+def dumps_pickle(out) -> bool:
+    """Whether ``--out`` names a pickle of the predictions (else a folder of label maps)."""
+    return bool(out) and out.endswith(('.pkl', '.pickle'))
+
+
 def check_outputs(cfg, args) -> None:
     """Refuse, before anything is built or evaluated, outputs that would replace the user's files or cannot be
     written (an evaluation on COCO takes long; its results must not be lost at the end)."""
@@ -75,8 +80,8 @@ def check_outputs(cfg, args) -> None:
     inputs = [args.config, args.checkpoint]
     notes = []
     if args.out:
-        is_file = args.out.endswith(('.pkl', '.pickle'))
-        notes.append(check_output(args.out, '--out', inputs, protected, args.overwrite, folder=not is_file))
+        notes.append(check_output(args.out, '--out', inputs, protected, args.overwrite,
+                                  folder=not dumps_pickle(args.out)))
     if args.show_dir:
         notes.append(check_output(args.show_dir, '--show-dir', inputs, protected, args.overwrite, folder=True))
     for note in filter(None, notes):
@@ -110,7 +115,7 @@ def main():
         enable_tta(cfg)
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
-    pickle_out = bool(args.out) and args.out.endswith(('.pkl', '.pickle'))
+    pickle_out = dumps_pickle(args.out)
     scope = cfg.get('default_scope')
     if args.out and not pickle_out:
         if scope != 'mmseg':

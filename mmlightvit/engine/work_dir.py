@@ -41,9 +41,9 @@ def lock_work_dir(work_dir: str) -> str:
     """Hold ``work_dir`` for this process (idempotent); raise :class:`WorkDirBusyError` naming the run that holds
     it. Returns the lock file's path."""
     work_dir = osp.abspath(work_dir)
-    if work_dir in _held:
-        return osp.join(work_dir, LOCK_FILE)
     path = osp.join(work_dir, LOCK_FILE)
+    if work_dir in _held:
+        return path
     try:
         os.makedirs(work_dir, exist_ok=True)
         handle = open(path, 'a+')

@@ -13,6 +13,7 @@ import tempfile
 from typing import Callable, Iterable, List, Optional
 
 TEMPORARY_NAME = re.compile(r'^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$')
+WRITE_TEST_PREFIX = '.write-test-'  # the probe file of _check_writable
 
 
 class OutputPathError(ValueError):
@@ -87,7 +88,7 @@ def _check_writable(folder: str, what: str) -> None:
     """Create ``folder`` if needed and write (and remove) a file in it."""
     try:
         os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-'):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=WRITE_TEST_PREFIX):
             pass
     except OSError as err:
         raise OutputPathError(f'{what} {folder!r} cannot be written: {err.strerror or err}. Choose a writable '
@@ -125,7 +126,7 @@ def check_output(path: str, what: str = 'output', inputs: Iterable[str] = (), pr
         if osp.exists(path) and not osp.isdir(path):
             raise OutputPathError(f'{what} {path!r} is a file; a folder is expected.')
         # (another rank's write test is not an entry of the user's)
-        entries = [e for e in os.listdir(path) if not e.startswith('.write-test-')] if osp.isdir(path) else []
+        entries = [e for e in os.listdir(path) if not e.startswith(WRITE_TEST_PREFIX)] if osp.isdir(path) else []
         if entries:
             if not overwrite:
                 raise OutputPathError(f'{what} {path!r} already holds {len(entries)} entries that this run could '

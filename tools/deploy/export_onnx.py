@@ -25,8 +25,8 @@ from mmengine.config import DictAction
 
 from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, MODES, ExportError, build_export_target,
                                            compare_with_onnxruntime, export_onnx, format_table)
-from mmlightvit.utils import CheckpointError
-from mmlightvit.utils.files import OutputPathError, check_output, replace_file_atomically
+from mmlightvit.utils.cli import USER_ERRORS
+from mmlightvit.utils.files import check_output, replace_file_atomically
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='input size used for tracing (the graph stays dynamic; with --static, its fixed size)')
     parser.add_argument('--check-shapes', type=int, nargs='+', metavar='H W',
                         help='pairs of H W at which onnxruntime is compared with PyTorch (default: 224 224 200 328; '
-                        'with --static: the --shape)'),
+                        'with --static: the --shape)')
     parser.add_argument('--batch', type=int, default=1, help='batch size of the check inputs')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset')
     parser.add_argument('--tolerance', type=float, default=1e-4,
@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                     else f'(dynamic batch, height and width; opset {args.opset})'))
         results = [] if args.no_check else compare_with_onnxruntime(
             target, out, shapes, args.batch, args.tolerance, args.warmup, args.repeat, args.threads)
-    except (FileNotFoundError, CheckpointError, ExportError, OutputPathError) as err:
+    except USER_ERRORS + (ExportError, ) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     if results:
