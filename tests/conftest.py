@@ -1,4 +1,8 @@
-"""Fixtures shared by the test modules: short demo trainings (trained once per test session) and tool loading."""
+"""Fixtures shared by the test modules: short demo trainings (trained once per test session), tool runs and config
+reading."""
+import copy
+import fcntl
+import functools
 import importlib.util
 import os
 import subprocess
@@ -6,6 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from mmengine.config import Config
+
+from tests.forked_tools import ForkedTools
 
 ROOT = Path(__file__).resolve().parents[1]
 DET_CONFIG = ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
@@ -18,14 +26,54 @@ TRAIN_OPTIONS = {
 }
 
 
-def run_python(args, check=True, **kwargs) -> subprocess.CompletedProcess:
-    """``python ARGS`` in the repository root, output captured; fails the test with the output unless ``check``
-    is False."""
-    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS='ignore'), **kwargs)
+FORKED_TOOLS = ForkedTools()
+
+
+def pytest_configure(config):
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        # pytest-xdist's workers share the cores: one intra-op thread each, in the worker and in the tools it runs
+        # (OMP_NUM_THREADS is read when a process imports torch)
+        os.environ['OMP_NUM_THREADS'] = '1'
+        torch.set_num_threads(1)
+
+
+def run_python(args, check=True, cwd=ROOT, env=None, fresh=False, timeout=600) -> subprocess.CompletedProcess:
+    """``python ARGS`` in ``cwd`` (the repository root) with ``env`` added to the environment, output captured;
+    fails the test with the output unless ``check`` is False.
+
+    A script (``tools/train.py ...``) runs forked from a process that has the stack imported already (see
+    tests/forked_tools.py); ``fresh=True``, and ``-c`` / ``-m``, start a new interpreter: for tests of what a new
+    process imports or registers.
+    """
+    args = [str(a) for a in args]
+    if fresh or args[0].startswith('-'):
+        return run_command([sys.executable, *args], check, cwd, env, timeout)
+    proc = FORKED_TOOLS.run(args, cwd, _environment(env), timeout)
+    return _checked(proc, check)
+
+
+def run_command(args, check=True, cwd=ROOT, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """A command line (``bash tools/dist_train.sh ...``) as ``run_python`` runs a script, always a new process."""
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=_environment(env), capture_output=True, text=True,
+                          timeout=timeout)
+    return _checked(proc, check)
+
+
+def _environment(extra) -> dict:
+    return dict(os.environ, PYTHONWARNINGS='ignore', **(extra or {}))
+
+
+def _checked(proc, check) -> subprocess.CompletedProcess:
     if check:
-        assert proc.returncode == 0, f'{args}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
+        assert proc.returncode == 0, (f'{proc.args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
+                                      f'{proc.stderr[-5000:]}')
     return proc
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _close_forked_tools():
+    yield
+    FORKED_TOOLS.close()
 
 
 def short_training(config, work_dir) -> str:
@@ -34,16 +82,30 @@ def short_training(config, work_dir) -> str:
     return (work_dir / 'last_checkpoint').read_text().strip()
 
 
+def shared_training(tmp_path_factory, config, name) -> str:
+    """``short_training`` once per test run: with pytest-xdist the workers share it (the first to take the lock
+    trains, the others wait and read its checkpoint)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        root = root.parent  # the folder that holds every worker's base temp
+    work_dir = root / name
+    with open(root / f'{name}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (work_dir / 'last_checkpoint').exists():
+            short_training(config, work_dir)
+    return (work_dir / 'last_checkpoint').read_text().strip()
+
+
 @pytest.fixture(scope='session')
 def det_checkpoint(tmp_path_factory) -> str:
     """A RepViT-M1.1 Mask R-CNN checkpoint of the demo config (one epoch of 8 images)."""
-    return short_training(DET_CONFIG, tmp_path_factory.mktemp('det'))
+    return shared_training(tmp_path_factory, DET_CONFIG, 'det-demo')
 
 
 @pytest.fixture(scope='session')
 def seg_checkpoint(tmp_path_factory) -> str:
     """A RepViT-M1.1 Semantic FPN checkpoint of the demo config (2 iterations)."""
-    return short_training(SEG_CONFIG, tmp_path_factory.mktemp('seg'))
+    return shared_training(tmp_path_factory, SEG_CONFIG, 'seg-demo')
 
 
 def load_tool(path: str):
@@ -52,3 +114,14 @@ def load_tool(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_config(path: str) -> Config:
+    return Config.fromfile(path)
+
+
+def read_config(path) -> Config:
+    """``Config.fromfile(path)`` (relative to the repository root), parsed once per test session: many tests read
+    every shipped config, and parsing the mmdet / mmseg bases dominates their time. Each call returns a copy."""
+    return copy.deepcopy(_parsed_config(str(ROOT / path)))

@@ -1,6 +1,5 @@
 """tools/analysis/benchmark.py, ablate.py and analyze_logs.py on tiny inputs and tiny runs (CPU)."""
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_tool, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DET = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_demo.py'
@@ -21,18 +22,11 @@ TINY_RUN = ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=4', 'tra
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', ROOT / 'tools' / 'analysis' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'tools/analysis/{name}.py')
 
 
 def _run(args, check=True):
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return proc
+    return run_python(args, check=check, timeout=900)
 
 
 # ----------------------------------------------------------------------------------------------------------------

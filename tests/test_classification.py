@@ -2,24 +2,20 @@
 checkpoint of each family, in the official layout (and timm's where timm has the model), loads strictly into its
 ImageNet config's model, classifier head included, and gives the reference implementation's logits; the configs
 follow the papers' recipes; the demo classifiers train and evaluate, and ``tools/test.py`` evaluates a release."""
-import os
 import re
-import subprocess
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmlightvit.analysis.reference_models import build_reference
 from mmlightvit.apis.model import load_model_weights
-from mmlightvit.models.backbones import EdgeNeXt, FasterViT, RepViT, TransNeXt
+from mmlightvit.models.backbones import EdgeNeXt, RepViT, TransNeXt
 from mmlightvit.utils.checkpoint import CheckpointError
 from tests.backbone_utils import randomise_bn, single_thread  # noqa: F401
+from tests.conftest import read_config, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_CONFIGS = sorted((ROOT / 'configs').glob('*/imagenet/*.py'))
@@ -32,7 +28,7 @@ def _ids(paths):
 
 
 def build_classifier(config: str):
-    cfg = Config.fromfile(str(ROOT / config))
+    cfg = read_config(config)
     init_default_scope('mmpretrain')
     from mmpretrain.registry import MODELS
     model = MODELS.build(cfg.model)
@@ -168,7 +164,7 @@ def test_distillation_head_averages_the_two_branches():
 
 # ------------------------------------------------------------------------------------------------------ recipes
 def _cfg(path):
-    return Config.fromfile(str(ROOT / path))
+    return read_config(path)
 
 
 @pytest.mark.parametrize('path', PAPER_CONFIGS, ids=_ids(PAPER_CONFIGS))
@@ -225,9 +221,7 @@ def test_classifier_params_match_the_papers(config, paper_params):
 
 # ------------------------------------------------------------------------------------------------- runs
 def _run(args, cwd=ROOT):
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    assert proc.returncode == 0, f'{args}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
+    proc = run_python(args, cwd=cwd, timeout=900)
     return proc.stdout + proc.stderr
 
 

@@ -1,7 +1,4 @@
 """mmlightvit.analysis.complexity and tools/analysis/get_flops.py (CPU, about half a minute)."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +8,7 @@ import torch.nn.functional as F
 
 from mmlightvit.analysis.complexity import BNLinear, count_arch, count_macs, count_model
 from tests.backbone_utils import randomise_bn
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 DET_DEMO = ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py'
@@ -159,11 +157,7 @@ def test_cascade_mask_heads_are_counted_on_100_rois():
 
 
 def test_cli_prints_one_row_per_config():
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
-    proc = subprocess.run(
-        [sys.executable, 'tools/analysis/get_flops.py', str(DET_DEMO), str(SEG_DEMO), '--shape', '128', '128'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(['tools/analysis/get_flops.py', DET_DEMO, SEG_DEMO, '--shape', '128', '128'])
     assert 'MACs' in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if line.startswith('| ')]
     header, separator, *body = rows

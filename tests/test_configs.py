@@ -13,6 +13,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmlightvit.analysis.complexity import predict_batch
 from mmlightvit.engine.setup import check_class_counts
 from mmlightvit.engine.tta import tta_pipeline
+from tests.conftest import read_config, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
@@ -27,7 +28,7 @@ def _without_downloads(cfg: Config) -> Config:
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[str(p.relative_to(ROOT / 'configs')) for p in CONFIGS])
 def test_config_builds(path):
-    cfg = _without_downloads(Config.fromfile(str(path)))
+    cfg = _without_downloads(read_config(path))
     check_class_counts(cfg)  # every head has as many classes as the data
     if 'tta_model' in cfg:
         tta_pipeline(cfg)  # --tta holds the single-scale test among its passes
@@ -57,13 +58,13 @@ def test_paper_configs_name_the_official_checkpoints():
     for path in CONFIGS:
         if 'demo' in path.name or 'ablations' in path.parts or 'imagenet' in path.parts:
             continue
-        init_cfg = Config.fromfile(str(path)).model.backbone.init_cfg
+        init_cfg = read_config(path).model.backbone.init_cfg
         assert init_cfg.type == 'Pretrained' and init_cfg.checkpoint.startswith('https://'), path
 
 
 @pytest.mark.parametrize('variant', ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3'])
 def test_rtmdet_recipe_scales_lr_from_its_own_batch(variant):
-    cfg = Config.fromfile(str(ROOT / f'configs/repvit/rtmdet_repvit-{variant}_coco.py'))
+    cfg = read_config(f'configs/repvit/rtmdet_repvit-{variant}_coco.py')
     assert cfg.auto_scale_lr.base_batch_size == 8 * cfg.train_dataloader.batch_size == 256
     assert cfg.sync_bn == 'torch'
     assert cfg.model.neck.norm_cfg.type == cfg.model.bbox_head.norm_cfg.type == 'SyncBN'
@@ -72,7 +73,7 @@ def test_rtmdet_recipe_scales_lr_from_its_own_batch(variant):
 def test_configs_read_data_with_the_checked_datasets():
     """COCO and ADE20K go through mmlightvit's dataset classes, whose errors name the file (the demo sets too)."""
     for path in CONFIGS:
-        cfg = Config.fromfile(str(path))
+        cfg = read_config(path)
         for split in ('train', 'val', 'test'):
             datasets = [cfg[f'{split}_dataloader'].dataset] if cfg.get(f'{split}_dataloader') else []
             while datasets:
@@ -96,7 +97,7 @@ def test_configs_read_data_with_the_checked_datasets():
 ])
 def test_transnext_model_params_match_paper(config, paper_params):
     """The paper's detection and segmentation tables list whole-model parameters (UperNet with its auxiliary head)."""
-    cfg = _without_downloads(Config.fromfile(str(ROOT / config)))
+    cfg = _without_downloads(read_config(config))
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -162,9 +163,7 @@ def test_backbone_builds_in_mmpretrain_image_classifier():
 
 
 def _run(args):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    assert proc.returncode == 0, f'{args}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}'
+    proc = run_python(args)
     return proc.stdout + proc.stderr
 
 

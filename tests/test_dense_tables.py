@@ -14,6 +14,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import MODELS, init_default_scope
 
 from mmlightvit.utils import CheckpointError
+from tests.conftest import read_config
 from tests.test_reproduction import evaluation_runner, released_layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ TRANSNEXT_DINO = {
 
 
 def _config(path: str) -> Config:
-    cfg = Config.fromfile(str(ROOT / path))
+    cfg = read_config(path)
     cfg.model.backbone.init_cfg = None  # no download: the weights change neither counts nor parameter groups
     return cfg
 

@@ -2,9 +2,6 @@
 FPN segmentor (in process) and the EdgeNeXt backbone (through the tool, end to end) export with dynamic batch /
 height / width and match onnxruntime at two sizes; bad checkpoints and models that cannot be exported give clear
 errors."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from mmlightvit.deploy.onnx_export import (ExportError, build_export_target, com
                                            export_onnx, format_table, ort_session)
 from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
 from tests.backbone_utils import randomise_bn  # noqa: E402
+from tests.conftest import run_python  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REPVIT_SEG = str(ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py')
@@ -107,8 +105,7 @@ def test_segmentor_matches_onnxruntime(repvit_checkpoint, tmp_path):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, str(ROOT / 'tools/deploy/export_onnx.py'), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    return run_python(['tools/deploy/export_onnx.py', *args], check=False)
 
 
 def test_cli_end_to_end_edgenext_backbone_matches_onnxruntime(tmp_path):

@@ -29,7 +29,8 @@ def test_mim_download_resolves_released_weights_and_configs(tmp_path, monkeypatc
     """``mim download mmlightvit --config NAME``: the URL comes from our metafile's Weights and the config is
     dumped in full (the network fetch itself is mim's, replaced here by a local copy)."""
     import importlib
-    mim_download = importlib.import_module('mim.commands.download')  # the module (mim.commands.download is the function)
+    # the module (the attribute mim.commands.download is the function)
+    mim_download = importlib.import_module('mim.commands.download')
     fetched = []
 
     def fake_download(url, dest_path, **kwargs):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
+
+from tests.conftest import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
@@ -197,7 +198,7 @@ def test_relative_links_resolve(doc):
 def test_stored_numbers_match_the_config(name):
     model_entry = MODELS_BY_NAME[name]
     metadata = model_entry['Metadata']
-    cfg = Config.fromfile(str(ROOT / model_entry['Config']))
+    cfg = read_config(model_entry['Config'])
 
     schedule = 'Epochs' if 'Epochs' in metadata else 'Iterations'
     assert metadata[schedule] == cfg.train_cfg['max_epochs' if schedule == 'Epochs' else 'max_iters']

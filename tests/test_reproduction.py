@@ -6,8 +6,6 @@ official module tree through the family's ``to_official_state_dict``, heads unde
 wrote, mmcv 1.x ``meta``) around a randomly initialised model of the paper config.
 """
 import pickle
-import subprocess
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 
 from mmlightvit.engine import build_runner, load_config, prepare_run
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,18 +85,16 @@ def test_test_tool_and_converter_take_a_release(tmp_path):
     meta = dict(CLASSES=('circle', 'rectangle', 'triangle', 'star'))
     torch.save({'meta': meta, 'state_dict': released_layout(model)}, tmp_path / 'release.pth')
     # converted once by the tool: our keys, the reference's weights, the classes as dataset_meta
-    subprocess.run([sys.executable, 'tools/model_converters/release_to_mmlightvit.py', config,
-                    str(tmp_path / 'release.pth'), str(tmp_path / 'converted.pth')], cwd=ROOT, check=True)
+    run_python(['tools/model_converters/release_to_mmlightvit.py', config, tmp_path / 'release.pth',
+                tmp_path / 'converted.pth'])
     converted = load_checkpoint_file(str(tmp_path / 'converted.pth'))
     assert converted['meta']['backbone_layout'] == 'official'
     assert converted['meta']['dataset_meta']['classes'] == ('circle', 'rectangle', 'triangle', 'star')
     for key, value in model.state_dict().items():
         assert torch.equal(converted['state_dict'][key], value), key
     # evaluated as it is by tools/test.py
-    proc = subprocess.run([sys.executable, 'tools/test.py', config, str(tmp_path / 'release.pth'), '--work-dir',
-                           str(tmp_path / 'test'), '--cfg-options', 'test_dataloader.dataset.indices=2'], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(['tools/test.py', config, tmp_path / 'release.pth', '--work-dir', tmp_path / 'test',
+                       '--cfg-options', 'test_dataloader.dataset.indices=2'])
     assert 'official RepViT layout; converted in memory' in proc.stdout + proc.stderr
     assert 'coco/bbox_mAP:' in proc.stdout + proc.stderr
 
@@ -122,9 +119,7 @@ def test_repvit_segmentation_tests_with_the_official_align_resize():
 
 
 def _test(config, checkpoint, work_dir, *extra):
-    proc = subprocess.run([sys.executable, 'tools/test.py', config, str(checkpoint), '--work-dir', str(work_dir),
-                           *extra], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(['tools/test.py', config, checkpoint, '--work-dir', work_dir, *extra])
     return proc.stdout + proc.stderr
 
 

@@ -1,11 +1,7 @@
 """RepViT deployment and ablations: the ablation configs, fused evaluation (FuseModelHook, fuse_checkpoint.py) and
 the RTMDet configs (a 2-iteration train + 2-image test, unfused and fused)."""
 import copy
-import importlib.util
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,12 +13,14 @@ from mmengine.dataset import pseudo_collate
 from mmengine.logging import MMLogger
 from mmengine.registry import DATASETS, MODELS, init_default_scope
 from mmengine.runner import BaseLoop
+from mmdet.structures.bbox import bbox_overlaps
 
 from mmlightvit.engine import FuseModelHook
 from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite
 from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
 from tests.backbone_utils import randomise_bn
+from tests.conftest import load_tool, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 REPVIT = ROOT / 'configs/repvit'
@@ -37,9 +35,7 @@ TWO_IMAGES = ['test_dataloader.dataset.indices=2', 'test_dataloader.num_workers=
 
 
 def run(args):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    assert proc.returncode == 0, f'{args}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
+    proc = run_python(args)
     return proc.stdout + proc.stderr
 
 
@@ -211,13 +207,6 @@ def test_fuse_hook_refuses_a_checkpoint_that_does_not_match():
 # fuse_checkpoint.py and fused evaluation of a Mask R-CNN, end to end
 
 
-def load_tool(path):
-    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def two_demo_images(cfg):
     dataset_cfg = copy.deepcopy(cfg.test_dataloader.dataset)
     dataset_cfg.indices = 2  # the same two images as TWO_IMAGES in tools/test.py
@@ -225,27 +214,32 @@ def two_demo_images(cfg):
     return pseudo_collate([dataset[0], dataset[1]])
 
 
-def assert_same_detections(ours, reference):
+def assert_same_detections(ours, reference, nms_iou=0.5):
     """Per image: same labels, boxes within 0.01 px, scores within 1e-4, masks (if any) on >= 99.9% of pixels.
 
     Folding is exact in real arithmetic; float32 rounding in the folded convs moves the backbone features by ~1e-6
     of their scale (checked in the test), and the heads (RoIAlign, FC layers, exp() in the box decoding) grow that
     to ~2e-3 px in the boxes of this random-weight model on 256 px images. The tolerances leave 5x room and are
-    far below anything COCO metrics can see."""
+    far below anything COCO metrics can see. Rounding can decide two kinds of ties, so a detection of ours may
+    have no counterpart when it is (a) at the per-image cut-off (the lowest kept scores), or (b) in a near-tie of
+    the final NMS: its IoU with a same-label reference detection is within 0.005 of the NMS threshold (``nms_iou``),
+    so one side suppresses it and the other keeps it. This model's many thin boxes make (b) happen."""
     assert len(ours) == len(reference)
     for a, b in zip(ours, reference):
         assert len(a['labels']) == len(b['labels']) > 0
         # Detections whose scores differ by float rounding only may come out in another order: match each of ours
         # to an unused reference detection with the same label, box and score (within the tolerances).
-        # At the per-image cut-off (the lowest kept scores), a near-tie may keep a different last detection.
         cutoff = max(float(a['scores'].min()), float(b['scores'].min())) + 1e-3
         unused = list(range(len(b['labels'])))
         for i in range(len(a['labels'])):
             match = next((j for j in unused if a['labels'][i] == b['labels'][j]
                           and (a['bboxes'][i] - b['bboxes'][j]).abs().max() <= 1e-2
                           and abs(a['scores'][i] - b['scores'][j]) <= 1e-4), None)
-            if match is None and float(a['scores'][i]) <= cutoff:
-                continue
+            if match is None:
+                same_label = b['bboxes'][b['labels'] == a['labels'][i]]
+                ious = bbox_overlaps(a['bboxes'][i:i + 1], same_label)[0]
+                if float(a['scores'][i]) <= cutoff or ((ious - nms_iou).abs() <= 5e-3).any():
+                    continue
             assert match is not None, (f'detection {i} (label {int(a["labels"][i])}, box {a["bboxes"][i].tolist()}, '
                                        f'score {float(a["scores"][i]):.5f}) has no counterpart')
             unused.remove(match)
@@ -276,9 +270,8 @@ def fused_maskrcnn(tmp_path_factory):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, work / 'unfused.pth')
     tool = load_tool('tools/model_converters/fuse_checkpoint.py')
     result = tool.main([str(DEMO_DET), str(work / 'unfused.pth'), str(work / 'fused.pth')])
-    # The reference predictions come from a fresh process, as the fused ones of tools/test.py below do: after other
-    # tests in the same session, in-process kernel choices moved a near-degenerate detection of this random-weight
-    # model (a box 0.6 px wide) by more than the tolerance, in the unfused model only.
+    # The reference predictions come from a process of their own (tools/test.py), as the fused ones below do, so
+    # that the kernel choices of a long test session do not move them.
     run(['tools/test.py', str(DEMO_DET), str(work / 'unfused.pth'), '--work-dir', str(work / 'reference'), '--out',
          str(work / 'unfused.pkl'), *['--cfg-options', *TWO_IMAGES]])
     with open(work / 'unfused.pkl', 'rb') as fh:
@@ -303,7 +296,8 @@ def test_fuse_checkpoint_tool_matches_unfused_model(fused_maskrcnn):
     for a, b in zip(fused.extract_feat(x), f.model.extract_feat(x)):
         # float32 folding: differences of ~1e-6 of the feature scale; allow 1e-5
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
-    assert_same_detections([box_predictions(d) for d in as_dicts(fused.test_step(f.data))], f.predictions)
+    assert_same_detections([box_predictions(d) for d in as_dicts(fused.test_step(f.data))], f.predictions,
+                           f.cfg.model.test_cfg.rcnn.nms.iou_threshold)
 
 
 def test_tools_test_evaluates_fused_with_the_hook(fused_maskrcnn):
@@ -317,7 +311,8 @@ def test_tools_test_evaluates_fused_with_the_hook(fused_maskrcnn):
         assert log_line in output and 'folded 98 modules' in output and 'coco/segm_mAP' in output
         with open(out, 'rb') as fh:
             dumped = pickle.load(fh)
-        assert_same_detections([box_predictions(d['pred_instances']) for d in dumped], f.predictions)
+        assert_same_detections([box_predictions(d['pred_instances']) for d in dumped], f.predictions,
+                               f.cfg.model.test_cfg.rcnn.nms.iou_threshold)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,17 +28,10 @@ from torch.utils.data import Dataset
 from mmlightvit.engine import (DatasetNotFoundError, check_dataset_paths, check_feature_channels,
                                find_resume_checkpoint, load_config)
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
+from tests.conftest import run_command, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'tests/data/configs'
-
-
-def run(args, check=True, **kwargs):
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, **kwargs)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
-    return proc
 
 
 # ------------------------------------------------------------------------------------- a toy run, in process
@@ -267,8 +260,8 @@ def test_auto_resume_after_deleting_last_checkpoint(toy_run, tmp_path):
     shutil.copy(toy_run / 'epoch_3.pth', tmp_path / 'epoch_3.pth')
     config = tmp_path / 'iter.py'
     config.write_text(f"_base_ = '{CONFIGS / 'mask-rcnn_tiny-resnet_iter.py'}'\n")
-    proc = run([sys.executable, 'tools/train.py', str(config), '--work-dir', str(tmp_path), '--resume'],
-               check=False)
+    proc = run_python(['tools/train.py', str(config), '--work-dir', str(tmp_path), '--resume'],
+                      check=False)
     # the toy checkpoint is not this config's model: the resume stops with the keys, it does not start over
     assert proc.returncode != 0
     assert f'Resuming from {tmp_path / "epoch_3.pth"}' in proc.stdout + proc.stderr
@@ -316,14 +309,14 @@ def test_evaluation_refuses_a_partial_checkpoint(toy_run, tmp_path):
 
 # ------------------------------------------------------------------------------- the tools on demo data
 def test_test_tool_stops_before_evaluating_a_mismatched_checkpoint(tmp_path):
-    proc = run([sys.executable, 'tools/train.py', str(CONFIGS / 'mask-rcnn_tiny-resnet_iter.py'), '--work-dir',
-                str(tmp_path), '--cfg-options', 'train_cfg.max_iters=2'])
+    proc = run_python(['tools/train.py', str(CONFIGS / 'mask-rcnn_tiny-resnet_iter.py'), '--work-dir',
+                       str(tmp_path), '--cfg-options', 'train_cfg.max_iters=2'])
     checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
     state = {k: v for k, v in checkpoint['state_dict'].items() if not k.startswith('roi_head.mask_head.')}
     torch.save({'state_dict': state}, tmp_path / 'no-mask-head.pth')
-    proc = run([sys.executable, 'tools/test.py', str(CONFIGS / 'mask-rcnn_tiny-resnet_iter.py'),
-                str(tmp_path / 'no-mask-head.pth'), '--work-dir', str(tmp_path / 'test'), '--cfg-options',
-                'test_dataloader.dataset.indices=2'], check=False)
+    proc = run_python(['tools/test.py', str(CONFIGS / 'mask-rcnn_tiny-resnet_iter.py'),
+                       str(tmp_path / 'no-mask-head.pth'), '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                       'test_dataloader.dataset.indices=2'], check=False)
     assert proc.returncode != 0
     assert 'missing keys: roi_head.mask_head.' in proc.stderr and 'partly random' in proc.stderr
     assert 'coco/bbox_mAP' not in proc.stdout + proc.stderr  # nothing was evaluated
@@ -361,11 +354,11 @@ def test_killed_multi_worker_run_resumes_exactly_and_leaves_no_workers(tmp_path)
     assert not _wait_gone(workers), 'DataLoader workers outlived their trainer'
     assert not (work_dir / 'epoch_3.pth').exists()
 
-    run([sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), '--resume'])
+    run_python(['tools/train.py', config, '--work-dir', str(work_dir), '--resume'])
     seed = load_checkpoint_file(str(work_dir / 'epoch_3.pth'))['meta']['seed']
     reference = tmp_path / 'uninterrupted'
-    run([sys.executable, 'tools/train.py', config, '--work-dir', str(reference), '--cfg-options',
-         f'randomness.seed={seed}'])
+    run_python(['tools/train.py', config, '--work-dir', str(reference), '--cfg-options',
+                f'randomness.seed={seed}'])
     assert_same_weights(final_weights(work_dir), final_weights(reference))
     assert [p.name for p in work_dir.glob('*.pth')] == ['epoch_3.pth']
 
@@ -504,8 +497,8 @@ def test_generator_force_never_removes_user_data(tmp_path):
     user = tmp_path / 'my-coco'
     (user / 'train2017').mkdir(parents=True)
     (user / 'train2017/000000000009.jpg').write_bytes(b'a real image')
-    proc = run([sys.executable, 'tools/misc/generate_demo_data.py', '--force', '--coco-root', str(user),
-                '--ade-root', str(tmp_path / 'ade')], check=False)
+    proc = run_python(['tools/misc/generate_demo_data.py', '--force', '--coco-root', str(user),
+                       '--ade-root', str(tmp_path / 'ade')], check=False)
     assert proc.returncode != 0 and f'Refusing to replace {user}' in proc.stderr
     assert (user / 'train2017/000000000009.jpg').read_bytes() == b'a real image'
     assert sorted(os.listdir(tmp_path)) == ['my-coco']  # nothing generated, no temporary directory left
@@ -542,7 +535,7 @@ def test_neck_channels_are_checked_when_the_model_is_built():
                                           ('slurm_train.sh', ['partition', 'job', 'cfg.py']),
                                           ('slurm_test.sh', ['partition', 'job', 'cfg.py'])])
 def test_launch_scripts_print_their_usage(script, args):
-    proc = run(['bash', f'tools/{script}', *args], check=False)
+    proc = run_command(['bash', f'tools/{script}', *args], check=False)
     assert proc.returncode == 2 and proc.stderr.startswith('usage:') and f'tools/{script}' in proc.stderr
 
 
@@ -570,6 +563,6 @@ def test_distributed_runs_end_cleanly_every_time(tmp_path):
                       "dist.all_gather_object(results, {'metric': dist.get_rank()})\n"
                       'finish_distributed()\n')
     for attempt in range(4):
-        proc = run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-                    f'--master_port={29570 + attempt}', str(script)], check=False)
+        proc = run_python(['-m', 'torch.distributed.run', '--nproc_per_node=2',
+                           f'--master_port={29570 + attempt}', str(script)], check=False)
         assert proc.returncode == 0 and 'terminate called' not in proc.stderr, proc.stderr[-3000:]

@@ -1,7 +1,6 @@
 """tools/train.py, tools/test.py and the distributed scripts on the CPU, with a tiny Mask R-CNN on demo data."""
 import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from mmengine.config import Config
 
 from mmlightvit.engine import DatasetNotFoundError, check_dataset_paths
 from mmlightvit.utils import load_checkpoint_file
+from tests.conftest import run_command, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 ITER_CONFIG = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_iter.py'
@@ -19,16 +19,8 @@ ITER_CONFIG = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_iter.py'
 SMALL_TEST = ['test_dataloader.dataset.indices=8', 'test_dataloader.batch_size=2']
 
 
-def run(args, cwd=ROOT, env=None, check=True):
-    env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
-    return proc
-
-
 def train(work_dir, *extra):
-    return run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(work_dir), *extra])
+    return run_python(['tools/train.py', str(ITER_CONFIG), '--work-dir', str(work_dir), *extra])
 
 
 @pytest.fixture(scope='module')
@@ -70,11 +62,11 @@ def _predictions(path):
 
 def test_dist_test_matches_single_process(trained, tmp_path):
     checkpoint = str(trained / 'iter_4.pth')
-    single = run([sys.executable, 'tools/test.py', str(ITER_CONFIG), checkpoint, '--work-dir',
-                  str(tmp_path / 'single'), '--out', str(tmp_path / 'single.pkl'), '--cfg-options', *SMALL_TEST])
-    dist = run(['bash', 'tools/dist_test.sh', str(ITER_CONFIG), checkpoint, '2', '--work-dir',
-                str(tmp_path / 'dist'), '--out', str(tmp_path / 'dist.pkl'), '--cfg-options', *SMALL_TEST],
-               env={'PYTHON': sys.executable, 'PORT': '29533'})
+    single = run_python(['tools/test.py', str(ITER_CONFIG), checkpoint, '--work-dir',
+                         str(tmp_path / 'single'), '--out', str(tmp_path / 'single.pkl'), '--cfg-options', *SMALL_TEST])
+    dist = run_command(['bash', 'tools/dist_test.sh', str(ITER_CONFIG), checkpoint, '2', '--work-dir',
+                        str(tmp_path / 'dist'), '--out', str(tmp_path / 'dist.pkl'), '--cfg-options', *SMALL_TEST],
+                       env={'PYTHON': sys.executable, 'PORT': '29533'})
     one, two = _predictions(tmp_path / 'single.pkl'), _predictions(tmp_path / 'dist.pkl')
     assert len(one) == 8 and one.keys() == two.keys()
     for img_id, pred in one.items():
@@ -93,10 +85,10 @@ def test_dist_test_matches_single_process(trained, tmp_path):
 def test_dist_train_on_cpu_through_the_multi_node_path(tmp_path):
     # One node of a multi-node job: node rank, node count and the master's address given explicitly, as a
     # cluster's launcher would on each node.
-    proc = run(['bash', 'tools/dist_train.sh', str(ITER_CONFIG), '2', '--work-dir', str(tmp_path), '--cfg-options',
-                'train_cfg.max_iters=2'],
-               env={'PYTHON': sys.executable, 'NNODES': '1', 'NODE_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
-                    'PORT': '29534'})
+    proc = run_command(['bash', 'tools/dist_train.sh', ITER_CONFIG, '2', '--work-dir', tmp_path, '--cfg-options',
+                        'train_cfg.max_iters=2'],
+                       env={'PYTHON': sys.executable, 'NNODES': '1', 'NODE_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
+                            'PORT': '29534'})
     checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
     assert checkpoint['meta']['iter'] == 2
     assert 'Distributed training: True' in proc.stdout + proc.stderr
@@ -141,17 +133,17 @@ def fake_slurm(tmp_path):
 def test_slurm_train_and_test_on_cpu(fake_slurm, trained, tmp_path):
     env, record = fake_slurm
     work_dir = tmp_path / 'work'
-    run(['bash', 'tools/slurm_train.sh', 'cpu-partition', 'tiny-job', str(ITER_CONFIG), str(work_dir),
-         '--cfg-options', 'train_cfg.max_iters=2'], env=dict(env, MASTER_PORT='29535'))
+    run_command(['bash', 'tools/slurm_train.sh', 'cpu-partition', 'tiny-job', str(ITER_CONFIG), str(work_dir),
+                 '--cfg-options', 'train_cfg.max_iters=2'], env=dict(env, MASTER_PORT='29535'))
     assert load_checkpoint_file(str(work_dir / 'iter_2.pth'))['meta']['iter'] == 2
     options = record.read_text().split()
     assert options[:6] == ['-p', 'cpu-partition', '--job-name=tiny-job', '--ntasks=2', '--ntasks-per-node=2',
                            '--cpus-per-task=1']
     assert not any(o.startswith('--gres') for o in options) and options[-2:] == ['--launcher', 'slurm']
 
-    proc = run(['bash', 'tools/slurm_test.sh', 'cpu-partition', 'tiny-test', str(ITER_CONFIG),
-                str(trained / 'iter_4.pth'), '--work-dir', str(tmp_path / 'test'), '--cfg-options', *SMALL_TEST],
-               env=dict(env, MASTER_PORT='29536'))
+    proc = run_command(['bash', 'tools/slurm_test.sh', 'cpu-partition', 'tiny-test', ITER_CONFIG,
+                        trained / 'iter_4.pth', '--work-dir', tmp_path / 'test', '--cfg-options', *SMALL_TEST],
+                       env=dict(env, MASTER_PORT='29536'))
     assert 'coco/bbox_mAP:' in proc.stdout + proc.stderr
 
 
@@ -160,14 +152,14 @@ def test_slurm_launcher_outside_srun_is_refused(tmp_path):
         pytest.skip('with CUDA, mmengine runs the slurm launcher itself')
     if 'SLURM_PROCID' in os.environ:
         pytest.skip('running inside a Slurm task')
-    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--launcher',
-                'slurm'], check=False)
+    proc = run_python(['tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--launcher',
+                       'slurm'], check=False)
     assert proc.returncode != 0 and '--launcher slurm outside an srun task: SLURM_PROCID' in proc.stderr
 
 
 def test_show_dir_writes_images(trained, tmp_path):
-    run([sys.executable, 'tools/test.py', str(ITER_CONFIG), str(trained / 'iter_4.pth'), '--work-dir',
-         str(tmp_path), '--show-dir', str(tmp_path / 'vis'), '--cfg-options', 'test_dataloader.dataset.indices=2'])
+    run_python(['tools/test.py', ITER_CONFIG, trained / 'iter_4.pth', '--work-dir', tmp_path, '--show-dir',
+                tmp_path / 'vis', '--cfg-options', 'test_dataloader.dataset.indices=2'])
     assert len(list((tmp_path / 'vis').rglob('*.jpg'))) == 2
 
 
@@ -198,15 +190,15 @@ def test_missing_dataset_names_path_and_remedy(tmp_path):
     assert 'SegmentationClassAug' in message and 'ImageSets/Segmentation/aug.txt' in message
     assert 'train_dataloader.dataset.datasets.1.data_root=PATH' in message
 
-    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
-                'train_dataloader.dataset.type=CocoDataset',
-                f'train_dataloader.dataset.data_root={tmp_path}/coco/'], check=False)
+    proc = run_python(['tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                       'train_dataloader.dataset.type=CocoDataset',
+                       f'train_dataloader.dataset.data_root={tmp_path}/coco/'], check=False)
     assert proc.returncode == 2 and f'{tmp_path}/coco' in proc.stderr and 'Traceback' not in proc.stderr
 
 
 def test_unknown_model_type_lists_registries(tmp_path):
-    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
-                'model.backbone.type=NoSuchNet'], check=False)
+    proc = run_python(['tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                       'model.backbone.type=NoSuchNet'], check=False)
     assert proc.returncode != 0
     assert "Unknown model type 'NoSuchNet': looked in the registries mmdet::model -> mmengine::model" in proc.stderr
 
@@ -214,8 +206,8 @@ def test_unknown_model_type_lists_registries(tmp_path):
 def test_amp_on_cpu_trains_in_bfloat16(tmp_path):
     if torch.cuda.is_available():
         pytest.skip('on a GPU --amp selects mmengine\'s AmpOptimWrapper')
-    proc = run([sys.executable, 'tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--amp',
-                '--cfg-options', 'train_cfg.max_iters=2'])
+    proc = run_python(['tools/train.py', str(ITER_CONFIG), '--work-dir', str(tmp_path), '--amp',
+                       '--cfg-options', 'train_cfg.max_iters=2'])
     assert "type='mmlightvit.CPUBFloat16OptimWrapper'" in proc.stdout + proc.stderr
     checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
     assert checkpoint['meta']['iter'] == 2
@@ -267,14 +259,14 @@ def test_segmentation_out_writes_label_maps(tmp_path):
     config = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
     cfg = config_without_pretrained(str(config))
     torch.save({'state_dict': build_model(cfg).state_dict()}, tmp_path / 'weights.pth')
-    proc = run([sys.executable, 'tools/test.py', str(config), str(tmp_path / 'weights.pth'), '--work-dir',
-                str(tmp_path / 'work'), '--out', str(tmp_path / 'maps'), '--cfg-options',
-                'test_dataloader.dataset.indices=3'])
+    proc = run_python(['tools/test.py', str(config), str(tmp_path / 'weights.pth'), '--work-dir',
+                       str(tmp_path / 'work'), '--out', str(tmp_path / 'maps'), '--cfg-options',
+                       'test_dataloader.dataset.indices=3'])
     assert 'mIoU:' in proc.stdout + proc.stderr
     maps = sorted((tmp_path / 'maps').glob('*.png'))
     assert len(maps) == 3
     label = np.array(Image.open(maps[0]))
     assert label.ndim == 2 and label.max() <= cfg.model.decode_head.num_classes  # 1..K after reduce_zero_label
-    proc = run([sys.executable, 'tools/test.py', str(ITER_CONFIG), str(tmp_path / 'weights.pth'), '--out',
-                str(tmp_path / 'det-maps')], check=False)
+    proc = run_python(['tools/test.py', str(ITER_CONFIG), str(tmp_path / 'weights.pth'), '--out',
+                       str(tmp_path / 'det-maps')], check=False)
     assert proc.returncode != 0 and 'must be a .pkl or .pickle file for a detector' in proc.stderr
