@@ -32,11 +32,15 @@ if [[ -n "${WHEELS:-}" ]]; then
         --no-build-isolation --find-links "$WHEELS" "$WHEELS"/* || echo "[gpu_report] some wheels did not install"
 fi
 
+ONNX_CONFIGS=(configs/repvit/mask-rcnn_repvit-m1.1_coco.py configs/edgenext/mask-rcnn_edgenext-small_coco.py)
 if [[ "$QUICK" == 1 ]]; then
-    SHAPE=(64 96); BATCHES=(1 2); REPEAT=2; WARMUP=1; TRAIN_OPTIONS=(train_cfg.max_epochs=1
-        train_dataloader.dataset.indices=8 val_dataloader.dataset.indices=4 test_dataloader.dataset.indices=4)
+    # a check of every step at the smallest cost: TransNeXt's position-bias pooling at its ImageNet size, one
+    # exported config, two training iterations
+    SHAPE=(64 96); BATCHES=(1 2); REPEAT=2; WARMUP=1; TN_IMG_SIZE=224; ONNX_CONFIGS=("${ONNX_CONFIGS[0]}")
+    TRAIN_OPTIONS=(train_cfg.max_epochs=1 train_dataloader.dataset.indices=4 val_dataloader.dataset.indices=2
+        test_dataloader.dataset.indices=2)
 else
-    SHAPE=(800 1280); BATCHES=(1 8); REPEAT=20; WARMUP=5; TRAIN_OPTIONS=(train_cfg.max_epochs=2)
+    SHAPE=(800 1280); BATCHES=(1 8); REPEAT=20; WARMUP=5; TN_IMG_SIZE=800; TRAIN_OPTIONS=(train_cfg.max_epochs=2)
 fi
 DTYPES=(fp32 bf16); COMPILE=()
 if [[ "$DEVICE" == cuda ]]; then DTYPES=(fp32 fp16 bf16); COMPILE=(--compile); fi
@@ -80,7 +84,7 @@ echo -e "\n## TransNeXt attention paths" >> "$REPORT"
 if [[ "$QUICK" == 1 ]]; then TN_SHAPES=(64x96); else TN_SHAPES=(320x512 800x1280); fi
 if [[ "$DEVICE" == cuda ]]; then TN_PATHS=(reference efficient); else TN_PATHS=(efficient fused); fi
 TN_OPTIONS=(--attention-paths "${TN_PATHS[@]}" --device "$DEVICE" --dtype "${DTYPES[@]}" "${COMPILE[@]}"
-    --shapes "${TN_SHAPES[@]}" --batch 1 --backbone-options img_size=800)
+    --shapes "${TN_SHAPES[@]}" --batch 1 --backbone-options "img_size=$TN_IMG_SIZE")
 # Fewer rounds than the other parts: the reference path at 800x1280 and the compilation take most of this part.
 if part transnext "$PYTHON" tools/analysis/benchmark.py TransNeXt:tiny "${TN_OPTIONS[@]}" \
         --repeat $((REPEAT < 5 ? REPEAT : 5)) --warmup $((WARMUP < 2 ? WARMUP : 2)) --out "$OUT_DIR/transnext.md"; then
@@ -89,7 +93,8 @@ if part transnext "$PYTHON" tools/analysis/benchmark.py TransNeXt:tiny "${TN_OPT
 fi
 
 echo -e "\n## ONNX Runtime" >> "$REPORT"
-part onnxruntime "$PYTHON" - "$OUT_DIR" "$DEVICE" "${SHAPE[@]}" <<'PY' && cat "$OUT_DIR/onnxruntime.md" >> "$REPORT"
+part onnxruntime "$PYTHON" - "$OUT_DIR" "$DEVICE" "${SHAPE[@]}" "${ONNX_CONFIGS[@]}" <<'PY' \
+    && cat "$OUT_DIR/onnxruntime.md" >> "$REPORT"
 import statistics
 import sys
 import time
@@ -97,7 +102,7 @@ import time
 import numpy as np
 import torch
 
-out_dir, device, height, width = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out_dir, device, height, width, configs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
 sys.stdout = open(f'{out_dir}/onnxruntime.md', 'w')  # the table; the log keeps the exporter's messages
 try:
     import onnxruntime as ort
@@ -112,7 +117,7 @@ if provider not in ort.get_available_providers():
 from mmlightvit.deploy.onnx_export import build_export_target, export_onnx
 print(f'\nonnxruntime {ort.__version__}, {provider}, fused backbones, batch 1, {height}x{width}, fp32:\n')
 print('| config | ONNX Runtime (ms) | PyTorch eager fused (ms) |\n| --- | --- | --- |')
-for config in ('configs/repvit/mask-rcnn_repvit-m1.1_coco.py', 'configs/edgenext/mask-rcnn_edgenext-small_coco.py'):
+for config in configs:
     target = build_export_target(config, None, mode='backbone')
     onnx_file = f'{out_dir}/{config.split("/")[-1][:-3]}.onnx'
     export_onnx(target, onnx_file, shape=(height, width))
