@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install (idempotent) and run the test suite on the CPU: bash tools/run_tests.sh [pytest options]
+#
+# Two pytest-xdist workers (one per core of the 2-core machine), each test file on one worker so that its
+# module-level fixtures run once; each worker computes with one thread (tests/conftest.py). Options given here
+# come after these, so `-n 0` runs the suite in one process and `-n 4` on four workers.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash tools/install.sh
-exec .venv/bin/python -m pytest tests "$@"
+exec .venv/bin/python -m pytest tests -n 2 --dist loadfile "$@"
