@@ -13,7 +13,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmlightvit.analysis.complexity import predict_batch
 from mmlightvit.engine.setup import check_class_counts
 from mmlightvit.engine.tta import tta_pipeline
-from tests.conftest import read_config, run_python
+from tests.conftest import (DET_CONFIG, NO_VAL, NO_WORKERS, SEG_CONFIG, TRAIN_OPTIONS, read_config,
+                            run_python)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
@@ -210,11 +211,20 @@ SMOKE = {
 }
 
 
+# The session's shared trainings of these two configs, with the same options (tests/conftest.py)
+SHARED_TRAININGS = {str(DET_CONFIG.relative_to(ROOT)): 'det_checkpoint',
+                    str(SEG_CONFIG.relative_to(ROOT)): 'seg_checkpoint'}
+
+
 @pytest.mark.parametrize('config', sorted(SMOKE))
-def test_demo_smoke_train_and_test(config, tmp_path):
+def test_demo_smoke_train_and_test(config, tmp_path, request):
     train_options, test_options, metric = SMOKE[config]
-    _run(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', *train_options])
-    checkpoint = (tmp_path / 'last_checkpoint').read_text().strip()
+    if config in SHARED_TRAININGS:
+        assert TRAIN_OPTIONS[ROOT / config] + NO_VAL + [f'train_dataloader.{o}' for o in NO_WORKERS] == train_options
+        checkpoint = request.getfixturevalue(SHARED_TRAININGS[config])
+    else:
+        _run(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', *train_options])
+        checkpoint = (tmp_path / 'last_checkpoint').read_text().strip()
     output = _run(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
                    *test_options])
     assert metric in output
