@@ -52,6 +52,12 @@ def run_python(args, check=True, cwd=ROOT, env=None, fresh=False, timeout=600) -
     return _checked(proc, check)
 
 
+def run_output(args, **kwargs) -> str:
+    """What ``run_python(ARGS, **kwargs)`` printed, stdout then stderr (the tools log to either)."""
+    proc = run_python(args, **kwargs)
+    return proc.stdout + proc.stderr
+
+
 def run_command(args, check=True, cwd=ROOT, env=None, timeout=600) -> subprocess.CompletedProcess:
     """A command line (``bash tools/dist_train.sh ...``) as ``run_python`` runs a script, always a new process."""
     proc = subprocess.run([str(a) for a in args], cwd=cwd, env=_environment(env), capture_output=True, text=True,
@@ -76,9 +82,13 @@ def _close_forked_tools():
     FORKED_TOOLS.close()
 
 
+def training_options(config) -> list:
+    """The --cfg-options of ``short_training``: the config's few iterations, no validation, no loader workers."""
+    return TRAIN_OPTIONS[config] + NO_VAL + [f'train_dataloader.{o}' for o in NO_WORKERS]
+
+
 def short_training(config, work_dir) -> str:
-    options = TRAIN_OPTIONS[config] + NO_VAL + [f'train_dataloader.{o}' for o in NO_WORKERS]
-    run_python(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *options])
+    run_python(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *training_options(config)])
     return (work_dir / 'last_checkpoint').read_text().strip()
 
 

@@ -10,6 +10,7 @@ user's process does, so a tool that forgets to register our modules still fails.
 The server never runs a tensor operation before it forks, so the children start without the parent's thread pools.
 """
 import atexit
+import contextlib
 import json
 import os
 import runpy
@@ -129,7 +130,8 @@ class ForkedTools:
             pid = self._answer()['pid']
             answer = self._answer(timeout)
             if answer is None:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # it may have ended since
+                    os.kill(pid, signal.SIGKILL)
             returncode = (answer or self._answer())['returncode']
             output = [open(request[name], errors='replace').read() for name in ('stdout', 'stderr')]
             if answer is None:

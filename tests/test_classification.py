@@ -15,7 +15,7 @@ from mmlightvit.apis.model import load_model_weights
 from mmlightvit.models.backbones import EdgeNeXt, RepViT, TransNeXt
 from mmlightvit.utils.checkpoint import CheckpointError
 from tests.backbone_utils import randomise_bn, single_thread  # noqa: F401
-from tests.conftest import read_config, run_python
+from tests.conftest import NO_WORKERS, read_config, run_output
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_CONFIGS = sorted((ROOT / 'configs').glob('*/imagenet/*.py'))
@@ -220,24 +220,17 @@ def test_classifier_params_match_the_papers(config, paper_params):
 
 
 # ------------------------------------------------------------------------------------------------- runs
-def _run(args, cwd=ROOT):
-    proc = run_python(args, cwd=cwd, timeout=900)
-    return proc.stdout + proc.stderr
-
-
-_NO_WORKERS = ['num_workers=0', 'persistent_workers=False']
-
-
 @pytest.mark.parametrize('path', DEMO_CONFIGS, ids=_ids(DEMO_CONFIGS))
 def test_demo_classifier_trains_and_evaluates(path, tmp_path):
     """Two iterations on the demo set, then the checkpoint evaluates on 8 validation images."""
     work = tmp_path / 'work'
-    _run(['tools/train.py', str(path), '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epochs=1',
-          'train_dataloader.batch_size=4', 'train_dataloader.dataset.indices=8', 'val_cfg=None',
-          'val_dataloader=None', 'val_evaluator=None', 'default_hooks.checkpoint.interval=1',
-          *[f'train_dataloader.{o}' for o in _NO_WORKERS]])
-    out = _run(['tools/test.py', str(path), str(work / 'epoch_1.pth'), '--work-dir', str(work), '--cfg-options',
-                'test_dataloader.dataset.indices=8', *[f'test_dataloader.{o}' for o in _NO_WORKERS]])
+    run_output(['tools/train.py', str(path), '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epochs=1',
+                'train_dataloader.batch_size=4', 'train_dataloader.dataset.indices=8', 'val_cfg=None',
+                'val_dataloader=None', 'val_evaluator=None', 'default_hooks.checkpoint.interval=1',
+                *[f'train_dataloader.{o}' for o in NO_WORKERS]], timeout=900)
+    out = run_output(['tools/test.py', str(path), str(work / 'epoch_1.pth'), '--work-dir', str(work),
+                      '--cfg-options', 'test_dataloader.dataset.indices=8',
+                      *[f'test_dataloader.{o}' for o in NO_WORKERS]], timeout=900)
     assert re.search(r'accuracy/top1: \d', out), out[-2000:]
 
 
@@ -253,6 +246,6 @@ def test_tools_test_evaluates_an_official_release_with_the_imagenet_config(tmp_p
                       "test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False, dataset=dict(\n"
                       "    type='mmlightvit.DemoImageNetDataset', data_root='data/demo/imagenet', indices=4,\n"
                       "    metainfo=dict(classes=[f'class {i}' for i in range(1000)])))\n")
-    out = _run(['tools/test.py', str(config), str(release), '--work-dir', str(tmp_path / 'work')])
+    out = run_output(['tools/test.py', str(config), str(release), '--work-dir', str(tmp_path / 'work')], timeout=900)
     assert 'official RepViT layout; converted in memory' in out
     assert re.search(r'accuracy/top1: \d', out), out[-2000:]

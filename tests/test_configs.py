@@ -13,8 +13,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmlightvit.analysis.complexity import predict_batch
 from mmlightvit.engine.setup import check_class_counts
 from mmlightvit.engine.tta import tta_pipeline
-from tests.conftest import (DET_CONFIG, NO_VAL, NO_WORKERS, SEG_CONFIG, TRAIN_OPTIONS, read_config,
-                            run_python)
+from tests.conftest import (DET_CONFIG, NO_VAL, NO_WORKERS, SEG_CONFIG, read_config, run_output,
+                            training_options)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
@@ -176,19 +176,10 @@ def test_backbone_builds_in_mmpretrain_image_classifier():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 
 
-def _run(args):
-    proc = run_python(args)
-    return proc.stdout + proc.stderr
-
-
-_NO_WORKERS = ['num_workers=0', 'persistent_workers=False']
-_TEST_2_IMAGES = ['test_dataloader.dataset.indices=2'] + [f'test_dataloader.{o}' for o in _NO_WORKERS]
-_NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+_TEST_2_IMAGES = ['test_dataloader.dataset.indices=2'] + [f'test_dataloader.{o}' for o in NO_WORKERS]
 # options for 2 training iterations, options for a 2-image test, the metric the test prints
-DET_SMOKE = (['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8'] + _NO_VAL
-             + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'coco/segm_mAP')
-SEG_SMOKE = (['train_cfg.max_iters=2', 'train_dataloader.batch_size=2', 'default_hooks.checkpoint.interval=2']
-             + _NO_VAL + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'mIoU')
+DET_SMOKE = (training_options(DET_CONFIG), _TEST_2_IMAGES, 'coco/segm_mAP')
+SEG_SMOKE = (training_options(SEG_CONFIG), _TEST_2_IMAGES, 'mIoU')
 DINO_SMOKE = (DET_SMOKE[0], _TEST_2_IMAGES, 'coco/bbox_mAP')
 SMOKE = {
     'configs/transnext/mask-rcnn_transnext-micro_coco-demo.py': DET_SMOKE,
@@ -197,11 +188,11 @@ SMOKE = {
     'configs/transnext/dino-4scale_transnext-micro_coco-demo.py': DINO_SMOKE,
     'configs/fastervit/dino-4scale_fastervit-0_coco-demo.py': DINO_SMOKE,
     'configs/edgenext/ssdlite_edgenext-small_coco-demo.py': (
-        ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4'] + _NO_VAL
-        + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'coco/bbox_mAP'),
+        ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4'] + NO_VAL
+        + [f'train_dataloader.{o}' for o in NO_WORKERS], _TEST_2_IMAGES, 'coco/bbox_mAP'),
     'configs/edgenext/deeplabv3_edgenext-small_ade20k-demo.py': (  # epoch-based, as its full-size recipe
-        ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2'] + _NO_VAL
-        + [f'train_dataloader.{o}' for o in _NO_WORKERS], _TEST_2_IMAGES, 'mIoU'),
+        ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=4', 'train_dataloader.batch_size=2'] + NO_VAL
+        + [f'train_dataloader.{o}' for o in NO_WORKERS], _TEST_2_IMAGES, 'mIoU'),
     'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py': DET_SMOKE,
     'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py': SEG_SMOKE,
     'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py': DET_SMOKE,
@@ -211,7 +202,7 @@ SMOKE = {
 }
 
 
-# The session's shared trainings of these two configs, with the same options (tests/conftest.py)
+# The session's shared trainings of these two configs (tests/conftest.py), with their smoke options
 SHARED_TRAININGS = {str(DET_CONFIG.relative_to(ROOT)): 'det_checkpoint',
                     str(SEG_CONFIG.relative_to(ROOT)): 'seg_checkpoint'}
 
@@ -220,11 +211,10 @@ SHARED_TRAININGS = {str(DET_CONFIG.relative_to(ROOT)): 'det_checkpoint',
 def test_demo_smoke_train_and_test(config, tmp_path, request):
     train_options, test_options, metric = SMOKE[config]
     if config in SHARED_TRAININGS:
-        assert TRAIN_OPTIONS[ROOT / config] + NO_VAL + [f'train_dataloader.{o}' for o in NO_WORKERS] == train_options
         checkpoint = request.getfixturevalue(SHARED_TRAININGS[config])
     else:
-        _run(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', *train_options])
+        run_output(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', *train_options])
         checkpoint = (tmp_path / 'last_checkpoint').read_text().strip()
-    output = _run(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
-                   *test_options])
+    output = run_output(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                         *test_options])
     assert metric in output

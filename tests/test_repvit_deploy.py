@@ -20,7 +20,7 @@ from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite
 from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
 from tests.backbone_utils import randomise_bn
-from tests.conftest import load_tool, run_python
+from tests.conftest import load_tool, run_output
 
 ROOT = Path(__file__).resolve().parents[1]
 REPVIT = ROOT / 'configs/repvit'
@@ -32,11 +32,6 @@ RTMDET_DEMO = REPVIT / 'rtmdet_repvit-m0.9_coco-demo.py'
 FUSE_OPTION = 'default_hooks.fuse.type=mmlightvit.FuseModelHook'  # adds the hook, keeps custom_hooks
 TWO_IMAGES = ['test_dataloader.dataset.indices=2', 'test_dataloader.num_workers=0',
               'test_dataloader.persistent_workers=False']
-
-
-def run(args):
-    proc = run_python(args)
-    return proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -272,8 +267,8 @@ def fused_maskrcnn(tmp_path_factory):
     result = tool.main([str(DEMO_DET), str(work / 'unfused.pth'), str(work / 'fused.pth')])
     # The reference predictions come from a process of their own (tools/test.py), as the fused ones below do, so
     # that the kernel choices of a long test session do not move them.
-    run(['tools/test.py', str(DEMO_DET), str(work / 'unfused.pth'), '--work-dir', str(work / 'reference'), '--out',
-         str(work / 'unfused.pkl'), *['--cfg-options', *TWO_IMAGES]])
+    run_output(['tools/test.py', str(DEMO_DET), str(work / 'unfused.pth'), '--work-dir', str(work / 'reference'),
+                '--out', str(work / 'unfused.pkl'), *['--cfg-options', *TWO_IMAGES]])
     with open(work / 'unfused.pkl', 'rb') as fh:
         predictions = [box_predictions(d['pred_instances']) for d in pickle.load(fh)]
     data = two_demo_images(cfg)
@@ -306,8 +301,8 @@ def test_tools_test_evaluates_fused_with_the_hook(fused_maskrcnn):
     routes = {'unfused.pth': 'FuseModelHook (before_test)', 'fused.pth': 'before loading a fused checkpoint'}
     for checkpoint, log_line in routes.items():
         out = f.work / f'{checkpoint}.pkl'
-        output = run(['tools/test.py', str(DEMO_DET), str(f.work / checkpoint), '--work-dir', str(f.work / 'test'),
-                      '--out', str(out), '--cfg-options', FUSE_OPTION, *TWO_IMAGES])
+        output = run_output(['tools/test.py', str(DEMO_DET), str(f.work / checkpoint), '--work-dir',
+                             str(f.work / 'test'), '--out', str(out), '--cfg-options', FUSE_OPTION, *TWO_IMAGES])
         assert log_line in output and 'folded 98 modules' in output and 'coco/segm_mAP' in output
         with open(out, 'rb') as fh:
             dumped = pickle.load(fh)
@@ -332,10 +327,11 @@ def test_rtmdet_configs_match_backbone_widths(arch, channels, neck_width):
 
 def test_rtmdet_demo_smoke_train_test_and_fused_tests(tmp_path):
     config = str(RTMDET_DEMO)
-    run(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', 'randomness.seed=0',
-         'train_cfg.max_epochs=1',
-         'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False', 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'])
+    run_output(['tools/train.py', config, '--work-dir', str(tmp_path), '--cfg-options', 'randomness.seed=0',
+                'train_cfg.max_epochs=1',
+                'train_dataloader.dataset.indices=8', 'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+                'train_dataloader.persistent_workers=False', 'val_cfg=None', 'val_dataloader=None',
+                'val_evaluator=None'])
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'Epoch(train) [1][2/2]' in log  # 8 images, batch 4: two iterations
     checkpoint = (tmp_path / 'last_checkpoint').read_text().strip()
@@ -348,8 +344,8 @@ def test_rtmdet_demo_smoke_train_test_and_fused_tests(tmp_path):
     for name, ckpt, extra, log_line in runs:
         out = tmp_path / f'{name}.pkl'
         # score_thr=0: after 2 iterations all scores may sit below RTMDet's 0.001, leaving nothing to compare
-        output = run(['tools/test.py', config, ckpt, '--work-dir', str(tmp_path / name), '--out', str(out),
-                      '--cfg-options', *TWO_IMAGES, 'model.test_cfg.score_thr=0.0', *extra])
+        output = run_output(['tools/test.py', config, ckpt, '--work-dir', str(tmp_path / name), '--out', str(out),
+                             '--cfg-options', *TWO_IMAGES, 'model.test_cfg.score_thr=0.0', *extra])
         assert 'coco/bbox_mAP' in output
         if log_line:
             # the config's EMAHook stays; its copy of the model is folded too, or its parameter swap would break
