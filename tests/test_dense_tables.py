@@ -15,7 +15,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from mmlightvit.utils import CheckpointError
 from tests.conftest import read_config
-from tests.test_reproduction import evaluation_runner, released_layout
+from tests.test_reproduction import assert_same_state, evaluation_runner, released_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSNEXT_DINO = {
@@ -77,11 +77,8 @@ def test_transnext_dino_release_loads_strictly(config, tmp_path):
     assert 'backbone.patch_embed4.proj.weight' in release and 'backbone.norm1.weight' in release
     meta = dict(mmengine_version='0.7.3', dataset_meta=dict(classes=('person', )), epoch=12)
     torch.save({'meta': meta, 'state_dict': release}, tmp_path / 'release.pth')
-    loaded = evaluation_runner(config, tmp_path / 'loaded', str(tmp_path / 'release.pth')).model.state_dict()
-    expected = reference.state_dict()
-    assert loaded.keys() == expected.keys()
-    for key, value in expected.items():
-        assert torch.equal(loaded[key], value), key
+    assert_same_state(evaluation_runner(config, tmp_path / 'loaded', str(tmp_path / 'release.pth')).model.state_dict(),
+                      reference.state_dict())
 
     del release['backbone.norm4.weight']
     torch.save({'meta': meta, 'state_dict': release}, tmp_path / 'damaged.pth')
