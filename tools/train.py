@@ -7,6 +7,7 @@ from mmengine.config import DictAction
 from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
                                enable_amp, end_children_with_this_process, find_resume_checkpoint,
                                finish_distributed, load_config, prepare_run)
+from mmlightvit.apis.model_index import find_model
 from mmlightvit.engine.setup import ClassCountError
 from mmlightvit.engine.work_dir import WorkDirBusyError, is_rank_zero, prepare_work_dir
 from mmlightvit.utils import CheckpointError
@@ -24,6 +25,13 @@ def parse_args():
                         help='resume from the given checkpoint, or, without a path, from the newest complete one in '
                         'the work dir (the one last_checkpoint names, else the newest epoch_N/iter_N.pth); a folder: '
                         'the newest complete checkpoint in it')
+    parser.add_argument('--finetune-from', metavar='CHECKPOINT',
+                        help='start from a trained model: a checkpoint path or URL, or the name of a zoo model with '
+                        'released weights (e.g. mask-rcnn_repvit-m1.1_coco). The layers whose shape follows the '
+                        'class count are re-initialised, each one named; any other mismatch stops the run')
+    parser.add_argument('--allow-partial-load', action='store_true',
+                        help='with --finetune-from / load_from: train even if the checkpoint lacks parts of the '
+                        'model (they keep their initialisation and are listed)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value, e.g. train_cfg.max_epochs=1')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -34,6 +42,22 @@ def parse_args():
     return args
 
 
+def finetune_checkpoint(name: str) -> str:
+    """A checkpoint path or URL as it is; a zoo model's name becomes its released weights."""
+    if os.path.isfile(name) or '://' in name:
+        return name
+    if os.sep in name or name.endswith(('.pth', '.pt', '.tar')):
+        raise CheckpointError(f'--finetune-from {name}: no such file.')
+    try:
+        model = find_model(name)
+    except ValueError as err:
+        raise ConfigError(f'--finetune-from {name}: neither a file nor a zoo model. {err}') from None
+    if model.weights is None:
+        raise ConfigError(f'--finetune-from {name}: the zoo model has no released weights (train it first, or '
+                          'give a checkpoint path).')
+    return model.weights
+
+
 def main():
     end_children_with_this_process()
     args = parse_args()
@@ -41,7 +65,12 @@ def main():
     check_dataset_paths(cfg)
     if is_rank_zero():  # one run per work dir; what a killed run left half-written goes
         prepare_work_dir(cfg.work_dir)
-    prepare_run(cfg, training=True)
+    prepare_run(cfg, training=True, allow_partial_load=args.allow_partial_load)
+    if args.finetune_from:
+        if args.resume is not None:
+            raise ConfigError('--finetune-from starts a new run from trained weights; --resume continues a run. '
+                              'Give one of them.')
+        cfg.load_from = finetune_checkpoint(args.finetune_from)
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:

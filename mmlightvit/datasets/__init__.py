@@ -6,13 +6,15 @@ Importing this package imports mmdet, mmseg and mmpretrain's datasets (the datas
 """
 from .checked import ADE20KDataset, CocoDataset, DatasetError, ImageNet, PascalVOCDataset
 from .demo_data import (ADE_CLASSES, ADE_PALETTE, COCO_CLASSES, COCO_PALETTE, IMAGENET_CLASSES, DemoADE20KDataset,
-                        DemoCocoDataset, DemoImageNetDataset, ensure_demo_ade20k, ensure_demo_coco,
-                        ensure_demo_imagenet, generate_demo_ade20k, generate_demo_coco, generate_demo_imagenet)
+                        DemoCocoDataset, DemoImageNetDataset, ensure_custom_coco, ensure_demo_ade20k,
+                        ensure_demo_coco, ensure_demo_imagenet, generate_custom_coco, generate_demo_ade20k,
+                        generate_demo_coco, generate_demo_imagenet)
 from .transforms import AlignResize
 
 __all__ = [
     'CocoDataset', 'ADE20KDataset', 'PascalVOCDataset', 'ImageNet', 'DatasetError', 'AlignResize',
     'generate_demo_coco', 'generate_demo_ade20k', 'generate_demo_imagenet', 'ensure_demo_coco', 'ensure_demo_ade20k',
-    'ensure_demo_imagenet', 'DemoCocoDataset', 'DemoADE20KDataset', 'DemoImageNetDataset', 'COCO_CLASSES',
+    'ensure_demo_imagenet', 'generate_custom_coco', 'ensure_custom_coco', 'DemoCocoDataset', 'DemoADE20KDataset',
+    'DemoImageNetDataset', 'COCO_CLASSES',
     'COCO_PALETTE', 'ADE_CLASSES', 'ADE_PALETTE', 'IMAGENET_CLASSES'
 ]

@@ -243,7 +243,8 @@ def _warn_if_different(root: str, expected: dict) -> None:
 
 def _meta(kind: str, seed: int, num_train: int, num_val: int, image_size: Tuple[int, int], classes) -> dict:
     return dict(generator=GENERATOR, kind=kind, version=DEMO_DATA_VERSION, seed=seed,
-                num_train=num_train, num_val=num_val, image_size=list(image_size), classes=list(classes))
+                num_train=num_train, num_val=num_val, image_size=json.loads(json.dumps(image_size)),
+                classes=list(classes))
 
 
 # ---------------------------------------------------------------------------------------------------- COCO
@@ -262,14 +263,19 @@ def _coco_background(rng: np.random.Generator, h: int, w: int) -> Tuple[np.ndarr
     return np.clip(img, 0, 255).round().astype(np.uint8), base
 
 
-def _coco_image(rng: np.random.Generator, h: int, w: int) -> Tuple[np.ndarray, List[dict]]:
-    """One image and its objects (dicts with ``category_id`` and ``polygon`` in COCO pixel coordinates)."""
+def _coco_image(rng: np.random.Generator, h: int, w: int, shapes: Sequence[str] = COCO_CLASSES,
+                class_probs: Optional[Sequence[float]] = None) -> Tuple[np.ndarray, List[dict]]:
+    """One image and its objects (dicts with ``category_id``, the 1-based index into ``shapes``, and ``polygon``
+    in COCO pixel coordinates). Classes are drawn uniformly, or with ``class_probs``."""
     img, bg = _coco_background(rng, h, w)
     num_objects = int(rng.integers(1, 6))
     lows, highs, probs = (np.array(v, dtype=float) for v in zip(*_COCO_AREA_BUCKETS))
     buckets = rng.choice(len(probs), size=num_objects, p=probs / probs.sum())
     areas = np.exp(rng.uniform(np.log(lows[buckets]), np.log(highs[buckets])))
-    kinds = rng.integers(0, len(COCO_CLASSES), size=num_objects)
+    if class_probs is None:
+        kinds = rng.integers(0, len(shapes), size=num_objects)
+    else:
+        kinds = rng.choice(len(shapes), size=num_objects, p=np.asarray(class_probs) / np.sum(class_probs))
     # Placing the largest objects first lets rejection sampling find room for all of them more often.
     order = np.argsort(-areas, kind='stable')
 
@@ -278,7 +284,7 @@ def _coco_image(rng: np.random.Generator, h: int, w: int) -> Tuple[np.ndarray, L
     objects = []
     max_extent = (w - 2 * _MARGIN - 1, h - 2 * _MARGIN - 1)
     for i in order:
-        kind = COCO_CLASSES[kinds[i]]
+        kind = shapes[kinds[i]]
         shape = _shape_with_area(kind, areas[i], max_extent, rng)
         lo, hi = shape.min(0), shape.max(0)
         for _ in range(30):
@@ -369,6 +375,78 @@ def ensure_demo_coco(root: str, **kwargs) -> str:
                                       image_size=list(cfg['image_size'])))
         return root
     return generate_demo_coco(root, **kwargs)
+
+
+# ----------------------------------------------------------------------------------- a "custom" COCO set
+# What a user's own export tends to look like, unlike the demo set: other class names, category ids that are not
+# 1..N, imbalanced classes, images of several non-square sizes, some of them grayscale. The classes are the demo
+# set's shapes under other names, so a demo-trained detector has something to transfer.
+CUSTOM_CLASSES = ('washer', 'plate', 'bracket')
+CUSTOM_SHAPES = ('circle', 'rectangle', 'triangle')  # what each class looks like
+CUSTOM_CATEGORY_IDS = (3, 7, 12)
+CUSTOM_CLASS_PROBS = (0.6, 0.3, 0.1)
+CUSTOM_IMAGE_SIZES = ((192, 256), (240, 320), (256, 192), (180, 300))  # (H, W), one per image in turn
+CUSTOM_GRAY_EVERY = 6  # every 6th image is grayscale
+CUSTOM_MARKERS = (META_FILE, 'annotations/train.json', 'annotations/val.json')
+CUSTOM_LAYOUT = CUSTOM_MARKERS + ('images/train/part_????.jpg', 'images/val/part_????.jpg')
+CUSTOM_DEFAULTS = dict(num_train=120, num_val=30, seed=0)
+
+
+def _custom_split(out_dir: str, split: str, split_code: int, num: int, seed: int) -> dict:
+    os.makedirs(osp.join(out_dir, 'images', split))
+    images, annotations = [], []
+    for idx in range(num):
+        rng = np.random.default_rng([seed, split_code, idx])
+        h, w = CUSTOM_IMAGE_SIZES[idx % len(CUSTOM_IMAGE_SIZES)]
+        img, objects = _coco_image(rng, h, w, CUSTOM_SHAPES, CUSTOM_CLASS_PROBS)
+        image_id = 1000 + idx
+        file_name = f'part_{idx + 1:04d}.jpg'
+        path = osp.join(out_dir, 'images', split, file_name)
+        if idx % CUSTOM_GRAY_EVERY == CUSTOM_GRAY_EVERY - 1:
+            if not cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), [cv2.IMWRITE_JPEG_QUALITY, 90]):
+                raise OSError(f'cv2 could not write {path}')
+        else:
+            _write_rgb(path, img)
+        images.append(dict(id=image_id, file_name=file_name, height=h, width=w))
+        for obj in objects:
+            poly = obj['polygon']
+            x0, y0 = poly.min(0)
+            x1, y1 = poly.max(0)
+            annotations.append(
+                dict(id=len(annotations) + 1, image_id=image_id,
+                     category_id=CUSTOM_CATEGORY_IDS[obj['category_id'] - 1],
+                     segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]],
+                     area=round(_polygon_area(poly), 2),
+                     bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)], iscrowd=0))
+    categories = [dict(id=i, name=name, supercategory='part') for i, name in zip(CUSTOM_CATEGORY_IDS, CUSTOM_CLASSES)]
+    return dict(images=images, annotations=annotations, categories=categories)
+
+
+def generate_custom_coco(root: str,
+                         num_train: int = CUSTOM_DEFAULTS['num_train'],
+                         num_val: int = CUSTOM_DEFAULTS['num_val'],
+                         seed: int = CUSTOM_DEFAULTS['seed'],
+                         overwrite: bool = False) -> str:
+    """Write a COCO-format instance-segmentation set laid out as a user's own data often is
+    (``images/{train,val}/*.jpg``, ``annotations/{train,val}.json``) to ``root`` and return ``root``; see
+    ``CUSTOM_*`` for how it differs from the demo set. An existing complete set is kept unless ``overwrite``."""
+
+    def write(tmp: str) -> None:
+        os.makedirs(osp.join(tmp, 'annotations'))
+        for split, code, num in (('train', 300, num_train), ('val', 301, num_val)):
+            _write_json(osp.join(tmp, 'annotations', f'{split}.json'), _custom_split(tmp, split, code, num, seed))
+        _write_json(osp.join(tmp, META_FILE), _meta('custom-coco', seed, num_train, num_val, CUSTOM_IMAGE_SIZES, CUSTOM_CLASSES))
+
+    return _generate_atomically(root, 'custom-coco', CUSTOM_LAYOUT, overwrite, write)
+
+
+def ensure_custom_coco(root: str, **kwargs) -> str:
+    """Generate the custom COCO-format set into ``root`` unless it is already there; return ``root``."""
+    if _is_complete(root, CUSTOM_MARKERS):
+        cfg = {**CUSTOM_DEFAULTS, **kwargs}
+        _warn_if_different(root, dict(seed=cfg['seed'], num_train=cfg['num_train'], num_val=cfg['num_val']))
+        return root
+    return generate_custom_coco(root, **kwargs)
 
 
 # -------------------------------------------------------------------------------------------------- ADE20K

@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py share: reading the config, checking data, building the Runner."""
 import copy
+import json
 import logging
 import os
 import os.path as osp
@@ -161,6 +162,7 @@ def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optio
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     align_evaluator_annotations(cfg, cfg_options)
+    take_classes_from_data(cfg)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -257,19 +259,24 @@ class ClassCountError(ValueError):
     """A head's class count differs from its dataset's."""
 
 
-def _class_counts(node, path: str) -> Iterator[Tuple[str, int]]:
-    """Every ``num_classes`` setting under a model config, with its config path (the RPN is class-agnostic)."""
+def _class_count_owners(node, path: str) -> Iterator[Tuple[str, dict]]:
+    """Every config dict with an int ``num_classes`` under ``node``, with its config path (the RPN is
+    class-agnostic)."""
     if isinstance(node, dict):
+        if isinstance(node.get('num_classes'), int):
+            yield path, node
         for key, value in node.items():
-            if key == 'rpn_head':
-                continue
-            if key == 'num_classes' and isinstance(value, int):
-                yield f'{path}.{key}', value
-            else:
-                yield from _class_counts(value, f'{path}.{key}')
+            if key != 'rpn_head':
+                yield from _class_count_owners(value, f'{path}.{key}')
     elif isinstance(node, (list, tuple)):
         for index, item in enumerate(node):
-            yield from _class_counts(item, f'{path}.{index}')
+            yield from _class_count_owners(item, f'{path}.{index}')
+
+
+def class_counts(node, path: str) -> Iterator[Tuple[str, int]]:
+    """Every ``num_classes`` setting under a model config, with its config path."""
+    for owner_path, owner in _class_count_owners(node, path):
+        yield f'{owner_path}.num_classes', owner['num_classes']
 
 
 def dataset_classes(dataset: dict) -> Optional[tuple]:
@@ -285,6 +292,101 @@ def dataset_classes(dataset: dict) -> Optional[tuple]:
     return tuple(classes) if classes else None
 
 
+def _registered_class(dataset: dict):
+    from mmengine.registry import DATASETS
+    dataset_type = dataset.get('type')
+    try:
+        return DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+    except KeyError:
+        return None
+
+
+def read_data_classes(dataset: dict) -> Optional[tuple]:
+    """The class names that a dataset's files define: the categories of a COCO-format annotation file (in the
+    file's order, which is mmdet's label order), the class folders of a folder-per-class image set (sorted, as
+    mmpretrain orders them). None when the files are not there (the missing-data check names them). Call within
+    the config's default scope."""
+    from mmdet.datasets import CocoDataset
+    from mmpretrain.datasets import CustomDataset
+    cls = _registered_class(dataset)
+    root = dataset.get('data_root') or ''
+    if isinstance(cls, type) and issubclass(cls, CocoDataset):
+        ann_file = osp.join(root, dataset.get('ann_file') or '')
+        if not osp.isfile(ann_file):
+            return None
+        with open(ann_file) as f:
+            try:
+                categories = json.load(f).get('categories')
+            except ValueError as err:
+                raise ConfigError(f'{ann_file}: not valid JSON ({err}).') from err
+        if not categories:
+            raise ConfigError(f'{ann_file} lists no categories: give the class names in the config '
+                              '(metainfo=dict(classes=(...))).')
+        return tuple(category['name'] for category in categories)
+    if isinstance(cls, type) and issubclass(cls, CustomDataset) and not dataset.get('ann_file'):
+        prefix = dataset.get('data_prefix') or ''
+        folder = osp.join(root, prefix.get('img_path', '') if isinstance(prefix, dict) else prefix)
+        if not osp.isdir(folder):
+            return None
+        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        if not classes:
+            raise ConfigError(f'{folder} has no class folders: a folder-per-class set holds one sub-folder of '
+                              'images per class.')
+        return tuple(classes)
+    raise ConfigError(f'A {dataset.get("type")} dataset cannot name its classes from its files (segmentation '
+                      'label maps hold class indices only): list them in the config, '
+                      'metainfo=dict(classes=(...)).')
+
+
+def take_classes_from_data(cfg: Config) -> Optional[tuple]:
+    """Fill in the class names of the datasets whose ``metainfo`` says ``classes=None`` from their files, and set
+    every head's ``num_classes`` to their number; returns the classes (None when no dataset asks for this or
+    its files are not there yet).
+
+    The configs for a user's own data (``configs/_base_/datasets/custom_*.py``) ask for it, so a class count is
+    never kept in step by hand. Every split that asks must name the same classes.
+    """
+    from mmengine.registry import DefaultScope
+    asking = [(key, dataset) for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+              if cfg.get(loader) for key, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset')
+              if isinstance(dataset.get('metainfo'), dict) and 'classes' in dataset.metainfo
+              and dataset.metainfo.classes is None]
+    if not asking:
+        return None
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        found = {key: read_data_classes(dataset) for key, dataset in asking}
+    found = {key: classes for key, classes in found.items() if classes is not None}
+    if not found:
+        return None
+    if len(set(found.values())) > 1:
+        listing = '; '.join(f'{key}: {", ".join(classes)}' for key, classes in found.items())
+        raise ClassCountError(f'The splits name different classes ({listing}): one model cannot be trained and '
+                              'evaluated on both. Give every split the same categories.')
+    classes = next(iter(found.values()))
+    for _, dataset in asking:
+        dataset.metainfo.classes = classes
+    for node, path in ((cfg.get('model'), 'model'), (cfg.get('data_preprocessor'), 'data_preprocessor')):
+        for _, owner in _class_count_owners(node, path):
+            owner['num_classes'] = len(classes)
+    print_log(f'Classes from the data ({len(classes)}): {", ".join(classes)}; every num_classes follows.',
+              logger='current')
+    return classes
+
+
+def class_dependent_keys(cfg: Config) -> List[str]:
+    """The state-dict keys of the config's model whose shape follows its class count (classifier layers, per-class
+    box regressors and mask predictors, label embeddings): those that change shape when every ``num_classes``
+    changes. Found by building the model on the meta device with one class more."""
+    from mmengine.registry import MODELS, DefaultScope
+    shifted = copy.deepcopy(cfg.model)
+    for _, owner in _class_count_owners(shifted, 'model'):
+        owner['num_classes'] += 1
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')), torch.device('meta'):
+        original = MODELS.build(copy.deepcopy(cfg.model)).state_dict()
+        changed = MODELS.build(shifted).state_dict()
+    return [key for key, value in original.items() if key in changed and changed[key].shape != value.shape]
+
+
 def check_class_counts(cfg: Config) -> None:
     """Compare every head's ``num_classes`` with the classes of the datasets the run reads.
 
@@ -292,7 +394,7 @@ def check_class_counts(cfg: Config) -> None:
     supervised) and one with fewer fails inside the first loss with an index error; both are a config that was
     not updated for the data.
     """
-    counts = list(_class_counts(cfg.get('model'), 'model'))
+    counts = list(class_counts(cfg.get('model'), 'model'))
     if not counts:
         return
     from mmengine.registry import DefaultScope
