@@ -255,6 +255,38 @@ def test_window_size_switch(window_size):
     _shape_check(model, 224, 224, [32, 64, 128, 256])
 
 
+def test_official_dino_backbone_computations():
+    """coord_norm='tokens' / pad_conv_stages: what the official DINO detection backbone computes (compared once with
+    the official code on the CPU: configs/fastervit/README.md). At 224x224 the padding changes nothing."""
+    from mmlightvit.models.backbones.fastervit import _grid_coords
+    coords = _grid_coords(14, 14, 'cpu', 'tokens').reshape(14, 14, 2)
+    assert torch.allclose(coords[:, 0, 0], (torch.arange(14.) - 98) / 98)
+    assert torch.allclose(coords[0, :, 1], (torch.arange(14.) - 98) / 98)
+    assert torch.allclose(_grid_coords(14, 14, 'cpu', 'side').reshape(14, 14, 2)[:, 0, 0], (torch.arange(14.) - 7) / 7)
+    with pytest.raises(ValueError, match="coord_norm must be one of"):
+        FasterViT(TINY, coord_norm='area')
+
+    torch.manual_seed(0)
+    plain = randomise(FasterViT(TINY, out_indices=(0, 1))).eval()
+    padded = FasterViT(TINY, out_indices=(0, 1), pad_conv_stages=True).eval()
+    padded.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 4 * 30, 4 * 33)  # stage maps 30x33 and 15x17: not multiples of 7
+    with torch.no_grad():
+        ours = padded(x)
+        # the official computation by hand: each conv stage on its map zero-padded to multiples of 7, cropped back
+        y = plain.stem(x)
+        reference = []
+        for stage in plain.stages[:2]:
+            y = stage.downsample(y)
+            h, w = y.shape[-2:]
+            y = stage.forward_blocks(torch.nn.functional.pad(y, (0, -w % 7, 0, -h % 7)))[:, :, :h, :w]
+            reference.append(y)
+        assert all(torch.equal(a, b) for a, b in zip(ours, reference))
+        assert not torch.allclose(ours[0], plain(x)[0])  # the borders differ
+        x = torch.randn(1, 3, 224, 224)
+        assert all(torch.equal(a, b) for a, b in zip(padded(x), plain(x)))
+
+
 def test_hat_block_carrier_tokens_roundtrip():
     """The carrier tokens keep their per-window layout through a block, also for non-square window grids."""
     block = HATBlock(32, 2, window_size=7, carrier_tokens=True, ct_size=2).eval()

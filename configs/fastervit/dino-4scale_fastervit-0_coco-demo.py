@@ -5,5 +5,5 @@ _base_ = '../_base_/dino_demo.py'
 model = dict(
     backbone=dict(
         _delete_=True, type='mmlightvit.FasterViT', arch='0', out_indices=(1, 2, 3), drop_path_rate=0.1,
-        out_norm_cfg=dict(type='BN')),
-    neck=dict(in_channels=[128, 256, 512]))
+        out_norm_cfg=dict(type='BN'), coord_norm='tokens', pad_conv_stages=True),
+    neck=dict(in_channels=[128, 256, 512], bias=True))

@@ -19,6 +19,11 @@
 #   (800, max 1333) are mmdet's DINO pipeline.
 # - backbone (official models/dino/fastervit.py): drop path 0.1, a BatchNorm on each returned map (official
 #   norm{i}, freshly initialised), gradient checkpointing (official use_checkpoint), no carrier-token propagation.
+#   Two computations of the official detection backbone differ from the ImageNet model's and are kept here
+#   (checked against the official code): its position embeddings normalise coordinates by half the window's token
+#   count (coord_norm='tokens'), and its conv stages run on maps padded to multiples of 7 (pad_conv_stages).
+# - input projections (official input_proj, mmdet's ChannelMapper): each conv has a bias before its GroupNorm,
+#   which does not cancel a per-channel bias; mmdet leaves it out before a norm by default, so bias=True.
 _base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
 checkpoint = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_0_224_1k.pth.tar'  # official README
 model = dict(
@@ -30,9 +35,11 @@ model = dict(
         drop_path_rate=0.1,
         out_norm_cfg=dict(type='BN'),
         do_propagation=False,
+        coord_norm='tokens',
+        pad_conv_stages=True,
         with_cp=True,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    neck=dict(in_channels=[128, 256, 512]),
+    neck=dict(in_channels=[128, 256, 512], bias=True),
     dn_cfg=dict(box_noise_scale=0.4))
 # COCO read by the project's CocoDataset (mmdet's, with errors that name the file)
 train_dataloader = dict(dataset=dict(type='mmlightvit.CocoDataset'))

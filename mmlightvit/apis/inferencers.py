@@ -5,6 +5,7 @@ They differ from the upstream classes in what they load: the weights go through 
 partial load and never random weights; zoo names resolve through this project's metafiles; ``fuse=True`` runs the
 re-parameterised model.
 """
+import copy
 import os
 from typing import Optional, Union
 
@@ -15,6 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 from mmseg.apis import MMSegInferencer
 
+from mmlightvit.engine.setup import take_classes_from_data
 from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint
 from .model import drop_pretrained, load_model_weights
 from .model_index import find_model
@@ -114,7 +116,7 @@ def build_inferencer(model: Union[str, Config], weights: Optional[str] = None, d
                      fuse: bool = False, **kwargs):
     """The inferencer for ``model`` (a config file, a Config, or a zoo model name), chosen by the config's scope."""
     if isinstance(model, Config):
-        cfg = model
+        cfg = copy.deepcopy(model)
     elif not isinstance(model, (str, os.PathLike)):
         raise TypeError(f'model is {model!r}; expected a config file, a Config, or a model name from the metafiles '
                         '(mmlightvit.apis.list_models()).')
@@ -128,6 +130,7 @@ def build_inferencer(model: Union[str, Config], weights: Optional[str] = None, d
     if device is not None and str(device).startswith('cuda') and not torch.cuda.is_available():
         raise ValueError(f'device {device!r}: no CUDA GPU is visible here (torch.cuda.is_available() is False); '
                          "use device='cpu' (--device cpu).")
+    take_classes_from_data(cfg)  # a config for one's own data reads its class names from the data
     scope = cfg.get('default_scope')
     classes = {'mmdet': LightDetInferencer, 'mmseg': LightSegInferencer}
     if scope not in classes:

@@ -16,9 +16,9 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from mmlightvit.models.layers.reparam import fuse_model
-from mmlightvit.utils.checkpoint import (CheckpointError, backbone_state, check_state_dict, convert_released_state,
-                                         extract_state_dict, holds_whole_model, read_checkpoint,
-                                         released_checkpoint_keys)
+from mmlightvit.models.releases import convert_released_model
+from mmlightvit.utils.checkpoint import (CheckpointError, backbone_state, check_state_dict, extract_state_dict,
+                                         holds_whole_model, read_checkpoint, released_checkpoint_keys)
 
 
 def drop_pretrained(cfg) -> None:
@@ -72,8 +72,8 @@ def checkpoint_part(model: nn.Module, checkpoint: dict, source: str,
     the model would stay random.
     """
     state = extract_state_dict(checkpoint, source=source, preferred_keys=released_checkpoint_keys(model))
-    converted, is_release = convert_released_state(model, state)
-    if holds_whole_model(state) or is_release:  # is_release alone: a released classifier in its own layout
+    converted, layout = convert_released_model(model, state)
+    if holds_whole_model(state) or layout is not None:  # a layout alone: a released classifier in its own one
         return 'model', converted
     if not allow_backbone:
         raise CheckpointError(

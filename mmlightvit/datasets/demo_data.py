@@ -435,7 +435,8 @@ def generate_custom_coco(root: str,
         os.makedirs(osp.join(tmp, 'annotations'))
         for split, code, num in (('train', 300, num_train), ('val', 301, num_val)):
             _write_json(osp.join(tmp, 'annotations', f'{split}.json'), _custom_split(tmp, split, code, num, seed))
-        _write_json(osp.join(tmp, META_FILE), _meta('custom-coco', seed, num_train, num_val, CUSTOM_IMAGE_SIZES, CUSTOM_CLASSES))
+        _write_json(osp.join(tmp, META_FILE),
+                    _meta('custom-coco', seed, num_train, num_val, CUSTOM_IMAGE_SIZES, CUSTOM_CLASSES))
 
     return _generate_atomically(root, 'custom-coco', CUSTOM_LAYOUT, overwrite, write)
 

@@ -8,16 +8,18 @@ leave part of a model random without saying so.
 * :func:`find_resume_checkpoint`: what ``--resume`` without a path resumes from: the file ``last_checkpoint``
   names when it is complete, else the newest complete ``epoch_N.pth`` / ``iter_N.pth``.
 * :class:`StrictLoadHook`: on resume, the checkpoint must hold the whole training state and match the model and
-  the optimizer; for evaluation, the weights must match the model exactly; for fine-tuning (``load_from``) the
-  mismatches are listed.
+  the optimizer; for evaluation, the weights must match the model exactly; for fine-tuning (``load_from``) only
+  the layers whose shape follows the class count may differ, and they are named.
 """
 import os
 import os.path as osp
 import re
 import zipfile
+from collections import OrderedDict
 from functools import partial
 from typing import Dict, List, Optional
 
+import torch
 import torch.nn as nn
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -25,8 +27,9 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop
 
+from mmlightvit.models.releases import convert_released_model
 from mmlightvit.registry import HOOKS
-from mmlightvit.utils.checkpoint import (CheckpointError, convert_released_state, extract_state_dict,
+from mmlightvit.utils.checkpoint import (CheckpointError, extract_state_dict,
                                          format_mismatches, install_safe_checkpoint_loading,
                                          released_checkpoint_keys, state_dict_mismatches)
 from mmlightvit.utils.files import replace_file_atomically, temporary_path
@@ -203,13 +206,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def convert_loaded_checkpoint(runner, model: nn.Module, checkpoint: dict, source: str) -> dict:
     """The state dict of a checkpoint the Runner just read; an officially released detector, segmentor or
     classifier is converted to ``model``'s keys in memory (``checkpoint['state_dict']`` is replaced, which is what
-    the Runner loads next)."""
+    the Runner loads next; :func:`~mmlightvit.models.releases.convert_released_model`)."""
     state = extract_state_dict(checkpoint, source=source, preferred_keys=released_checkpoint_keys(model))
-    state, converted = convert_released_state(model, state)
-    if converted:
+    state, layout = convert_released_model(model, state)
+    if layout is not None:
         checkpoint['state_dict'] = state
-        runner.logger.info(f'{source}: the weights are in an official {type(model.backbone).__name__} '
-                           'layout; converted in memory.')
+        runner.logger.info(f'{source}: the weights are in the {layout}; converted in memory.')
     return state
 
 
@@ -230,8 +232,9 @@ class StrictLoadHook(Hook):
       (backbone in the official module tree) is converted in memory first; the weights must match the model exactly;
       mmengine only logs mismatched keys and evaluates whatever stayed random. ``allow_partial=True`` accepts a
       partial load and logs which parts stayed random.
-    * fine-tuning (``load_from`` while training): released layouts are converted too; mmengine's non-strict load
-      is kept and the mismatches are logged.
+    * fine-tuning (``load_from`` while training): released layouts are converted too; the tensors whose shape
+      follows the class count (a model trained on other classes) keep their fresh initialisation and are named
+      one by one; any other mismatch stops the run unless ``allow_partial=True``.
 
     Runs after FuseModelHook (which folds the model before a fused checkpoint is loaded) and before EMAHook
     (which copies the checkpoint into its averaged model).
@@ -262,8 +265,8 @@ class StrictLoadHook(Hook):
             raise CheckpointError(f'{summary} Resuming would train on with the unmatched parts; resume from a '
                                   'checkpoint of this model and config.')
         missing = mismatches.get('missing keys', [])
-        if training:  # fine-tuning from load_from: mmengine's partial load, with the mismatches named
-            runner.logger.warning(f'load_from: {summary}')
+        if training:
+            self._fine_tune(runner, model, checkpoint, state, source)
         elif self.allow_partial:
             runner.logger.warning(f'Partial load allowed: {summary} Random (not loaded): '
                                   f'{", ".join(_random_parts(missing)) or "nothing"}.')
@@ -271,6 +274,42 @@ class StrictLoadHook(Hook):
             raise CheckpointError(
                 f'{summary} Evaluating it would measure a partly random model. Use a checkpoint of this config '
                 "(or convert it), or pass --allow-partial-load to evaluate anyway.")
+
+    def _fine_tune(self, runner, model: nn.Module, checkpoint: dict, state: Dict[str, torch.Tensor],
+                   source: str) -> None:
+        """``load_from`` while training: the tensors whose shape follows the class count (a released COCO model
+        fine-tuned on other classes) keep their fresh initialisation, each one named; any other mismatch is an
+        error, unless ``allow_partial``."""
+        from .setup import class_counts, class_dependent_keys
+        expected = model.state_dict()
+        per_class = set(class_dependent_keys(runner.cfg))
+        reinitialised = [key for key in expected
+                         if key in state and key in per_class and state[key].shape != expected[key].shape]
+        # the mismatches left once the re-initialised tensors count as fitting
+        others = state_dict_mismatches(model, OrderedDict((k, expected[k] if k in reinitialised else v)
+                                                          for k, v in state.items()))
+        if others:
+            summary = f'{source} does not fit {type(model).__name__}: {format_mismatches(others)}.'
+            if not self.allow_partial:
+                raise CheckpointError(
+                    f'load_from: {summary} Fine-tuning re-initialises only the layers whose shape follows the class '
+                    'count; start from a checkpoint of this model (or convert it), or pass --allow-partial-load '
+                    'to train with the unmatched parts as the model initialised them.')
+            runner.logger.warning(f'Partial load allowed: {summary} Kept as initialised: '
+                                  f'{", ".join(_random_parts(others.get("missing keys", []))) or "nothing"}.')
+        if reinitialised:
+            meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
+            file_classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+            trained_for = f'{len(file_classes)} classes' if file_classes else 'another class count'
+            counts = sorted({n for _, n in class_counts(runner.cfg.model, 'model')})
+            runner.logger.warning(
+                f'load_from: {source} was trained for {trained_for}, this model has '
+                f'{" / ".join(map(str, counts))}: {len(reinitialised)} tensors whose shape follows the class '
+                'count keep their fresh initialisation: ' + ', '.join(
+                    f'{key} (checkpoint {tuple(state[key].shape)}, model {tuple(expected[key].shape)})'
+                    for key in reinitialised) + '.')
+            # what the Runner loads next: the file's tensors without the re-initialised ones
+            checkpoint['state_dict'] = OrderedDict((k, v) for k, v in state.items() if k not in reinitialised)
 
     @staticmethod
     def _check_training_state(runner, checkpoint: dict, source: str) -> None:

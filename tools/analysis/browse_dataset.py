@@ -54,9 +54,11 @@ def main(argv=None):
     from mmengine.registry import DATASETS, VISUALIZERS, init_default_scope
 
     from mmlightvit.engine import check_dataset_paths
+    from mmlightvit.engine.setup import take_classes_from_data
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    take_classes_from_data(cfg)
     loader = SPLITS[args.split]
     if not cfg.get(loader):
         raise SystemExit(f'{args.config} has no {loader}')

@@ -1,4 +1,5 @@
-"""Convert an officially released detector or segmentor (RepViT, TransNeXt) to this project's keys, once.
+"""Convert an officially released detector or segmentor (RepViT, TransNeXt, FasterViT's DINO) to this project's
+keys, once.
 
     python tools/model_converters/release_to_mmlightvit.py CONFIG SRC DST
 
@@ -17,7 +18,8 @@ from typing import Optional, Sequence
 import torch
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
-from mmlightvit.utils import check_state_dict, convert_released_state, extract_state_dict, load_checkpoint_file
+from mmlightvit.models.releases import convert_released_model
+from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output, replace_file_atomically
 
@@ -48,10 +50,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     model = build_model(config_without_pretrained(args.config))
     checkpoint = load_checkpoint_file(args.src)
-    state, converted = convert_released_state(model, extract_state_dict(checkpoint, source=args.src))
+    state, layout = convert_released_model(model, extract_state_dict(checkpoint, source=args.src))
     check_state_dict(model, state, source=f'Checkpoint {args.src!r}')
     meta = dict(source=osp.basename(args.src), config=osp.basename(args.config),
-                backbone_layout='official' if converted else 'mmlightvit',
+                backbone_layout='official' if layout else 'mmlightvit',
                 converter='tools/model_converters/release_to_mmlightvit.py')
     found = dataset_meta(checkpoint.get('meta') if isinstance(checkpoint, dict) else None)
     if found is not None:

@@ -55,18 +55,25 @@ def _cached(key: tuple, build) -> torch.Tensor:
     return table
 
 
-def _grid_coords(h: int, w: int, device) -> torch.Tensor:
-    """``(h * w, 2)`` centred, normalised (row, col) coordinates ``(i - n // 2) / (n // 2)`` of an ``h x w`` grid
-    (the official absolute MLP position embedding; a side of 1 gives 0)."""
+#: How the absolute position embedding normalises grid coordinates: by half of each side (the ImageNet models), or
+#: by half of the grid's token count on both axes (the official DINO detection backbone, which its released
+#: detector was trained with; a 14 x 14 window gives ``(i - 98) / 98``).
+COORD_NORMS = ('side', 'tokens')
+
+
+def _grid_coords(h: int, w: int, device, norm: str = 'side') -> torch.Tensor:
+    """``(h * w, 2)`` centred, normalised (row, col) coordinates ``(i - n) / n`` of an ``h x w`` grid, with
+    ``n = side // 2`` per axis (``norm='side'``) or ``n = h * w // 2`` on both (``'tokens'``); an ``n`` of 0
+    gives 0."""
 
     def build():
         axes = []
-        for n in (h, w):
-            c = torch.arange(n, dtype=torch.float32, device=device)
-            axes.append((c - n // 2) / max(n // 2, 1))
+        for side in (h, w):
+            centre = side // 2 if norm == 'side' else h * w // 2
+            axes.append((torch.arange(side, dtype=torch.float32, device=device) - centre) / max(centre, 1))
         return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
 
-    return _cached(('grid', h, w, device), build)
+    return _cached(('grid', norm, h, w, device), build)
 
 
 def _log_relative_coords(h: int, w: int, device) -> torch.Tensor:
@@ -111,12 +118,13 @@ def _cpb_mlp(out_features: int) -> nn.Sequential:
 class MlpPositionEmbedding(nn.Module):
     """Absolute position embedding: ``x + MLP(normalised (row, col))`` for tokens of an ``h x w`` grid."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, coord_norm: str = 'side'):
         super().__init__()
         self.cpb_mlp = _cpb_mlp(channels)
+        self.coord_norm = coord_norm
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        coords = _grid_coords(h, w, x.device).to(self.cpb_mlp[0].weight.dtype)
+        coords = _grid_coords(h, w, x.device, self.coord_norm).to(self.cpb_mlp[0].weight.dtype)
         return x + self.cpb_mlp(coords).to(x.dtype)
 
 
@@ -279,6 +287,7 @@ class HATBlock(nn.Module):
         ct_size (int): carrier tokens per window side.
         propagate (bool): add the carrier tokens, nearest-upsampled to the window, to the window tokens at the end
             (the official ``last and do_propagation``).
+        coord_norm (str): coordinate normalisation of the position embeddings, one of :data:`COORD_NORMS`.
     """
 
     def __init__(self,
@@ -293,14 +302,15 @@ class HATBlock(nn.Module):
                  layer_scale: Optional[float] = None,
                  carrier_tokens: bool = False,
                  ct_size: int = 2,
-                 propagate: bool = False):
+                 propagate: bool = False,
+                 coord_norm: str = 'side'):
         super().__init__()
         hidden = int(channels * mlp_ratio)
         self.window_size = window_size
         self.carrier_tokens = carrier_tokens
         self.ct_size = ct_size
         self.propagate = propagate and carrier_tokens
-        self.pos_embed = MlpPositionEmbedding(channels)
+        self.pos_embed = MlpPositionEmbedding(channels, coord_norm)
         self.norm1 = nn.LayerNorm(channels)
         self.attn = WindowAttention(channels, num_heads, qkv_bias, attn_drop, drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -313,7 +323,7 @@ class HATBlock(nn.Module):
             self.hat_norm2 = nn.LayerNorm(channels)
             self.hat_attn = WindowAttention(channels, num_heads, qkv_bias, attn_drop, drop)
             self.hat_mlp = Mlp(channels, hidden, drop)
-            self.hat_pos_embed = MlpPositionEmbedding(channels)
+            self.hat_pos_embed = MlpPositionEmbedding(channels, coord_norm)
             self.gamma1 = _layer_scale(channels, layer_scale)
             self.gamma2 = _layer_scale(channels, layer_scale)
 
@@ -360,22 +370,28 @@ def window_reverse(windows: torch.Tensor, ws: int, batch: int, height: int, widt
 
 class FasterViTStage(nn.Module):
     """``downsample`` (identity in stage 0), then conv blocks, or transformer blocks on windows of the map padded
-    to a multiple of ``window_size`` (with a ``global_tokenizer`` for HAT), cropped back to the input size."""
+    to a multiple of ``window_size`` (with a ``global_tokenizer`` for HAT), cropped back to the input size.
+    ``pad_conv``: conv blocks too run on the padded map (the official DINO backbone), which changes the bottom and
+    right borders of a map whose size is not a multiple of ``window_size``."""
 
     def __init__(self, downsample: nn.Module, blocks: List[nn.Module], transformer: bool = False,
-                 window_size: int = 7, global_tokenizer: Optional[nn.Module] = None):
+                 window_size: int = 7, global_tokenizer: Optional[nn.Module] = None, pad_conv: bool = False):
         super().__init__()
         self.downsample = downsample
         self.blocks = nn.ModuleList(blocks)
         self.transformer = transformer
         self.window_size = window_size
         self.global_tokenizer = global_tokenizer
+        self.pad_conv = pad_conv
 
     def forward_blocks(self, x: torch.Tensor, use_cp: bool = False) -> torch.Tensor:
         if not self.transformer:
+            height, width = x.shape[-2:]
+            if self.pad_conv:
+                x = F.pad(x, (0, -width % self.window_size, 0, -height % self.window_size))
             for block in self.blocks:
                 x = cp.checkpoint(block, x, use_reentrant=False) if use_cp else block(x)
-            return x
+            return x[:, :, :height, :width].contiguous() if self.pad_conv else x
         ws = self.window_size
         batch, _, height, width = x.shape
         pad_h, pad_w = -height % ws, -width % ws
@@ -508,6 +524,11 @@ class FasterViT(LightBackbone):
         qkv_bias (bool): bias of the qkv projections.
         drop_path_rate (float): stochastic depth, increasing linearly over all blocks (official schedule; the
             official ImageNet training used 0.2 for 0-2, 0.3 for 3-5, 0.5 for 6).
+        coord_norm (str): ``'side'`` (the ImageNet models) or ``'tokens'`` (the official DINO backbone): how the
+            absolute position embeddings normalise window and carrier-token coordinates (:data:`COORD_NORMS`).
+        pad_conv_stages (bool): the conv stages too run on the map padded to a multiple of 7 at the bottom and
+            right, cropped back after (the official DINO backbone); changes their borders at sizes that are not
+            multiples of 7. The DINO configs turn both on, since the released detector was trained so.
         out_indices, frozen_stages, norm_eval, with_cp, out_norm_cfg, init_cfg: see :class:`LightBackbone`.
 
     Any input size works: the stem and down-sampling convs (3x3, stride 2, padding 1) give ``ceil(n / 2)`` each,
@@ -572,6 +593,8 @@ class FasterViT(LightBackbone):
                  mlp_ratio: Optional[float] = None,
                  qkv_bias: bool = True,
                  drop_path_rate: float = 0.,
+                 coord_norm: str = 'side',
+                 pad_conv_stages: bool = False,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
@@ -592,6 +615,8 @@ class FasterViT(LightBackbone):
                              f'{window_size}.')
         if not 1 <= ct_size <= window_sizes[0]:
             raise ValueError(f'ct_size must be in [1, window_size={window_sizes[0]}], got {ct_size}.')
+        if coord_norm not in COORD_NORMS:
+            raise ValueError(f'coord_norm must be one of {COORD_NORMS}, got {coord_norm!r}.')
         self.dim, self.depths, self.num_heads = dim, depths, num_heads
         self.window_sizes, self.ct_size = window_sizes, ct_size
         self.use_carrier_tokens = use_carrier_tokens
@@ -613,14 +638,15 @@ class FasterViT(LightBackbone):
             downsample = nn.Identity() if i == 0 else Downsample(self.stage_channels[i - 1], channels)
             if i < 2:
                 blocks = [ConvBlock(channels, rates[i][j], layer_scale_conv) for j in range(depth)]
-                stages.append(FasterViTStage(downsample, blocks))
+                stages.append(FasterViTStage(downsample, blocks, pad_conv=pad_conv_stages))
                 continue
             ws = window_sizes[i - 2]
             hat = self.hat_stages[i] and use_carrier_tokens
             blocks = [
                 HATBlock(channels, num_heads[i], ws, mlp_ratio, qkv_bias, drop_path=rates[i][j],
                          layer_scale=self.layer_scale, carrier_tokens=hat, ct_size=ct_size,
-                         propagate=self.do_propagation and j == depth - 1) for j in range(depth)
+                         propagate=self.do_propagation and j == depth - 1, coord_norm=coord_norm)
+                for j in range(depth)
             ]
             tokenizer = TokenInitializer(channels, ws, ct_size) if hat and depth > 0 else None
             stages.append(FasterViTStage(downsample, blocks, transformer=True, window_size=ws,
