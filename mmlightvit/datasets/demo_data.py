@@ -309,6 +309,14 @@ def _coco_image(rng: np.random.Generator, h: int, w: int, shapes: Sequence[str] 
     return _add_noise_and_quantise(img, rng, sigma=5.0), objects
 
 
+def _coco_annotation(ann_id: int, image_id: int, category_id: int, poly: np.ndarray) -> dict:
+    x0, y0 = poly.min(0)
+    x1, y1 = poly.max(0)
+    return dict(id=ann_id, image_id=image_id, category_id=category_id,
+                segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]], area=round(_polygon_area(poly), 2),
+                bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)], iscrowd=0)
+
+
 def _coco_split(out_dir: str, split: str, split_code: int, num: int, image_size: Tuple[int, int],
                 seed: int) -> dict:
     h, w = image_size
@@ -321,19 +329,8 @@ def _coco_split(out_dir: str, split: str, split_code: int, num: int, image_size:
         file_name = f'{image_id:06d}.jpg'
         _write_rgb(osp.join(out_dir, split, file_name), img)
         images.append(dict(id=image_id, file_name=file_name, height=h, width=w))
-        for obj in objects:
-            poly = obj['polygon']
-            x0, y0 = poly.min(0)
-            x1, y1 = poly.max(0)
-            annotations.append(
-                dict(
-                    id=len(annotations) + 1,
-                    image_id=image_id,
-                    category_id=obj['category_id'],
-                    segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]],
-                    area=round(_polygon_area(poly), 2),
-                    bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
-                    iscrowd=0))
+        annotations += [_coco_annotation(len(annotations) + i + 1, image_id, obj['category_id'], obj['polygon'])
+                        for i, obj in enumerate(objects)]
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(COCO_CLASSES)]
     return dict(
         info=dict(description=f'mmlightvit demo shapes ({split})', version=str(DEMO_DATA_VERSION)),
@@ -408,16 +405,9 @@ def _custom_split(out_dir: str, split: str, split_code: int, num: int, seed: int
         else:
             _write_rgb(path, img)
         images.append(dict(id=image_id, file_name=file_name, height=h, width=w))
-        for obj in objects:
-            poly = obj['polygon']
-            x0, y0 = poly.min(0)
-            x1, y1 = poly.max(0)
-            annotations.append(
-                dict(id=len(annotations) + 1, image_id=image_id,
-                     category_id=CUSTOM_CATEGORY_IDS[obj['category_id'] - 1],
-                     segmentation=[[round(float(v), 2) for v in poly.reshape(-1)]],
-                     area=round(_polygon_area(poly), 2),
-                     bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)], iscrowd=0))
+        annotations += [
+            _coco_annotation(len(annotations) + i + 1, image_id, CUSTOM_CATEGORY_IDS[obj['category_id'] - 1],
+                             obj['polygon']) for i, obj in enumerate(objects)]
     categories = [dict(id=i, name=name, supercategory='part') for i, name in zip(CUSTOM_CATEGORY_IDS, CUSTOM_CLASSES)]
     return dict(images=images, annotations=annotations, categories=categories)
 
