@@ -61,16 +61,17 @@ def finetune_checkpoint(name: str) -> str:
 def main():
     end_children_with_this_process()
     args = parse_args()
+    if args.finetune_from and args.resume is not None:
+        raise ConfigError('--finetune-from starts a new run from trained weights; --resume continues a run. Give '
+                          'one of them.')
+    finetune_from = finetune_checkpoint(args.finetune_from) if args.finetune_from else None
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     check_dataset_paths(cfg)
     if is_rank_zero():  # one run per work dir; what a killed run left half-written goes
         prepare_work_dir(cfg.work_dir)
     prepare_run(cfg, training=True, allow_partial_load=args.allow_partial_load)
-    if args.finetune_from:
-        if args.resume is not None:
-            raise ConfigError('--finetune-from starts a new run from trained weights; --resume continues a run. '
-                              'Give one of them.')
-        cfg.load_from = finetune_checkpoint(args.finetune_from)
+    if finetune_from is not None:
+        cfg.load_from = finetune_from
     if args.amp:
         enable_amp(cfg)
     if args.auto_scale_lr:
