@@ -14,7 +14,8 @@ import torch
 
 from mmlightvit.datasets.demo_data import CUSTOM_CLASSES, CUSTOM_IMAGE_SIZES, generate_custom_coco
 from mmlightvit.engine import ConfigError, build_runner, load_config, prepare_run
-from mmlightvit.engine.setup import ClassCountError, class_dependent_keys, take_classes_from_data
+from mmlightvit.engine.setup import (ClassCountError, check_class_counts, class_dependent_keys,
+                                     take_classes_from_data)
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
 from tests.conftest import NO_WORKERS, ROOT, read_config, run_output, run_python
 from tests.test_reproduction import released_layout
@@ -55,6 +56,14 @@ def test_classes_and_class_counts_come_from_the_annotation_file(custom_root):
     assert runner.train_dataloader.dataset.metainfo['classes'] == CUSTOM_CLASSES
     # labels follow the file's category order (ids 3, 7, 12 -> labels 0, 1, 2)
     assert runner.train_dataloader.dataset.cat2label == {3: 0, 7: 1, 12: 2}
+
+
+def test_classes_wait_for_the_data(tmp_path):
+    """Without the files the classes stay unknown: the config still builds (the missing-data check names the path
+    when a tool runs), and no class count is compared with COCO's 80 classes."""
+    cfg = load_config(str(ROOT / EXAMPLE), _on(tmp_path / 'absent'))
+    assert cfg.train_dataloader.dataset.metainfo.classes is None and cfg.model.roi_head.bbox_head.num_classes == 4
+    check_class_counts(cfg)
 
 
 def test_splits_that_name_other_classes_are_refused(custom_root, tmp_path):
@@ -154,8 +163,13 @@ def test_worked_example_fine_tunes_tests_and_plots(custom_root, det_checkpoint, 
     output = run_output(['tools/test.py', EXAMPLE, checkpoint, '--work-dir', tmp_path / 'test', '--cfg-options',
                          *options])
     assert 'coco/segm_mAP:' in output
-    run_python(['tools/image_demo.py', custom_root / 'images/val/part_0001.jpg', EXAMPLE, '--weights', checkpoint,
-                '--out-dir', tmp_path / 'vis', '--device', 'cpu', '--pred-score-thr', '0'])
+    # inference where the data is not: the classes come from the checkpoint
+    elsewhere = tmp_path / 'elsewhere.py'
+    elsewhere.write_text(f"_base_ = '{ROOT / EXAMPLE}'\n" + ''.join(
+        f"{split}_dataloader = dict(dataset=dict(data_root='{tmp_path}/absent/'))\n" for split in ('train', 'val')))
+    output = run_output(['tools/image_demo.py', custom_root / 'images/val/part_0001.jpg', elsewhere, '--weights',
+                         checkpoint, '--out-dir', tmp_path / 'vis', '--device', 'cpu', '--pred-score-thr', '0'])
+    assert 'Classes from the checkpoint (the data is not here) (3): washer, plate, bracket' in output
     assert json.loads((tmp_path / 'vis/preds/part_0001.jpg.json').read_text())['labels']
     run_python(['tools/analysis/browse_dataset.py', EXAMPLE, '--output-dir', tmp_path / 'browse', '--max-images', '1',
                 '--cfg-options', *options[:3]])

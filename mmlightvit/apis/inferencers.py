@@ -17,7 +17,7 @@ from mmengine.registry import MODELS
 from mmseg.apis import MMSegInferencer
 
 from mmlightvit.engine.setup import take_classes_from_data
-from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint
+from mmlightvit.utils.checkpoint import CheckpointError, checkpoint_classes, read_checkpoint
 from .model import drop_pretrained, load_model_weights
 from .model_index import find_model
 
@@ -92,6 +92,8 @@ class _ProjectWeights:
         checkpoint = read_checkpoint(weights)
         if not cfg:
             cfg.update(_config_from_checkpoint(checkpoint, weights)._cfg_dict)
+        # a config for one's own data takes its class names from the data, else from the checkpoint
+        take_classes_from_data(cfg, checkpoint_classes(checkpoint))
         drop_pretrained(cfg)
         model = load_model_weights(MODELS.build(cfg.model), checkpoint, weights, fuse=self.fuse)
         model.cfg = cfg
@@ -130,7 +132,6 @@ def build_inferencer(model: Union[str, Config], weights: Optional[str] = None, d
     if device is not None and str(device).startswith('cuda') and not torch.cuda.is_available():
         raise ValueError(f'device {device!r}: no CUDA GPU is visible here (torch.cuda.is_available() is False); '
                          "use device='cpu' (--device cpu).")
-    take_classes_from_data(cfg)  # a config for one's own data reads its class names from the data
     scope = cfg.get('default_scope')
     classes = {'mmdet': LightDetInferencer, 'mmseg': LightSegInferencer}
     if scope not in classes:

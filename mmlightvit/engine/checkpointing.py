@@ -29,7 +29,7 @@ from mmengine.runner import BaseLoop
 
 from mmlightvit.models.releases import convert_released_model
 from mmlightvit.registry import HOOKS
-from mmlightvit.utils.checkpoint import (CheckpointError, extract_state_dict,
+from mmlightvit.utils.checkpoint import (CheckpointError, checkpoint_classes, extract_state_dict,
                                          format_mismatches, install_safe_checkpoint_loading,
                                          released_checkpoint_keys, state_dict_mismatches)
 from mmlightvit.utils.files import replace_file_atomically, temporary_path
@@ -298,8 +298,7 @@ class StrictLoadHook(Hook):
             runner.logger.warning(f'Partial load allowed: {summary} Kept as initialised: '
                                   f'{", ".join(_random_parts(others.get("missing keys", []))) or "nothing"}.')
         if reinitialised:
-            meta = checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {}
-            file_classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+            file_classes = checkpoint_classes(checkpoint)
             trained_for = f'{len(file_classes)} classes' if file_classes else 'another class count'
             counts = sorted({n for _, n in class_counts(runner.cfg.model, 'model')})
             runner.logger.warning(

@@ -5,7 +5,7 @@ import logging
 import os
 import os.path as osp
 import re
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
@@ -281,11 +281,12 @@ def class_counts(node, path: str) -> Iterator[Tuple[str, int]]:
 
 def dataset_classes(dataset: dict) -> Optional[tuple]:
     """The class names a dataset config will have: its ``metainfo.classes``, else its class's ``METAINFO`` (None
-    when only the data tells, e.g. folder-per-class datasets). Call within the config's default scope."""
+    when only the data tells: folder-per-class datasets, ``classes=None`` whose files are not there to read).
+    Call within the config's default scope."""
     from mmengine.registry import DATASETS
     metainfo = dataset.get('metainfo') or {}
-    if metainfo.get('classes'):
-        return tuple(metainfo['classes'])
+    if 'classes' in metainfo:
+        return tuple(metainfo['classes']) if metainfo['classes'] else None
     dataset_type = dataset.get('type')
     cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
     classes = (getattr(cls, 'METAINFO', None) or {}).get('classes')
@@ -338,13 +339,14 @@ def read_data_classes(dataset: dict) -> Optional[tuple]:
                       'metainfo=dict(classes=(...)).')
 
 
-def take_classes_from_data(cfg: Config) -> Optional[tuple]:
+def take_classes_from_data(cfg: Config, checkpoint_classes: Optional[Sequence[str]] = None) -> Optional[tuple]:
     """Fill in the class names of the datasets whose ``metainfo`` says ``classes=None`` from their files, and set
-    every head's ``num_classes`` to their number; returns the classes (None when no dataset asks for this or
-    its files are not there yet).
+    every head's ``num_classes`` to their number; returns the classes (None when no dataset asks for this, or
+    its files are not there and no ``checkpoint_classes`` are given).
 
     The configs for a user's own data (``configs/_base_/datasets/custom_*.py``) ask for it, so a class count is
-    never kept in step by hand. Every split that asks must name the same classes.
+    never kept in step by hand. Every split that asks must name the same classes. ``checkpoint_classes``, the
+    classes a trained model was trained for, serve where the data is not at hand (inference elsewhere).
     """
     from mmengine.registry import DefaultScope
     asking = [(key, dataset) for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -356,19 +358,22 @@ def take_classes_from_data(cfg: Config) -> Optional[tuple]:
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
         found = {key: read_data_classes(dataset) for key, dataset in asking}
     found = {key: classes for key, classes in found.items() if classes is not None}
-    if not found:
-        return None
     if len(set(found.values())) > 1:
         listing = '; '.join(f'{key}: {", ".join(classes)}' for key, classes in found.items())
         raise ClassCountError(f'The splits name different classes ({listing}): one model cannot be trained and '
                               'evaluated on both. Give every split the same categories.')
-    classes = next(iter(found.values()))
+    if found:
+        classes, source = next(iter(found.values())), 'the data'
+    elif checkpoint_classes:
+        classes, source = tuple(checkpoint_classes), 'the checkpoint (the data is not here)'
+    else:
+        return None
     for _, dataset in asking:
         dataset.metainfo.classes = classes
     for node, path in ((cfg.get('model'), 'model'), (cfg.get('data_preprocessor'), 'data_preprocessor')):
         for _, owner in _class_count_owners(node, path):
             owner['num_classes'] = len(classes)
-    print_log(f'Classes from the data ({len(classes)}): {", ".join(classes)}; every num_classes follows.',
+    print_log(f'Classes from {source} ({len(classes)}): {", ".join(classes)}; every num_classes follows.',
               logger='current')
     return classes
 

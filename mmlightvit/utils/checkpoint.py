@@ -205,6 +205,16 @@ def extract_state_dict(checkpoint: dict, source: str = '<checkpoint>',
     return OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in state.items())
 
 
+def checkpoint_classes(checkpoint) -> Optional[tuple]:
+    """The class names a checkpoint's model was trained for: ``meta.dataset_meta.classes`` (mmengine) or
+    ``meta.CLASSES`` (mmcv 1.x); None when it does not say."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+    return tuple(classes) if classes else None
+
+
 def _is_tensor_dict(state: dict) -> bool:
     return len(state) > 0 and all(isinstance(v, torch.Tensor) for v in state.values())
 
