@@ -103,8 +103,12 @@ def test_label_maps_need_the_class_names_given(tmp_path):
 
 
 def test_class_dependent_keys_are_found_from_the_model():
-    cfg = read_config(EXAMPLE)
-    assert class_dependent_keys(cfg) == CLASS_LAYERS
+    assert class_dependent_keys(read_config(EXAMPLE)) == CLASS_LAYERS
+    dino = class_dependent_keys(read_config('configs/fastervit/dino-4scale_fastervit-0_coco-demo.py'))
+    assert dino == [f'bbox_head.cls_branches.{i}.{kind}' for i in range(3) for kind in ('weight', 'bias')] + [
+        'dn_query_generator.label_embedding.weight']
+    assert class_dependent_keys(read_config('configs/repvit/fpn_repvit-m1.1_ade20k-demo.py')) == [
+        'decode_head.conv_seg.weight', 'decode_head.conv_seg.bias']
 
 
 def _fine_tuning_runner(config, work_dir, checkpoint, options, allow_partial=False):
