@@ -243,8 +243,7 @@ def _warn_if_different(root: str, expected: dict) -> None:
 
 def _meta(kind: str, seed: int, num_train: int, num_val: int, image_size: Tuple[int, int], classes) -> dict:
     return dict(generator=GENERATOR, kind=kind, version=DEMO_DATA_VERSION, seed=seed,
-                num_train=num_train, num_val=num_val, image_size=json.loads(json.dumps(image_size)),
-                classes=list(classes))
+                num_train=num_train, num_val=num_val, image_size=list(image_size), classes=list(classes))
 
 
 # ---------------------------------------------------------------------------------------------------- COCO

@@ -283,17 +283,15 @@ def dataset_classes(dataset: dict) -> Optional[tuple]:
     """The class names a dataset config will have: its ``metainfo.classes``, else its class's ``METAINFO`` (None
     when only the data tells: folder-per-class datasets, ``classes=None`` whose files are not there to read).
     Call within the config's default scope."""
-    from mmengine.registry import DATASETS
     metainfo = dataset.get('metainfo') or {}
     if 'classes' in metainfo:
         return tuple(metainfo['classes']) if metainfo['classes'] else None
-    dataset_type = dataset.get('type')
-    cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
-    classes = (getattr(cls, 'METAINFO', None) or {}).get('classes')
+    classes = (getattr(_registered_class(dataset), 'METAINFO', None) or {}).get('classes')
     return tuple(classes) if classes else None
 
 
 def _registered_class(dataset: dict):
+    """The class a dataset config builds; None for an unknown type (the Runner reports it when it builds it)."""
     from mmengine.registry import DATASETS
     dataset_type = dataset.get('type')
     try:
@@ -408,10 +406,7 @@ def check_class_counts(cfg: Config) -> None:
             if not cfg.get(loader):
                 continue
             for key, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset'):
-                try:
-                    classes = dataset_classes(dataset)
-                except KeyError:  # an unknown dataset type: the Runner reports it when it builds the dataset
-                    continue
+                classes = dataset_classes(dataset)
                 wrong = [(setting, n) for setting, n in counts if classes is not None and n != len(classes)]
                 if wrong:
                     names = ', '.join(map(str, classes[:8])) + (', ...' if len(classes) > 8 else '')

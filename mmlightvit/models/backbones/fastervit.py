@@ -385,19 +385,24 @@ class FasterViTStage(nn.Module):
         self.pad_conv = pad_conv
 
     def forward_blocks(self, x: torch.Tensor, use_cp: bool = False) -> torch.Tensor:
-        if not self.transformer:
-            height, width = x.shape[-2:]
-            if self.pad_conv:
-                x = F.pad(x, (0, -width % self.window_size, 0, -height % self.window_size))
-            for block in self.blocks:
-                x = cp.checkpoint(block, x, use_reentrant=False) if use_cp else block(x)
-            return x[:, :, :height, :width].contiguous() if self.pad_conv else x
         ws = self.window_size
-        batch, _, height, width = x.shape
-        pad_h, pad_w = -height % ws, -width % ws
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height % ws, -width % ws) if self.transformer or self.pad_conv else (0, 0)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
-        hp, wp = height + pad_h, width + pad_w
+        if self.transformer:
+            x = self._window_blocks(x, use_cp)
+        else:
+            for block in self.blocks:
+                x = cp.checkpoint(block, x, use_reentrant=False) if use_cp else block(x)
+        if pad_h or pad_w:
+            x = x[:, :, :height, :width].contiguous()
+        return x
+
+    def _window_blocks(self, x: torch.Tensor, use_cp: bool) -> torch.Tensor:
+        """The transformer blocks on the windows of a map whose sides are multiples of ``window_size``."""
+        ws = self.window_size
+        batch, _, hp, wp = x.shape
         nh, nw = hp // ws, wp // ws
         ct = self.global_tokenizer(x) if self.global_tokenizer is not None else None
         x = window_partition(x, ws)
@@ -406,10 +411,7 @@ class FasterViTStage(nn.Module):
                 x, ct = cp.checkpoint(block, x, ct, batch, nh, nw, use_reentrant=False)
             else:
                 x, ct = block(x, ct, batch, nh, nw)
-        x = window_reverse(x, ws, batch, hp, wp)
-        if pad_h or pad_w:
-            x = x[:, :, :height, :width].contiguous()
-        return x
+        return window_reverse(x, ws, batch, hp, wp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_blocks(self.downsample(x))
