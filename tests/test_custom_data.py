@@ -170,7 +170,8 @@ def test_worked_example_fine_tunes_tests_and_plots(custom_root, det_checkpoint, 
     # inference where the data is not: the classes come from the checkpoint
     elsewhere = tmp_path / 'elsewhere.py'
     elsewhere.write_text(f"_base_ = '{ROOT / EXAMPLE}'\n" + ''.join(
-        f"{split}_dataloader = dict(dataset=dict(data_root='{tmp_path}/absent/'))\n" for split in ('train', 'val')))
+        f"{split}_dataloader = dict(dataset=dict(data_root='{tmp_path}/absent/'))\n"
+        for split in ('train', 'val', 'test')))
     output = run_output(['tools/image_demo.py', custom_root / 'images/val/part_0001.jpg', elsewhere, '--weights',
                          checkpoint, '--out-dir', tmp_path / 'vis', '--device', 'cpu', '--pred-score-thr', '0'])
     assert 'Classes from the checkpoint (the data is not here) (3): washer, plate, bracket' in output
