@@ -172,6 +172,8 @@ def test_output_channels_and_strides(case, size):
     assert [o.shape[1] for o in outs] == model.out_channels == model.stage_channels
     assert [tuple(o.shape[2:]) for o in outs] == expected_hw(*size)
     assert all(torch.isfinite(o).all() for o in outs)
+    # mmcv's compiled ops (the R-CNN heads' RoIAlign) read the buffer as contiguous NCHW whatever the strides
+    assert all(o.is_contiguous() for o in outs)
 
 
 @per_case

@@ -190,7 +190,9 @@ class LightBackbone(BaseModule):
             x = self.forward_stage(i, x)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}', None)
-                outs.append(norm(x) if norm is not None else x)
+                # Contiguous NCHW: mmcv's compiled ops (RoIAlign in every R-CNN RoI head) read the raw buffer as
+                # NCHW whatever its strides, so a permuted or channels-last map would give them wrong features.
+                outs.append((norm(x) if norm is not None else x).contiguous())
             if i == max(self.out_indices):
                 break  # later stages would not be used
         return tuple(outs)
