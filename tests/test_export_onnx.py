@@ -1,7 +1,8 @@
 """ONNX export (mmlightvit.deploy.onnx_export, tools/deploy/export_onnx.py): the fused RepViT backbone, a Semantic
 FPN segmentor (in process) and the EdgeNeXt backbone (through the tool, end to end) export with dynamic batch /
-height / width and match onnxruntime at two sizes; bad checkpoints and models that cannot be exported give clear
-errors."""
+height / width and match onnxruntime at two sizes; the detectors' tensor-form post-processing computes what mmdet's
+predict does; bad checkpoints and models that cannot be exported give clear errors. (A whole Mask R-CNN through
+onnxruntime and tools/test.py: tests/test_deploy_runtime.py.)"""
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import onnx  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
+from mmlightvit.deploy.detection import mmdet_predictions  # noqa: E402
 from mmlightvit.deploy.onnx_export import (ExportError, build_export_target, compare_with_onnxruntime,  # noqa: E402
                                            export_onnx, format_table, ort_session)
 from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
@@ -24,6 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 REPVIT_SEG = str(ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py')
 EDGENEXT_SEG = str(ROOT / 'configs/edgenext/fpn_edgenext-small_ade20k-demo.py')
 MASK_RCNN = str(ROOT / 'configs/repvit/mask-rcnn_repvit-m1.1_coco-demo.py')
+EDGENEXT_MASK_RCNN = str(ROOT / 'configs/edgenext/mask-rcnn_edgenext-small_coco-demo.py')
+RTMDET = str(ROOT / 'configs/repvit/rtmdet_repvit-m0.9_coco-demo.py')
+SSDLITE = str(ROOT / 'configs/edgenext/ssdlite_edgenext-small_coco-demo.py')
+CASCADE = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
+DINO = str(ROOT / 'configs/fastervit/dino-4scale_fastervit-0_coco-demo.py')
 FASTERVIT_SEG = str(ROOT / 'configs/fastervit/fpn_fastervit-0_ade20k-demo.py')
 # The smallest variants keep the file fast; the FPN's input widths follow the backbone.
 REPVIT_M09 = {'model.backbone.arch': 'm0.9', 'model.neck.in_channels': [48, 96, 192, 384]}
@@ -95,10 +102,11 @@ def test_repvit_backbone_fused_matches_onnxruntime(repvit_checkpoint, tmp_path):
 
 def test_segmentor_matches_onnxruntime(repvit_checkpoint, tmp_path):
     target = build_export_target(REPVIT_SEG, repvit_checkpoint, 'model', REPVIT_M09)
-    assert target.kind == 'segmentor' and target.output_names == ['seg_logits']
+    assert target.kind == 'segmentor' and target.output_names == ['seg_logits', 'seg_label']
     with torch.no_grad():
-        logits, = target.module(torch.randn(1, 3, 72, 104))
+        logits, labels = target.module(torch.randn(1, 3, 72, 104))
     assert logits.shape == (1, 5, 72, 104)  # the demo set's 5 classes, at the input size
+    assert torch.equal(labels, logits.argmax(1))
     onnx_file, _ = export_and_compare(target, tmp_path, batch=1)
     props = {p.key: p.value for p in onnx.load(onnx_file, load_external_data=False).metadata_props}
     assert props['mmlightvit.kind'] == 'segmentor' and 'mmlightvit.preprocess.mean' in props
@@ -151,9 +159,42 @@ def test_unreadable_and_backbone_only_checkpoints(tmp_path):
     assert build_export_target(EDGENEXT_SEG, str(backbone_only), 'backbone', EDGENEXT_XXS).kind == 'backbone'
 
 
-def test_two_stage_detector_is_refused_with_the_reason():
-    with pytest.raises(ExportError, match='NMS.*RoIAlign'):
-        build_export_target(MASK_RCNN, 'none', 'model')
+@pytest.mark.parametrize('config, options', [
+    (MASK_RCNN, {}),
+    # EdgeNeXt's maps were channels-last views, which mmcv's RoIAlign misread: mmdet's own result was wrong
+    (EDGENEXT_MASK_RCNN, {}),
+    (RTMDET, {}),
+    (SSDLITE, {}),
+    # random weights score every class under 0.05: a lower threshold keeps detections to compare
+    (CASCADE, {'model.backbone.arch': '0', 'model.neck.in_channels': [64, 128, 256, 512],
+               'model.test_cfg.rcnn.score_thr': 0.02}),
+])
+def test_detector_post_processing_is_mmdets(config, options):
+    """The tensor-form post-processing (fixed shapes, ONNX NMS semantics, torchvision RoIAlign) gives exactly mmdet's
+    detections, boxes clipped to each image's unpadded size, in a batch of two differently sized images."""
+    target = build_export_target(config, 'none', 'model', options)
+    torch.manual_seed(0)
+    height, width = target.padded(150, 200)
+    image = torch.randn(2, 3, height, width)
+    image_size = torch.tensor([[150, 200], [height, width - 40]])
+    with torch.no_grad():
+        outputs = target.module(image, image_size)
+    expected = mmdet_predictions(target.module.detector, image, image_size)
+    assert [o.shape[0] for o in outputs] == [2] * len(outputs)
+    for index, reference in enumerate(expected):
+        count = len(reference['scores'])
+        dets, labels = outputs[0][index], outputs[1][index]
+        assert count > 0 and int((labels >= 0).sum()) == count
+        assert torch.equal(labels[:count], reference['labels'])
+        torch.testing.assert_close(dets[:count, :4], reference['boxes'], rtol=0, atol=1e-4)
+        torch.testing.assert_close(dets[:count, 4], reference['scores'], rtol=0, atol=1e-6)
+        assert not dets[count:].any() and (labels[count:] == -1).all()  # padding
+        assert (dets[:, 2] <= image_size[index, 1]).all() and (dets[:, 3] <= image_size[index, 0]).all()
+
+
+def test_unsupported_detector_is_refused_with_what_is_supported():
+    with pytest.raises(ExportError, match='DINO is not supported; supported: one-stage detectors'):
+        build_export_target(DINO, 'none', 'model')
 
 
 def test_fastervit_dynamic_size_is_refused_with_the_reason(tmp_path):

@@ -1,18 +1,19 @@
-"""ONNX export of a backbone, a segmentor or a one-stage detector, checked against onnxruntime.
+"""ONNX export of a backbone or a whole model, checked against onnxruntime.
 
-Three things can be exported from a config (``build_export_target``):
+What can be exported from a config (``build_export_target``):
 
 * ``backbone``: the backbone alone, re-parameterised (``fuse_model``); outputs are its multi-scale maps;
-* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``);
-* ``model`` for a one-stage mmdet detector (RTMDet, ...): image -> the head's raw class / box maps per level
-  (mmdet's tensor-mode forward), without box decoding and NMS, which run outside the graph.
+* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``)
+  and the label map (their argmax);
+* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, ...): ``(image, image_size)`` ->
+  final detections after NMS, and masks for instance segmentation (:mod:`mmlightvit.deploy.detection`); the
+  graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
+* ``model`` for an mmpretrain ``ImageClassifier``: image -> class probabilities.
 
-Two-stage detectors (Mask R-CNN, ...) are refused in ``model`` mode: their RPN selects proposals with NMS and
-their RoI heads crop features with RoIAlign, which need the custom ops of a deployment toolkit here.
-
-The input of every exported graph is the preprocessed image batch (normalised, RGB/BGR as the config's
-``data_preprocessor`` says; the graph's metadata records mean, std and channel order). Batch, height and width are
-dynamic, except for the backbones that declare ``fixed_size_export`` (one fixed-size graph per input size).
+The image input of every exported graph is the preprocessed batch (normalised, RGB/BGR as the config's
+``data_preprocessor`` says, padded as it pads; the graph's metadata records mean, std, channel order and the pad
+divisor). Batch, height and width are dynamic, except for the backbones that declare ``fixed_size_export`` (one
+fixed-size graph per input size).
 :func:`compare_with_onnxruntime` runs the file with onnxruntime on the CPU at several sizes and reports
 the largest differences from PyTorch and the median latency of both.
 
@@ -35,12 +36,18 @@ import torch
 import torch.nn as nn
 
 from mmlightvit.apis.model import build_model, config_without_pretrained, load_model_weights
+from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
+from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 
 DEFAULT_OPSET = 20
 MODES = ('backbone', 'model')
 INPUT_NAME = 'image'
+#: The detectors' second input: each image's (height, width) before padding.
+SIZE_INPUT_NAME = 'image_size'
+#: The share of equal labels (pixels of a label map, detections) an exported model must reach.
+LABEL_AGREEMENT = 0.999
 #: A single-file .onnx holds at most 2 GB (protobuf); larger models keep their weights in FILE.onnx.data.
 EXTERNAL_DATA_BYTES = 1 << 30
 
@@ -65,30 +72,31 @@ class BackboneFeatures(nn.Module):
 
 
 class SegmentorLogits(nn.Module):
-    """An mmseg EncoderDecoder as image -> segmentation logits ``(N, classes, H, W)`` at the input size."""
+    """An mmseg EncoderDecoder as image -> segmentation logits ``(N, classes, H, W)`` at the input size and the
+    label map ``(N, H, W)``."""
 
     def __init__(self, segmentor: nn.Module):
         super().__init__()
         self.segmentor = segmentor
 
-    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size there
         # is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
         metas = [dict(img_shape=image.shape[2:])]
-        return (self.segmentor.encode_decode(image, metas), )
+        logits = self.segmentor.encode_decode(image, metas)
+        return logits, logits.argmax(dim=1)
 
 
-class DetectorRawOutputs(nn.Module):
-    """A one-stage mmdet detector as image -> the head's raw outputs per level, flattened into one tuple
-    (RTMDet: class scores of each level, then box distances of each level)."""
+class ClassifierScores(nn.Module):
+    """An mmpretrain ImageClassifier as image -> class probabilities ``(N, classes)`` (its head's ``predict``
+    takes the softmax of the same logits)."""
 
-    def __init__(self, detector: nn.Module):
+    def __init__(self, classifier: nn.Module):
         super().__init__()
-        self.detector = detector
+        self.classifier = classifier
 
-    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        groups = self.detector._forward(image)  # backbone, neck, head.forward: no decoding, no NMS
-        return tuple(t for group in groups for t in group)
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor]:
+        return (self.classifier(image, mode='tensor').softmax(dim=-1), )
 
 
 class IntegerUpsample(nn.Module):
@@ -135,6 +143,7 @@ class ExportTarget:
     backbone_type: str = ''
     metadata: Dict[str, str] = field(default_factory=dict)
     fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
+    input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
 
     @property
     def dynamic_size(self) -> bool:
@@ -145,6 +154,14 @@ class ExportTarget:
         """The size the data preprocessor would pad an image of ``height x width`` to for this model."""
         d = self.size_divisor
         return -(-height // d) * d, -(-width // d) * d
+
+    def example_inputs(self, image: torch.Tensor, image_size: Optional[Sequence[int]] = None) -> tuple:
+        """The module's inputs for a batch ``image``: with a size input, every image's ``image_size`` (default:
+        the whole, unpadded image)."""
+        if SIZE_INPUT_NAME not in self.input_names:
+            return (image, )
+        size = torch.tensor(image_size or image.shape[2:], dtype=torch.int64)
+        return image, size.expand(image.shape[0], 2).contiguous()
 
 
 def _load_weights(module: nn.Module, checkpoint: str, whole_model: bool) -> nn.Module:
@@ -204,29 +221,25 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     model = _load_weights(model, checkpoint, whole_model=True) if use_checkpoint else fuse_model(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
-        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits'], 1, backbone_type,
-                            metadata, fixed_size)
-    from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
-    if isinstance(model, TwoStageDetector):
-        raise ExportError(
-            f'{type(model).__name__} is a two-stage detector: its RPN selects proposals with NMS and its RoI heads '
-            'crop features with RoIAlign, which need custom ONNX ops (mmcv / a deployment toolkit) that this '
-            'exporter does not use. Export the backbone with --mode backbone, or use a one-stage detector (e.g. '
-            'configs/repvit/rtmdet_*.py), whose raw class / box maps export and whose NMS runs outside the graph.')
-    if not isinstance(model, SingleStageDetector):
-        raise ExportError(f'--mode model supports mmseg EncoderDecoder segmentors and one-stage mmdet detectors, '
-                          f'not {type(model).__name__}; use --mode backbone.')
-    module = DetectorRawOutputs(model).eval()
+        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,
+                            backbone_type, metadata, fixed_size)
+    if type(model).__name__ == 'ImageClassifier':
+        return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], 1, backbone_type, metadata,
+                            fixed_size)
+    try:
+        module = DetectorPredictions(model).eval()
+    except DetectionExportError as err:
+        raise ExportError(f'--mode model: {err} (segmentors, classifiers and these detectors export whole; '
+                          'any model exports its backbone with --mode backbone)') from err
     # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
-    # to the coarsest stride: pad to it, as the test pipeline's Pad does.
-    strides = getattr(getattr(model.bbox_head, 'prior_generator', None), 'strides', [(32, 32)])
+    # to the coarsest stride: pad to it, as the test pipeline's Pad / the data preprocessor does.
+    head = model.rpn_head if module.two_stage else model.bbox_head
+    strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
     divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
     divisor = max(divisor, int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)))
-    with torch.no_grad():
-        groups = model._forward(torch.zeros(1, 3, divisor * 2, divisor * 2))
-    group_names = ['cls_score', 'bbox_pred'] + [f'out{g}' for g in range(2, len(groups))]
-    names = [f'{group_names[g]}_{level}' for g, group in enumerate(groups) for level in range(len(group))]
-    return ExportTarget(module, 'detector', names, divisor, backbone_type, metadata, fixed_size)
+    kind = 'instance-segmentor' if module.with_mask else 'detector'
+    return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
+                        [INPUT_NAME, SIZE_INPUT_NAME])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -252,18 +265,19 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
     height, width = target.padded(*shape)
-    example = torch.randn(batch, 3, height, width)
+    example = target.example_inputs(torch.randn(batch, 3, height, width))
     with torch.no_grad():
         # A forward at the traced size first: backbones that cache size-dependent tables (FasterViT, TransNeXt)
         # then find real tensors for this size, which a fixed-size graph stores as constants.
-        target.module(example)
+        target.module(*example)
     dim = torch.export.Dim.DYNAMIC
-    dynamic_shapes = ({0: dim, 2: dim, 3: dim}, ) if dynamic else None
+    dynamic_shapes = ({0: dim, 2: dim, 3: dim}, {0: dim})[:len(example)] if dynamic else None
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     try:
         program = torch.onnx.export(
-            target.module, (example, ), dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=target.output_names, verbose=False)
+            target.module, example, dynamo=True, dynamic_shapes=dynamic_shapes, opset_version=opset,
+            input_names=target.input_names, output_names=target.output_names, verbose=False,
+            custom_translation_table=onnx_translations())
     except Exception as err:  # torch.export / decomposition / translation errors
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
                           f'{type(err).__name__}: {_short_reason(err)}') from err
@@ -290,6 +304,7 @@ class ParityResult:
     ort_ms: float
     passed: bool
     note: str = ''
+    label_agreement: Optional[float] = None  # the share of equal values in the integer outputs (labels)
 
 
 def _median_ms(fn, warmup: int, repeat: int) -> float:
@@ -344,32 +359,61 @@ def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int,
     height, width = shape
     size = target.padded(height, width)
     x = torch.randn(batch, 3, *size, generator=generator)
-    feed = {INPUT_NAME: x.numpy()}
+    inputs = target.example_inputs(x, (height, width))  # detectors: the padding is outside the image
+    feed = {name: t.numpy() for name, t in zip(target.input_names, inputs)}
     with torch.inference_mode():
-        expected = [t.float().numpy() for t in target.module(x)]
-        torch_ms = _median_ms(lambda: target.module(x), warmup, repeat)
+        expected = [t.numpy() for t in target.module(*inputs)]
+        torch_ms = _median_ms(lambda: target.module(*inputs), warmup, repeat)
     got = session.run(None, feed)
     ort_ms = _median_ms(lambda: session.run(None, feed), warmup, repeat)
+    if target.kind in ('detector', 'instance-segmentor') and len(got) == len(expected):
+        got = _in_reference_order(got, expected)
     shape_problems = [f'{name}: onnxruntime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
                       for name, o, e in zip(target.output_names, got, expected) if o.shape != e.shape]
     if len(got) != len(expected) or shape_problems:
         note = '; '.join(shape_problems) or f'{len(got)} outputs vs {len(expected)}'
         return ParityResult(tuple(x.shape), float('inf'), float('inf'), torch_ms, ort_ms, False, note)
-    abs_diffs = [float(np.abs(o - e).max()) if e.size else 0.0 for o, e in zip(got, expected)]
-    rel_diffs = [d / max(float(np.abs(e).max()), 1e-12) if e.size else 0.0 for d, e in zip(abs_diffs, expected)]
-    finite = all(np.isfinite(o).all() for o in got)
-    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, ort_ms,
-                        finite and max(rel_diffs) <= tolerance, '' if finite else 'non-finite output')
+    # Integer outputs (labels, label maps) are compared by agreement: a logit tie broken the other way flips a
+    # pixel's label, and a detection whose label differs is another detection.
+    is_label = [np.issubdtype(e.dtype, np.integer) for e in expected]
+    pairs = [(o.astype(np.float64), e.astype(np.float64)) for o, e, lab in zip(got, expected, is_label) if not lab]
+    abs_diffs = [float(np.abs(o - e).max()) if e.size else 0.0 for o, e in pairs] or [0.0]
+    rel_diffs = [d / max(float(np.abs(e).max()), 1e-12) if e.size else 0.0
+                 for d, (_, e) in zip(abs_diffs, pairs)] or [0.0]
+    agreements = [float((o == e).mean()) if e.size else 1.0 for o, e, lab in zip(got, expected, is_label) if lab]
+    agreement = min(agreements) if agreements else None
+    finite = all(np.isfinite(o).all() for o, _ in pairs)
+    passed = finite and max(rel_diffs) <= tolerance and (agreement is None or agreement >= LABEL_AGREEMENT)
+    note = '' if finite else 'non-finite output'
+    if agreement is not None and agreement < LABEL_AGREEMENT:
+        note = f'labels agree on {agreement:.2%} only'
+    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, ort_ms, passed, note, agreement)
+
+
+def _in_reference_order(got: List[np.ndarray], expected: List[np.ndarray]) -> List[np.ndarray]:
+    """The runtime's detections (``dets, labels[, masks]``) reordered to follow PyTorch's: each PyTorch detection
+    is paired with the nearest runtime detection of its label. Two detections whose scores differ in the last bit
+    can come out of ``topk`` in either order, which is not a difference in what was detected."""
+    dets, labels = got[0], got[1]
+    if dets.shape != expected[0].shape or labels.shape != expected[1].shape:
+        return got
+    order = np.zeros(labels.shape, dtype=np.int64)
+    for image in range(dets.shape[0]):
+        distance = np.abs(dets[image][:, None, :] - expected[0][image][None, :, :]).max(-1)
+        distance[labels[image][:, None] != expected[1][image][None, :]] = np.inf
+        order[image] = distance.argmin(axis=0)
+    return [np.take_along_axis(t, order.reshape(*order.shape, *[1] * (t.ndim - 2)), axis=1) for t in got]
 
 
 def format_table(results: Sequence[ParityResult], tolerance: Optional[float] = None) -> str:
     """A markdown table: input, max abs / relative difference, median latency of both, pass/fail."""
     rel_header = 'max rel diff' + (f' (tol {tolerance:g})' if tolerance is not None else '')
-    lines = [f'| input | max abs diff | {rel_header} | PyTorch (ms) | onnxruntime (ms) | speed-up | parity |',
-             '| --- | --- | --- | --- | --- | --- | --- |']
+    lines = [f'| input | max abs diff | {rel_header} | labels equal | PyTorch (ms) | onnxruntime (ms) | speed-up | '
+             'parity |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for r in results:
         shape = 'x'.join(str(s) for s in r.input_shape)
         status = 'ok' if r.passed else 'FAIL' + (f' ({r.note})' if r.note else '')
-        lines.append(f'| {shape} | {r.max_abs_diff:.2e} | {r.max_rel_diff:.2e} | {r.torch_ms:.1f} | '
+        labels = '-' if r.label_agreement is None else f'{r.label_agreement:.2%}'
+        lines.append(f'| {shape} | {r.max_abs_diff:.2e} | {r.max_rel_diff:.2e} | {labels} | {r.torch_ms:.1f} | '
                      f'{r.ort_ms:.1f} | {r.torch_ms / max(r.ort_ms, 1e-9):.2f} | {status} |')
     return '\n'.join(lines)
