@@ -1,4 +1,8 @@
-"""Evaluate a checkpoint with a config (detection, segmentation or classification)."""
+"""Evaluate a checkpoint with a config (detection, segmentation or classification).
+
+CHECKPOINT may also be a whole model exported by tools/deploy/export_onnx.py --mode model (``*.onnx``): onnxruntime
+then runs it inside the config's data pipeline and evaluator (mmlightvit.deploy.runtime), for the same metrics.
+"""
 import argparse
 import os
 import os.path as osp
@@ -9,6 +13,7 @@ from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, 
                                end_children_with_this_process, finish_distributed, load_config, prepare_run)
 from mmlightvit.engine.setup import ClassCountError, dataset_folders
 from mmlightvit.engine.tta import tta_pipeline
+from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output
 
@@ -16,7 +21,7 @@ from mmlightvit.utils.files import check_output
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx)')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's tta_model (mmseg's SegTTAModel, mmdet's "
@@ -110,7 +115,13 @@ def main():
     check_dataset_paths(cfg, loaders=('test_dataloader', ))
     check_outputs(cfg, args)
     prepare_run(cfg, training=False, allow_partial_load=args.allow_partial_load)
-    cfg.load_from = args.checkpoint
+    if is_exported_model(args.checkpoint):
+        if args.tta:
+            raise ConfigError('--tta runs the PyTorch model over augmented copies; an exported model is tested '
+                              'without it.')
+        use_exported_model(cfg, args.checkpoint)
+    else:
+        cfg.load_from = args.checkpoint
     if args.tta:
         enable_tta(cfg)
     if args.show or args.show_dir:
@@ -135,5 +146,5 @@ def main():
 
 
 if __name__ == '__main__':
-    with exit_on_user_error(ClassCountError, ConfigError, DatasetNotFoundError):
+    with exit_on_user_error(ClassCountError, ConfigError, DatasetNotFoundError, ExportedModelError):
         main()

@@ -17,6 +17,7 @@ from mmengine.registry import MODELS
 from mmseg.apis import MMSegInferencer
 
 from mmlightvit.engine.setup import take_classes_from_data
+from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.utils.checkpoint import CheckpointError, checkpoint_classes, read_checkpoint
 from .model import drop_pretrained, load_model_weights
 from .model_index import find_model
@@ -89,6 +90,8 @@ class _ProjectWeights:
         if not weights:
             raise CheckpointError('No weights given (and the model has no released weights in the metafiles): '
                                   'predictions of a randomly initialised model mean nothing. Pass weights=PATH.')
+        if is_exported_model(weights):
+            return self._init_exported_model(cfg, weights)
         checkpoint = read_checkpoint(weights)
         if not cfg:
             cfg.update(_config_from_checkpoint(checkpoint, weights)._cfg_dict)
@@ -102,6 +105,20 @@ class _ProjectWeights:
         super()._load_weights_to_model(model, {'meta': checkpoint.get('meta') or {},
                                                'state_dict': model.state_dict()}, cfg)
         return model.to(device).eval()
+
+    def _init_exported_model(self, cfg, onnx_file: str):
+        """An exported whole model (``.onnx``) run by onnxruntime in the config's pipeline, with the class names
+        the exporter recorded."""
+        if not cfg:
+            raise ExportedModelError(f'{onnx_file}: an exported model needs the config it was exported from (its '
+                                     'data pipeline and preprocessing); pass it as the model argument.')
+        take_classes_from_data(cfg)
+        use_exported_model(cfg, onnx_file)
+        model = MODELS.build(cfg.model)
+        model.cfg = cfg
+        meta = {'dataset_meta': model.dataset_meta} if model.dataset_meta else {}
+        super()._load_weights_to_model(model, {'meta': meta, 'state_dict': {}}, cfg)
+        return model.eval()
 
 
 class LightDetInferencer(_ProjectWeights, DetInferencer):

@@ -25,6 +25,7 @@ TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter ca
 parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding and
 mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`).
 """
+import json
 import os
 import os.path as osp
 import time
@@ -164,16 +165,24 @@ class ExportTarget:
         return image, size.expand(image.shape[0], 2).contiguous()
 
 
-def _load_weights(module: nn.Module, checkpoint: str, whole_model: bool) -> nn.Module:
-    """Load ``checkpoint`` strictly into ``module`` (the whole model, or its backbone) and return it fused; see
-    :func:`mmlightvit.apis.model.load_model_weights` for the layouts it accepts."""
+def _load_weights(module: nn.Module, checkpoint: str, whole_model: bool) -> Tuple[nn.Module, dict]:
+    """Load ``checkpoint`` strictly into ``module`` (the whole model, or its backbone) and return it fused, with the
+    checkpoint's ``meta``; see :func:`mmlightvit.apis.model.load_model_weights` for the layouts it accepts."""
     raw = read_checkpoint(checkpoint)
     if whole_model and not any(k.startswith('backbone.') for k in extract_state_dict(raw, source=checkpoint)):
         raise CheckpointError(
             f'Checkpoint {checkpoint!r} holds backbone weights only (no backbone.* keys); the whole model needs a '
             'checkpoint of the detector / segmentor (what tools/train.py writes). Export the backbone alone with '
             '--mode backbone.')
-    return load_model_weights(module, raw, checkpoint, fuse=True)
+    return load_model_weights(module, raw, checkpoint, fuse=True), raw.get('meta') or {}
+
+
+def _dataset_metadata(meta: dict) -> Dict[str, str]:
+    """The checkpoint's class names and palette as graph metadata (JSON), for the runtime's visualisation."""
+    dataset_meta = {k: v for k, v in (meta.get('dataset_meta') or {}).items() if k in ('classes', 'palette')}
+    if not dataset_meta:
+        return {}
+    return {'dataset_meta': json.dumps(dataset_meta, default=lambda value: list(value))}
 
 
 def _preprocessor_metadata(cfg) -> Dict[str, str]:
@@ -209,7 +218,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
 
     if mode == 'backbone':
         backbone = model.backbone
-        backbone = _load_weights(backbone, checkpoint, whole_model=False) if use_checkpoint else fuse_model(backbone)
+        backbone = _load_weights(backbone, checkpoint, False)[0] if use_checkpoint else fuse_model(backbone)
         strides = [2**(i + 2) for i in getattr(backbone, 'out_indices', ())]
         names = [f'feat_s{s}' for s in strides] or None
         module = BackboneFeatures(backbone).eval()
@@ -218,7 +227,11 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
         return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata, fixed_size)
 
-    model = _load_weights(model, checkpoint, whole_model=True) if use_checkpoint else fuse_model(model)
+    if use_checkpoint:
+        model, meta = _load_weights(model, checkpoint, whole_model=True)
+        metadata.update(_dataset_metadata(meta))
+    else:
+        model = fuse_model(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,
@@ -232,11 +245,12 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         raise ExportError(f'--mode model: {err} (segmentors, classifiers and these detectors export whole; '
                           'any model exports its backbone with --mode backbone)') from err
     # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
-    # to the coarsest stride: pad to it, as the test pipeline's Pad / the data preprocessor does.
-    head = model.rpn_head if module.two_stage else model.bbox_head
-    strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
-    divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
-    divisor = max(divisor, int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)))
+    # to the coarsest stride: pad as the data preprocessor does, else to the head's coarsest stride.
+    divisor = int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1))
+    if divisor == 1:
+        head = model.rpn_head if module.two_stage else model.bbox_head
+        strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
+        divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
                         [INPUT_NAME, SIZE_INPUT_NAME])

@@ -1,0 +1,174 @@
+"""An exported model (``.onnx``) run by onnxruntime inside the config's own data pipeline and evaluator.
+
+``tools/test.py CONFIG model.onnx`` and ``tools/image_demo.py ... --weights model.onnx`` replace the config's model
+with :class:`ExportedModel` (:func:`use_exported_model`): the config's data preprocessor makes the batch, onnxruntime
+runs the graph that ``tools/deploy/export_onnx.py --mode model`` wrote, and the steps mmdet / mmseg / mmpretrain
+take after the network (scaling boxes to the original image, pasting masks, resizing logits to the original image,
+the softmax label) turn its outputs into the same data samples the PyTorch model gives, so the config's metrics and
+visualisers work unchanged.
+"""
+import json
+import os.path as osp
+from typing import List, Optional
+
+import numpy as np
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.model import BaseModel
+
+from mmlightvit.registry import MODELS
+
+#: What the exported graph computes (its ``mmlightvit.kind`` metadata) -> the task it serves.
+RUNNABLE_KINDS = ('detector', 'instance-segmentor', 'segmentor', 'classifier')
+
+
+class ExportedModelError(ValueError):
+    """An exported file that cannot serve this config, with the reason."""
+
+
+def is_exported_model(path: str) -> bool:
+    return str(path).lower().endswith('.onnx')
+
+
+def exported_metadata(onnx_file: str) -> dict:
+    """The ``mmlightvit.*`` metadata the exporter wrote into ``onnx_file`` (without the prefix)."""
+    import onnx
+    if not osp.isfile(onnx_file):
+        raise FileNotFoundError(f'Exported model {onnx_file!r} does not exist.')
+    try:
+        model = onnx.load(onnx_file, load_external_data=False)
+    except Exception as err:  # protobuf decode errors of a damaged or foreign file
+        raise ExportedModelError(f'{onnx_file!r} is not a readable ONNX file ({type(err).__name__}: {err}).') from err
+    return {p.key[len('mmlightvit.'):]: p.value for p in model.metadata_props if p.key.startswith('mmlightvit.')}
+
+
+@MODELS.register_module()
+class ExportedModel(BaseModel):
+    """Runs ``onnx_file`` with onnxruntime's CPU provider; see the module docstring.
+
+    Args:
+        onnx_file: a whole model exported by ``tools/deploy/export_onnx.py --mode model``.
+        data_preprocessor: the config's ``model.data_preprocessor``.
+        test_cfg: the config's ``model.test_cfg`` (mask threshold of instance segmentation, mmseg's mode).
+        align_corners: the segmentor's decode head setting, for the resize of logits to the original image.
+        threads: onnxruntime's intra-op threads (default: PyTorch's thread count).
+    """
+
+    def __init__(self, onnx_file: str, data_preprocessor: dict, test_cfg: Optional[dict] = None,
+                 align_corners: bool = False, threads: Optional[int] = None):
+        super().__init__(data_preprocessor=data_preprocessor)
+        from mmlightvit.deploy.onnx_export import ort_session
+        self.metadata = exported_metadata(onnx_file)
+        self.kind = self.metadata.get('kind')
+        if self.kind not in RUNNABLE_KINDS:
+            raise ExportedModelError(
+                f'{onnx_file!r} holds a {self.kind or "model without mmlightvit metadata"}; tools/test.py and the '
+                f'inference API run whole models exported with --mode model ({", ".join(RUNNABLE_KINDS)}).')
+        self.onnx_file = onnx_file
+        # the class names (and palette) of the checkpoint the graph was exported from, for visualisation
+        self.dataset_meta = json.loads(self.metadata['dataset_meta']) if 'dataset_meta' in self.metadata else None
+        self.test_cfg = ConfigDict(test_cfg or {})
+        self.align_corners = align_corners
+        self.session = ort_session(onnx_file, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._paster = None
+
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'predict'):
+        if mode != 'predict':
+            raise ExportedModelError(f'An exported model only predicts (mode {mode!r} was asked for); train and '
+                                     'compute losses with the PyTorch model.')
+        outputs = self.run(inputs, data_samples)
+        if self.kind in ('detector', 'instance-segmentor'):
+            return self._detections(outputs, data_samples)
+        if self.kind == 'segmentor':
+            return self._segmentation(outputs[0], data_samples)
+        return self._classification(outputs[0], data_samples)
+
+    def run(self, inputs: torch.Tensor, data_samples) -> List[torch.Tensor]:
+        """The graph's outputs for a preprocessed batch, as tensors."""
+        feed = {self.input_names[0]: inputs.float().contiguous().numpy()}
+        if len(self.input_names) > 1:  # the detectors' unpadded image sizes
+            sizes = [sample.metainfo['img_shape'][:2] for sample in data_samples]
+            feed[self.input_names[1]] = np.asarray(sizes, dtype=np.int64)
+        return [torch.from_numpy(o) for o in self.session.run(None, feed)]
+
+    # --------------------------------------------------------------------------------------------------------
+    # After the network, as the PyTorch model's heads do
+
+    def _detections(self, outputs: List[torch.Tensor], data_samples):
+        from mmengine.structures import InstanceData
+        dets, labels = outputs[0], outputs[1]
+        masks = outputs[2] if len(outputs) > 2 else None
+        for index, sample in enumerate(data_samples):
+            found = labels[index] >= 0
+            meta = sample.metainfo
+            result = InstanceData(metainfo=meta)
+            boxes = dets[index, found, :4].clone()
+            result.scores = dets[index, found, 4]
+            result.labels = labels[index, found]
+            if masks is not None:
+                # mmdet's own pasting, which also rescales the boxes (in place) as mmdet's mask head does
+                result.masks = self._mask_paster()._predict_by_feat_single(
+                    masks[index, found][:, None], boxes, result.labels, meta, self.test_cfg, rescale=True,
+                    activate_map=True)
+            else:  # boxes back to the original image: mmdet divides by the resize's (w, h) factors
+                boxes /= boxes.new_tensor(meta.get('scale_factor', (1.0, 1.0))).repeat(2)
+            result.bboxes = boxes
+            sample.pred_instances = result
+        return data_samples
+
+    def _mask_paster(self):
+        """An mmdet FCNMaskHead whose ``_predict_by_feat_single`` pastes RoI-sized mask probabilities
+        (``activate_map``) into the original image; none of its layers run."""
+        if self._paster is None:
+            from mmdet.models.roi_heads.mask_heads import FCNMaskHead
+            self._paster = FCNMaskHead(num_convs=0, in_channels=1, conv_out_channels=1, class_agnostic=True)
+        return self._paster
+
+    def _segmentation(self, logits: torch.Tensor, data_samples):
+        from mmengine.structures import PixelData
+        from mmseg.models.utils import resize
+        for index, sample in enumerate(data_samples):
+            meta = sample.metainfo
+            top, bottom, left, right = meta.get('padding_size', (0, 0, 0, 0))
+            height, width = logits.shape[2:]
+            sample_logits = logits[index:index + 1, :, top:height - bottom, left:width - right]
+            sample_logits = resize(sample_logits, size=meta['ori_shape'], mode='bilinear',
+                                   align_corners=self.align_corners, warning=False).squeeze(0)
+            sample.set_data(dict(seg_logits=PixelData(data=sample_logits),
+                                 pred_sem_seg=PixelData(data=sample_logits.argmax(dim=0, keepdim=True))))
+        return data_samples
+
+    def _classification(self, scores: torch.Tensor, data_samples):
+        from mmpretrain.structures import DataSample
+        data_samples = data_samples or [DataSample() for _ in range(len(scores))]
+        for sample, sample_scores in zip(data_samples, scores):
+            sample.set_pred_score(sample_scores).set_pred_label(sample_scores.argmax(dim=0, keepdim=True))
+        return data_samples
+
+
+def use_exported_model(cfg: Config, onnx_file: str) -> None:
+    """Make ``cfg`` evaluate / run ``onnx_file`` instead of its PyTorch model (nothing is loaded into a model)."""
+    model = cfg.model
+    metadata = exported_metadata(onnx_file)
+    exported_config = metadata.get('config')
+    if model.get('type') in ('mmlightvit.ExportedModel', 'ExportedModel'):
+        return
+    test_cfg = model.get('test_cfg') or {}
+    if cfg.get('default_scope') == 'mmseg':
+        mode = test_cfg.get('mode', 'whole')
+        if mode != 'whole':
+            raise ExportedModelError(
+                f'{cfg.filename}: the segmentor tests in {mode!r} mode; an exported segmentor computes whole images '
+                "(set --cfg-options model.test_cfg.mode=whole, or test the PyTorch model).")
+    detector_test_cfg = test_cfg.get('rcnn', test_cfg) if isinstance(test_cfg, dict) else {}
+    decode_head = model.get('decode_head') or {}
+    cfg.model = ConfigDict(type='mmlightvit.ExportedModel', onnx_file=onnx_file,
+                           data_preprocessor=model.get('data_preprocessor'),
+                           test_cfg=dict(detector_test_cfg) if cfg.get('default_scope') == 'mmdet' else dict(test_cfg),
+                           align_corners=bool(decode_head.get('align_corners', False)))
+    cfg.load_from = None
+    if exported_config and exported_config != osp.basename(cfg.filename or ''):
+        print(f'note: {onnx_file} was exported from {exported_config}; its pipeline is taken from '
+              f'{osp.basename(cfg.filename or "")}.')

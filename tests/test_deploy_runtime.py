@@ -1,0 +1,94 @@
+"""A whole Mask R-CNN exported to ONNX (tools/deploy/export_onnx.py --mode model: NMS, RoIAlign and the mask head in
+the graph) matches PyTorch in onnxruntime, evaluates through tools/test.py with the PyTorch model's metrics, draws
+the same predictions through tools/image_demo.py, and files that are no whole model give clear errors."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip('onnxruntime')
+
+import onnx  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from tests.conftest import DET_CONFIG, run_python  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_IMAGES = ROOT / 'data/demo/coco/val'
+
+
+@pytest.fixture(scope='module')
+def exported(det_checkpoint, tmp_path_factory):
+    """The demo Mask R-CNN checkpoint exported whole, checked by the tool at two sizes with a batch of two."""
+    out = tmp_path_factory.mktemp('onnx') / 'mask-rcnn.onnx'
+    proc = run_python(['tools/deploy/export_onnx.py', str(DET_CONFIG), det_checkpoint, '--mode', 'model', '--out',
+                       str(out), '--shape', '128', '128', '--check-shapes', '128', '128', '96', '160', '--batch', '2',
+                       '--warmup', '0', '--repeat', '1', '--threads', '1'], check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_export_matches_pytorch_with_dynamic_batch_and_size(exported):
+    out, stdout = exported
+    assert 'instance-segmentor (RepViT), outputs: dets, labels, masks' in stdout
+    rows = [line.split('|')[1:-1] for line in stdout.splitlines() if line.startswith('| 2x3x')]
+    assert [row[0].strip() for row in rows] == ['2x3x128x128', '2x3x96x160'], stdout
+    for row in rows:
+        assert row[3].strip() == '100.00%' and row[-1].strip() == 'ok', stdout  # labels, then parity
+    graph = onnx.load(str(out), load_external_data=False)
+    ops = {node.op_type for node in graph.graph.node}
+    assert {'NonMaxSuppression', 'RoiAlign'} <= ops  # standard ONNX ops, no custom domain
+    assert {n.domain for n in graph.graph.node} <= {'', 'ai.onnx'}
+    props = {p.key: p.value for p in graph.metadata_props}
+    assert props['mmlightvit.kind'] == 'instance-segmentor'
+    assert json.loads(props['mmlightvit.dataset_meta'])['classes'] == ['circle', 'rectangle', 'triangle', 'star']
+
+
+def metrics(output: str) -> dict:
+    """The COCO metrics of tools/test.py's summary line."""
+    line = next(line for line in output.splitlines() if 'Epoch(test)' in line)
+    words = line.split()
+    return {key: value for key, value in zip(words, words[1:]) if key.startswith('coco/')}
+
+
+def test_tools_test_evaluates_the_exported_model_like_pytorch(exported, det_checkpoint, tmp_path):
+    out, _ = exported
+    first_images = ['--cfg-options', 'test_dataloader.dataset.indices=12']
+    torch_run = run_python(['tools/test.py', str(DET_CONFIG), det_checkpoint, '--work-dir', str(tmp_path / 'torch'),
+                            *first_images])
+    onnx_run = run_python(['tools/test.py', str(DET_CONFIG), str(out), '--work-dir', str(tmp_path / 'onnx'),
+                           *first_images])
+    assert 'coco/segm_mAP:' in metrics(onnx_run.stdout)
+    assert metrics(onnx_run.stdout) == metrics(torch_run.stdout)
+
+
+def test_image_demo_draws_the_exported_models_predictions(exported, det_checkpoint, tmp_path):
+    out, _ = exported
+    image = sorted(DEMO_IMAGES.iterdir())[0]
+    for name, weights in (('torch', det_checkpoint), ('onnx', str(out))):
+        run_python(['tools/image_demo.py', str(image), str(DET_CONFIG), '--weights', weights, '--device', 'cpu',
+                    '--pred-score-thr', '0', '--out-dir', str(tmp_path / name)])
+    torch_pred, onnx_pred = (json.loads((tmp_path / name / 'preds' / f'{image.name}.json').read_text())
+                             for name in ('torch', 'onnx'))
+    assert onnx_pred['labels'] == torch_pred['labels'] and onnx_pred['labels']
+    assert onnx_pred['scores'] == pytest.approx(torch_pred['scores'], abs=1e-4)
+    assert np.abs(np.array(onnx_pred['bboxes']) - np.array(torch_pred['bboxes'])).max() < 0.05
+    assert onnx_pred['masks'] == torch_pred['masks']  # RLE of the pasted, thresholded masks
+    assert (tmp_path / 'onnx' / 'vis' / image.name).is_file()
+
+
+def test_files_that_are_no_whole_model_are_refused(tmp_path):
+    garbage = tmp_path / 'garbage.onnx'
+    garbage.write_bytes(b'not an onnx file')
+    identity = tmp_path / 'identity.onnx'
+    value = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node('Identity', ['x'], ['y'])], 'g', [value],
+                                                  [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])])),
+              str(identity))
+    for path, message in ((garbage, 'is not a readable ONNX file'),
+                          (identity, 'holds a model without mmlightvit metadata'),
+                          (tmp_path / 'missing.onnx', 'does not exist')):
+        proc = run_python(['tools/test.py', str(DET_CONFIG), str(path), '--work-dir', str(tmp_path / 'run')],
+                          check=False)
+        assert proc.returncode == 2 and message in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
