@@ -165,9 +165,11 @@ def test_unreadable_and_backbone_only_checkpoints(tmp_path):
     (EDGENEXT_MASK_RCNN, {}),
     (RTMDET, {}),
     (SSDLITE, {}),
-    # random weights score every class under 0.05: a lower threshold keeps detections to compare
+    # random weights score every class under 0.05: a lower threshold keeps detections to compare; 100 proposals
+    # and 20 detections instead of 1000 and 100 keep the three stages' box and mask heads cheap
     (CASCADE, {'model.backbone.arch': '0', 'model.neck.in_channels': [64, 128, 256, 512],
-               'model.test_cfg.rcnn.score_thr': 0.02}),
+               'model.test_cfg.rcnn.score_thr': 0.02, 'model.test_cfg.rpn.max_per_img': 100,
+               'model.test_cfg.rcnn.max_per_img': 20}),
 ])
 def test_detector_post_processing_is_mmdets(config, options):
     """The tensor-form post-processing (fixed shapes, ONNX NMS semantics, torchvision RoIAlign) gives exactly mmdet's
