@@ -30,6 +30,7 @@ EDGENEXT_MASK_RCNN = str(ROOT / 'configs/edgenext/mask-rcnn_edgenext-small_coco-
 RTMDET = str(ROOT / 'configs/repvit/rtmdet_repvit-m0.9_coco-demo.py')
 SSDLITE = str(ROOT / 'configs/edgenext/ssdlite_edgenext-small_coco-demo.py')
 CASCADE = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
+CLASSIFIER = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
 DINO = str(ROOT / 'configs/fastervit/dino-4scale_fastervit-0_coco-demo.py')
 FASTERVIT_SEG = str(ROOT / 'configs/fastervit/fpn_fastervit-0_ade20k-demo.py')
 # The smallest variants keep the file fast; the FPN's input widths follow the backbone.
@@ -110,6 +111,15 @@ def test_segmentor_matches_onnxruntime(repvit_checkpoint, tmp_path):
     onnx_file, _ = export_and_compare(target, tmp_path, batch=1)
     props = {p.key: p.value for p in onnx.load(onnx_file, load_external_data=False).metadata_props}
     assert props['mmlightvit.kind'] == 'segmentor' and 'mmlightvit.preprocess.mean' in props
+
+
+def test_classifier_matches_onnxruntime(tmp_path):
+    target = build_export_target(CLASSIFIER, 'none', 'model')
+    assert target.kind == 'classifier' and target.output_names == ['scores']
+    with torch.no_grad():
+        scores, = target.module(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(scores.sum(1), torch.ones(2))  # probabilities, as mmpretrain's predict gives
+    export_and_compare(target, tmp_path)
 
 
 def run_tool(*args):

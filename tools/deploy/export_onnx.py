@@ -1,13 +1,15 @@
-"""Export a backbone, a segmentor or a one-stage detector to ONNX and check it against onnxruntime.
+"""Export a backbone or a whole model (segmentor, detector, classifier) to ONNX and check it against onnxruntime.
 
     python tools/deploy/export_onnx.py CONFIG CHECKPOINT [--mode backbone|model] [--out FILE] [--overwrite]
         [--shape H W] [--check-shapes H1 W1 [H2 W2 ...]] [--opset N] [--tolerance T] [--static]
 
 CHECKPOINT is a detector / segmentor checkpoint (what tools/train.py writes, fused or not), a backbone checkpoint
 (``--mode backbone`` only), or ``none`` for the random initial weights. ``--mode backbone`` exports the fused
-backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size) or
-one-stage detector (image -> raw class / box maps, no NMS). The graph's input is the preprocessed image batch;
-batch, height and width are dynamic. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
+backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size and
+the label map), detector (image and each image's unpadded size -> final detections after NMS, and masks for
+instance segmentation; see mmlightvit/deploy/detection.py) or classifier (image -> class probabilities). The graph's
+image input is the preprocessed batch; batch, height and width are dynamic. ``tools/test.py CONFIG OUT`` evaluates
+the exported whole model. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
 each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the differences and median latencies
 and exits with status 1 when a difference exceeds ``--tolerance`` (relative to the output's largest magnitude).
 Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that exists or is an input) exit
@@ -34,7 +36,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='model config (mmdet / mmseg, with a mmlightvit backbone)')
     parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random initial weights")
     parser.add_argument('--mode', choices=MODES, default='backbone',
-                        help='backbone: the fused backbone alone; model: the whole segmentor / one-stage detector')
+                        help='backbone: the fused backbone alone; model: the whole segmentor / detector / classifier')
     parser.add_argument('--out', help='output .onnx file (default: work_dirs/onnx/CONFIG_MODE.onnx)')
     parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never an input)')
     parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
