@@ -7,13 +7,15 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import DictAction
 
+from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
                                end_children_with_this_process, finish_distributed, load_config, prepare_run)
+from mmlightvit.engine.amp import BF16_MODULES
 from mmlightvit.engine.setup import ClassCountError, dataset_folders
 from mmlightvit.engine.tta import tta_pipeline
-from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output
 
@@ -23,6 +25,9 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx)')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--bf16', action='store_true',
+                        help='the BF16 form: test the model under bfloat16 autocast (a detector: its backbone and '
+                        'neck; mmcv\'s CPU kernels in the heads take float32)')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's tta_model (mmseg's SegTTAModel, mmdet's "
                         'DetTTAModel) over its tta_pipeline (e.g. multi-scale + flip)')
@@ -108,6 +113,16 @@ def enable_tta(cfg) -> None:
     cfg.model = cfg.tta_model
 
 
+def enable_bf16_test(cfg) -> None:
+    """The BF16 form: the model (a detector: its backbone and neck) under bfloat16 autocast while it is tested."""
+    if cfg.model.get('type') == 'mmlightvit.ExportedModel':
+        raise ConfigError('--bf16 is a form of the PyTorch model; an exported model runs as it was exported.')
+    device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
+    modules = BF16_MODULES.get(cfg.get('default_scope'))
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='mmlightvit.BFloat16TestHook', autocast_modules=modules, device_type=device_type)]
+
+
 def main():
     end_children_with_this_process()
     args = parse_args()
@@ -124,6 +139,8 @@ def main():
         cfg.load_from = args.checkpoint
     if args.tta:
         enable_tta(cfg)
+    if args.bf16:
+        enable_bf16_test(cfg)
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
     pickle_out = dumps_pickle(args.out)

@@ -321,7 +321,7 @@ class ParityResult:
     label_agreement: Optional[float] = None  # the share of equal values in the integer outputs (labels)
 
 
-def _median_ms(fn, warmup: int, repeat: int) -> float:
+def median_ms(fn, warmup: int, repeat: int) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -377,9 +377,9 @@ def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int,
     feed = {name: t.numpy() for name, t in zip(target.input_names, inputs)}
     with torch.inference_mode():
         expected = [t.numpy() for t in target.module(*inputs)]
-        torch_ms = _median_ms(lambda: target.module(*inputs), warmup, repeat)
+        torch_ms = median_ms(lambda: target.module(*inputs), warmup, repeat)
     got = session.run(None, feed)
-    ort_ms = _median_ms(lambda: session.run(None, feed), warmup, repeat)
+    ort_ms = median_ms(lambda: session.run(None, feed), warmup, repeat)
     if target.kind in ('detector', 'instance-segmentor') and len(got) == len(expected):
         got = _in_reference_order(got, expected)
     shape_problems = [f'{name}: onnxruntime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'

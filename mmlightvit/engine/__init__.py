@@ -1,5 +1,5 @@
 """Runner glue: CPU distributed runs, hooks, and what the tools share. Imports mmengine (and mmdet/mmseg lazily)."""
-from .amp import CPUBFloat16OptimWrapper
+from .amp import BFloat16TestHook, CPUBFloat16OptimWrapper
 from .checkpointing import AtomicCheckpointHook, StrictLoadHook, find_resume_checkpoint
 from .data_loading import SeededInfiniteSampler, SeededSampler
 from .dist import CPUDistributedDataParallel, finish_distributed, setup_cpu_distributed
@@ -9,7 +9,7 @@ from .setup import (ConfigError, DatasetNotFoundError, align_evaluator_annotatio
                     check_dataset_paths, check_feature_channels, enable_amp, load_config, prepare_run)
 
 __all__ = [
-    'CPUBFloat16OptimWrapper', 'AtomicCheckpointHook', 'StrictLoadHook', 'find_resume_checkpoint', 'SeededSampler',
+    'BFloat16TestHook', 'CPUBFloat16OptimWrapper', 'AtomicCheckpointHook', 'StrictLoadHook', 'find_resume_checkpoint', 'SeededSampler',
     'SeededInfiniteSampler', 'CPUDistributedDataParallel', 'finish_distributed', 'setup_cpu_distributed',
     'FuseModelHook', 'RNGStateHook', 'end_children_with_this_process', 'ConfigError', 'DatasetNotFoundError',
     'align_evaluator_annotations', 'build_runner', 'check_dataset_paths', 'check_feature_channels', 'enable_amp',
