@@ -9,9 +9,9 @@ from .setup import (ConfigError, DatasetNotFoundError, align_evaluator_annotatio
                     check_dataset_paths, check_feature_channels, enable_amp, load_config, prepare_run)
 
 __all__ = [
-    'BFloat16TestHook', 'CPUBFloat16OptimWrapper', 'AtomicCheckpointHook', 'StrictLoadHook', 'find_resume_checkpoint', 'SeededSampler',
-    'SeededInfiniteSampler', 'CPUDistributedDataParallel', 'finish_distributed', 'setup_cpu_distributed',
-    'FuseModelHook', 'RNGStateHook', 'end_children_with_this_process', 'ConfigError', 'DatasetNotFoundError',
-    'align_evaluator_annotations', 'build_runner', 'check_dataset_paths', 'check_feature_channels', 'enable_amp',
-    'load_config', 'prepare_run'
+    'BFloat16TestHook', 'CPUBFloat16OptimWrapper', 'AtomicCheckpointHook', 'StrictLoadHook', 'find_resume_checkpoint',
+    'SeededSampler', 'SeededInfiniteSampler', 'CPUDistributedDataParallel', 'finish_distributed',
+    'setup_cpu_distributed', 'FuseModelHook', 'RNGStateHook', 'end_children_with_this_process', 'ConfigError',
+    'DatasetNotFoundError', 'align_evaluator_annotations', 'build_runner', 'check_dataset_paths',
+    'check_feature_channels', 'enable_amp', 'load_config', 'prepare_run'
 ]
