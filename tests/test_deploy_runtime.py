@@ -59,8 +59,25 @@ def test_tools_test_evaluates_the_exported_model_like_pytorch(exported, det_chec
                             *first_images])
     onnx_run = run_python(['tools/test.py', str(DET_CONFIG), str(out), '--work-dir', str(tmp_path / 'onnx'),
                            *first_images])
+    openvino_run = run_python(['tools/test.py', str(DET_CONFIG), str(out), '--backend', 'openvino', '--work-dir',
+                               str(tmp_path / 'openvino'), *first_images])
     assert 'coco/segm_mAP:' in metrics(onnx_run.stdout)
-    assert metrics(onnx_run.stdout) == metrics(torch_run.stdout)
+    assert metrics(onnx_run.stdout) == metrics(torch_run.stdout) == metrics(openvino_run.stdout)
+
+
+def test_openvino_runs_the_exported_graph_like_onnxruntime(exported):
+    """OpenVINO reads the same file (NonMaxSuppression, RoiAlign, dynamic sizes) and detects the same."""
+    from mmlightvit.deploy.onnx_export import _in_reference_order
+    from mmlightvit.deploy.runtime import runtime_session
+    out, _ = exported
+    rng = np.random.default_rng(0)
+    feed = {'image': rng.standard_normal((2, 3, 96, 160), dtype=np.float32),
+            'image_size': np.array([[96, 160], [90, 150]], dtype=np.int64)}
+    expected = runtime_session(str(out), 'onnxruntime', threads=1).run(None, feed)
+    got = _in_reference_order(runtime_session(str(out), 'openvino', threads=1).run(None, feed), expected)
+    assert (got[1] == expected[1]).all() and (expected[1] >= 0).any()
+    assert np.abs(got[0] - expected[0]).max() <= 1e-3 * np.abs(expected[0]).max()
+    assert np.abs(got[2] - expected[2]).max() <= 1e-3
 
 
 def test_image_demo_draws_the_exported_models_predictions(exported, det_checkpoint, tmp_path):

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint with a config (detection, segmentation or classification).
 
 CHECKPOINT may also be a whole model exported by tools/deploy/export_onnx.py --mode model (``*.onnx``): onnxruntime
-then runs it inside the config's data pipeline and evaluator (mmlightvit.deploy.runtime), for the same metrics.
+(or OpenVINO, ``--backend openvino``) then runs it inside the config's data pipeline and evaluator
+(mmlightvit.deploy.runtime), for the same metrics.
 """
 import argparse
 import os
@@ -10,7 +11,7 @@ import os.path as osp
 import torch
 from mmengine.config import DictAction
 
-from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
+from mmlightvit.deploy.runtime import BACKENDS, ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.engine import (ConfigError, DatasetNotFoundError, build_runner, check_dataset_paths,
                                end_children_with_this_process, finish_distributed, load_config, prepare_run)
 from mmlightvit.engine.amp import BF16_MODULES
@@ -25,6 +26,8 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx)')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--backend', choices=BACKENDS, default='onnxruntime',
+                        help='the runtime of an exported model (.onnx): onnxruntime or openvino (CPU)')
     parser.add_argument('--bf16', action='store_true',
                         help='the BF16 form: test the model under bfloat16 autocast (a detector: its backbone and '
                         'neck; mmcv\'s CPU kernels in the heads take float32)')
@@ -134,7 +137,7 @@ def main():
         if args.tta:
             raise ConfigError('--tta runs the PyTorch model over augmented copies; an exported model is tested '
                               'without it.')
-        use_exported_model(cfg, args.checkpoint)
+        use_exported_model(cfg, args.checkpoint, args.backend)
     else:
         cfg.load_from = args.checkpoint
     if args.tta:

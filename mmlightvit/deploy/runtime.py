@@ -1,4 +1,4 @@
-"""An exported model (``.onnx``) run by onnxruntime inside the config's own data pipeline and evaluator.
+"""An exported model (``.onnx``) run by onnxruntime or OpenVINO inside the config's own data pipeline and evaluator.
 
 ``tools/test.py CONFIG model.onnx`` and ``tools/image_demo.py ... --weights model.onnx`` replace the config's model
 with :class:`ExportedModel` (:func:`use_exported_model`): the config's data preprocessor makes the batch, onnxruntime
@@ -9,6 +9,7 @@ visualisers work unchanged.
 """
 import json
 import os.path as osp
+from types import SimpleNamespace
 from typing import List, Optional
 
 import numpy as np
@@ -20,6 +21,38 @@ from mmlightvit.registry import MODELS
 
 #: What the exported graph computes (its ``mmlightvit.kind`` metadata) -> the task it serves.
 RUNNABLE_KINDS = ('detector', 'instance-segmentor', 'segmentor', 'classifier')
+#: The runtimes an exported file runs on (both on the CPU).
+BACKENDS = ('onnxruntime', 'openvino')
+
+
+class OpenVINOSession:
+    """An OpenVINO CPU model with onnxruntime's ``InferenceSession`` interface (``get_inputs``, ``run``)."""
+
+    def __init__(self, onnx_file: str, threads: Optional[int] = None):
+        import openvino as ov
+        config = {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads()}
+        self.model = ov.Core().compile_model(onnx_file, 'CPU', config)
+        self._request = self.model.create_infer_request()
+
+    def get_inputs(self):
+        return [SimpleNamespace(name=port.get_any_name()) for port in self.model.inputs]
+
+    def get_outputs(self):
+        return [SimpleNamespace(name=port.get_any_name()) for port in self.model.outputs]
+
+    def run(self, output_names, feed: dict) -> List[np.ndarray]:
+        results = self._request.infer(feed)
+        return [np.asarray(results[port]) for port in self.model.outputs]
+
+
+def runtime_session(onnx_file: str, backend: str = 'onnxruntime', threads: Optional[int] = None):
+    """A CPU session of ``backend`` (see :data:`BACKENDS`) over ``onnx_file``."""
+    if backend == 'onnxruntime':
+        from mmlightvit.deploy.onnx_export import ort_session
+        return ort_session(onnx_file, threads)
+    if backend == 'openvino':
+        return OpenVINOSession(onnx_file, threads)
+    raise ExportedModelError(f'Unknown backend {backend!r}; known: {", ".join(BACKENDS)}.')
 
 
 class ExportedModelError(ValueError):
@@ -51,13 +84,13 @@ class ExportedModel(BaseModel):
         data_preprocessor: the config's ``model.data_preprocessor``.
         test_cfg: the config's ``model.test_cfg`` (mask threshold of instance segmentation, mmseg's mode).
         align_corners: the segmentor's decode head setting, for the resize of logits to the original image.
-        threads: onnxruntime's intra-op threads (default: PyTorch's thread count).
+        backend: ``'onnxruntime'`` or ``'openvino'``.
+        threads: the runtime's threads (default: PyTorch's thread count).
     """
 
     def __init__(self, onnx_file: str, data_preprocessor: dict, test_cfg: Optional[dict] = None,
-                 align_corners: bool = False, threads: Optional[int] = None):
+                 align_corners: bool = False, backend: str = 'onnxruntime', threads: Optional[int] = None):
         super().__init__(data_preprocessor=data_preprocessor)
-        from mmlightvit.deploy.onnx_export import ort_session
         self.metadata = exported_metadata(onnx_file)
         self.kind = self.metadata.get('kind')
         if self.kind not in RUNNABLE_KINDS:
@@ -69,7 +102,8 @@ class ExportedModel(BaseModel):
         self.dataset_meta = json.loads(self.metadata['dataset_meta']) if 'dataset_meta' in self.metadata else None
         self.test_cfg = ConfigDict(test_cfg or {})
         self.align_corners = align_corners
-        self.session = ort_session(onnx_file, threads)
+        self.backend = backend
+        self.session = runtime_session(onnx_file, backend, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._paster = None
@@ -148,8 +182,11 @@ class ExportedModel(BaseModel):
         return data_samples
 
 
-def use_exported_model(cfg: Config, onnx_file: str) -> None:
-    """Make ``cfg`` evaluate / run ``onnx_file`` instead of its PyTorch model (nothing is loaded into a model)."""
+def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime') -> None:
+    """Make ``cfg`` evaluate / run ``onnx_file`` on ``backend`` instead of its PyTorch model (nothing is loaded
+    into a model)."""
+    if backend not in BACKENDS:
+        raise ExportedModelError(f'Unknown backend {backend!r}; known: {", ".join(BACKENDS)}.')
     model = cfg.model
     metadata = exported_metadata(onnx_file)
     exported_config = metadata.get('config')
@@ -167,7 +204,7 @@ def use_exported_model(cfg: Config, onnx_file: str) -> None:
     cfg.model = ConfigDict(type='mmlightvit.ExportedModel', onnx_file=onnx_file,
                            data_preprocessor=model.get('data_preprocessor'),
                            test_cfg=dict(detector_test_cfg) if cfg.get('default_scope') == 'mmdet' else dict(test_cfg),
-                           align_corners=bool(decode_head.get('align_corners', False)))
+                           align_corners=bool(decode_head.get('align_corners', False)), backend=backend)
     cfg.load_from = None
     if exported_config and exported_config != osp.basename(cfg.filename or ''):
         print(f'note: {onnx_file} was exported from {exported_config}; its pipeline is taken from '
