@@ -158,3 +158,25 @@ def test_bf16_test_hook_autocasts_the_named_children_only_while_testing():
     hook.after_test_epoch(runner)
     model.head(model.backbone(torch.randn(2, 4)))
     assert seen == [torch.bfloat16, torch.float32, torch.float32, torch.float32]
+
+
+def test_deploy_report_times_every_form_of_a_classifier(tmp_path):
+    """tools/deploy/deploy_report.py on the demo RepViT-M0.9 classifier (random weights): the model is exported,
+    quantized, and every form is timed on a validation image in one table."""
+    import torch
+
+    from mmlightvit.apis.model import build_model, config_without_pretrained
+    config = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
+    checkpoint = tmp_path / 'classifier.pth'
+    torch.save({'state_dict': build_model(config_without_pretrained(config)).state_dict(), 'meta': {}}, checkpoint)
+    out_dir = tmp_path / 'report'
+    proc = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir),
+                       '--calibration-images', '2', '--repeat', '1', '--warmup', '0', '--threads', '1'])
+    rows = [line.split('|')[1].strip() for line in proc.stdout.splitlines() if line.startswith('| ')][2:]
+    assert rows == ['PyTorch eager fp32', 'PyTorch BF16 autocast', 'onnxruntime fp32', 'onnxruntime INT8',
+                    'openvino fp32', 'openvino INT8'], proc.stdout
+    assert (out_dir / 'report.md').read_text().strip() in proc.stdout
+    assert (out_dir / 'model.onnx').is_file() and (out_dir / 'model_int8.onnx').is_file()
+    again = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir)],
+                       check=False)
+    assert again.returncode == 2 and 'not empty' in again.stderr

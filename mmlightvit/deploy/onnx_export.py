@@ -39,6 +39,7 @@ import torch.nn as nn
 from mmlightvit.apis.model import build_model, config_without_pretrained, load_model_weights
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
+from mmlightvit.deploy.runtime import data_preprocessor_config
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 
@@ -186,7 +187,7 @@ def _dataset_metadata(meta: dict) -> Dict[str, str]:
 
 
 def _preprocessor_metadata(cfg) -> Dict[str, str]:
-    pre = cfg.model.get('data_preprocessor') or {}
+    pre = data_preprocessor_config(cfg) or {}
     meta = {}
     for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr'):
         if pre.get(key) is not None:

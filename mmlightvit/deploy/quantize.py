@@ -43,13 +43,15 @@ def calibration_feeds(cfg, count: int, input_names: List[str], split: str = 'tra
 
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import DATASETS, MODELS, init_default_scope
+
+    from mmlightvit.deploy.runtime import data_preprocessor_config
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     dataset_cfg = copy.deepcopy(_innermost_dataset(cfg[f'{split}_dataloader']['dataset']))
     dataset_cfg['pipeline'] = copy.deepcopy(_innermost_dataset(cfg.test_dataloader.dataset)['pipeline'])
     dataset = DATASETS.build(dataset_cfg)
     if len(dataset) == 0:
         raise ValueError(f'The {split} set of the config is empty: no images to calibrate with.')
-    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    preprocessor = MODELS.build(data_preprocessor_config(cfg))
     feeds = []
     for index in np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int):
         data = preprocessor(pseudo_collate([dataset[int(index)]]), False)

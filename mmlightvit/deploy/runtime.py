@@ -182,6 +182,16 @@ class ExportedModel(BaseModel):
         return data_samples
 
 
+def data_preprocessor_config(cfg: Config) -> Optional[dict]:
+    """The model's data preprocessor: ``model.data_preprocessor``, or for mmpretrain the top-level
+    ``data_preprocessor`` its ImageClassifier takes (as ``mmpretrain.ClsDataPreprocessor`` when untyped)."""
+    preprocessor = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
+    if cfg.get('default_scope') == 'mmpretrain':
+        preprocessor = ConfigDict(preprocessor or {})
+        preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+    return preprocessor
+
+
 def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime') -> None:
     """Make ``cfg`` evaluate / run ``onnx_file`` on ``backend`` instead of its PyTorch model (nothing is loaded
     into a model)."""
@@ -202,7 +212,7 @@ def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime'
     detector_test_cfg = test_cfg.get('rcnn', test_cfg) if isinstance(test_cfg, dict) else {}
     decode_head = model.get('decode_head') or {}
     cfg.model = ConfigDict(type='mmlightvit.ExportedModel', onnx_file=onnx_file,
-                           data_preprocessor=model.get('data_preprocessor'),
+                           data_preprocessor=data_preprocessor_config(cfg),
                            test_cfg=dict(detector_test_cfg) if cfg.get('default_scope') == 'mmdet' else dict(test_cfg),
                            align_corners=bool(decode_head.get('align_corners', False)), backend=backend)
     cfg.load_from = None

@@ -1,0 +1,162 @@
+"""One table of a trained model's deployment forms: latency on this CPU and, with --metrics, the config's metric.
+
+    python tools/deploy/deploy_report.py CONFIG CHECKPOINT --out-dir DIR [--metrics] [--calibration-images 32]
+        [--repeat 10] [--warmup 3] [--threads N] [--cfg-options ...]
+
+The forms: PyTorch eager fp32 (re-parameterised), PyTorch BF16 (autocast; a detector's backbone and neck),
+the whole model exported to ONNX (export_onnx.py --mode model) on onnxruntime and on OpenVINO, and its INT8 form
+(quantize_onnx.py, calibrated on --calibration-images training images) on both runtimes. All run in this process
+on the same preprocessed validation image, one after the other, ``--warmup`` times untimed and then ``--repeat``
+times (the median is reported), with the same number of threads; the speed-up is against PyTorch fp32 in the same
+run. ``--metrics`` also evaluates every form with tools/test.py on the config's test set (one process per form)
+and adds the metric and its change against PyTorch fp32. DIR receives model.onnx, model_int8.onnx, the test runs'
+work dirs and report.md; it must not exist yet or be empty, so nothing in it is replaced.
+"""
+import argparse
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.config import DictAction
+
+from mmlightvit.apis.model import config_without_pretrained
+from mmlightvit.deploy.onnx_export import SIZE_INPUT_NAME, build_export_target, export_onnx, median_ms
+from mmlightvit.deploy.quantize import calibration_feeds, cpu_has_vnni, quantize_onnx
+from mmlightvit.deploy.runtime import runtime_session
+from mmlightvit.engine.amp import BF16_MODULES
+from mmlightvit.engine.setup import take_classes_from_data
+from mmlightvit.utils.autocast import autocast_children
+from mmlightvit.utils.cli import USER_ERRORS
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: The first metric of each task's summary line, the one the table reports.
+METRICS = {'mmdet': ('coco/bbox_mAP', 'coco/segm_mAP'), 'mmseg': ('mIoU', ), 'mmpretrain': ('accuracy/top1', )}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', help='the trained model (what tools/train.py writes)')
+    parser.add_argument('--out-dir', required=True, help='a new (or empty) folder for the files and report.md')
+    parser.add_argument('--metrics', action='store_true', help='also evaluate every form with tools/test.py')
+    parser.add_argument('--calibration-images', type=int, default=32)
+    parser.add_argument('--repeat', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--threads', type=int, help='threads of every form (default: PyTorch\'s)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
+    return parser.parse_args(argv)
+
+
+def cpu_description() -> str:
+    name = platform.processor() or 'unknown CPU'
+    flags: List[str] = []
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name') and name in ('', 'x86_64', 'unknown CPU'):
+                    name = line.split(':', 1)[1].strip()
+                if line.startswith('flags'):
+                    flags = line.split(':', 1)[1].split()
+                    break
+    except OSError:
+        pass
+    shown = [f for f in flags if f.startswith(('avx512f', 'avx512_bf16', 'avx512_vnni', 'avx_vnni', 'amx'))]
+    return f'{name}, {os.cpu_count()} cores, flags: {" ".join(shown) or "no AVX-512 / VNNI / AMX"}'
+
+
+def test_metrics(config: str, weights: str, work_dir: str, extra: Sequence[str], cfg_options) -> dict:
+    """The summary metrics of ``tools/test.py config weights`` (run in a process of its own)."""
+    options = ['--cfg-options', *[f'{k}={v}' for k, v in (cfg_options or {}).items()]] if cfg_options else []
+    proc = subprocess.run([sys.executable, 'tools/test.py', config, weights, '--work-dir', work_dir, *extra,
+                           *options], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f'tools/test.py {weights} {" ".join(extra)} failed:\n{proc.stderr[-2000:]}')
+    line = next(line for line in proc.stdout.splitlines() if 'Epoch(test)' in line)
+    words = line.split()
+    return {key.rstrip(':'): float(value) for key, value in zip(words, words[1:]) if key.endswith(':')
+            and value.replace('.', '', 1).isdigit()}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if osp.exists(args.out_dir) and os.listdir(args.out_dir):
+        print(f'error: --out-dir {args.out_dir} exists and is not empty; give a new folder.', file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        target = build_export_target(args.config, args.checkpoint, 'model', args.cfg_options)
+    except USER_ERRORS as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    os.makedirs(args.out_dir, exist_ok=True)
+    cfg = config_without_pretrained(args.config, args.cfg_options)
+    take_classes_from_data(cfg)
+    float_file, int8_file = osp.join(args.out_dir, 'model.onnx'), osp.join(args.out_dir, 'model_int8.onnx')
+    export_onnx(target, float_file)
+    feeds = calibration_feeds(cfg, args.calibration_images, target.input_names, 'train')
+    quantize_onnx(float_file, int8_file, feeds)
+    feed = calibration_feeds(cfg, 1, target.input_names, 'val')[0]
+    inputs = [torch.from_numpy(feed[name]) for name in target.input_names]
+
+    module = target.module
+    model = getattr(module, 'detector', None) or getattr(module, 'segmentor', None) or module.classifier
+    bf16_modules = BF16_MODULES.get(cfg.get('default_scope'))
+
+    def pytorch(bf16: bool):
+        def run():
+            with torch.inference_mode():
+                if not bf16:
+                    return module(*inputs)
+                with autocast_children(model, bf16_modules, 'cpu', torch.bfloat16):
+                    return module(*inputs)
+        return run
+
+    forms = [('PyTorch eager fp32', pytorch(False), args.checkpoint, []),
+             ('PyTorch BF16 autocast', pytorch(True), args.checkpoint, ['--bf16'])]
+    failures = {}
+    for backend in ('onnxruntime', 'openvino'):
+        for precision, file in (('fp32', float_file), ('INT8', int8_file)):
+            name = f'{backend} {precision}'
+            try:
+                session = runtime_session(file, backend, args.threads)
+            except Exception as err:  # a runtime that cannot compile the file: reported in the table
+                failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[-1][:150]}'
+                continue
+            forms.append((name, lambda s=session: s.run(None, feed), file, ['--backend', backend]))
+    times = {name: median_ms(run, args.warmup, args.repeat) for name, run, _, _ in forms}
+    metric_names = METRICS.get(cfg.get('default_scope'), ())
+    results = {}
+    if args.metrics:
+        for name, _, weights, extra in forms:
+            work_dir = osp.join(args.out_dir, 'test_' + name.lower().replace(' ', '_'))
+            results[name] = test_metrics(args.config, weights, work_dir, extra, args.cfg_options)
+
+    size = 'x'.join(str(s) for s in inputs[0].shape)
+    lines = [f'Config {osp.basename(args.config)}, checkpoint {osp.basename(args.checkpoint)}; input {size} (one '
+             f'validation image, preprocessed{", with its size" if SIZE_INPUT_NAME in feed else ""}); '
+             f'{torch.get_num_threads()} threads; CPU: {cpu_description()}; INT8 weights '
+             f'{"8" if cpu_has_vnni() else "7"}-bit, {len(feeds)} calibration images; median of {args.repeat} runs.',
+             '', '| form | latency (ms) | speed-up |' + ''.join(f' {m} | change |' for m in metric_names if results),
+             '| --- | --- | --- |' + ' --- | --- |' * (len(metric_names) if results else 0)]
+    base_ms = times['PyTorch eager fp32']
+    for name, _, _, _ in forms:
+        row = f'| {name} | {times[name]:.1f} | {base_ms / times[name]:.2f} | '
+        for metric in (metric_names if results else ()):
+            value, base = results[name].get(metric, float('nan')), results['PyTorch eager fp32'].get(metric)
+            row += f'{value:.3f} | {value - base:+.3f} | '
+        lines.append(row.rstrip())
+    lines += [f'| {name} | fails: {reason} |' for name, reason in failures.items()]
+    report = '\n'.join(lines)
+    print(report)
+    with open(osp.join(args.out_dir, 'report.md'), 'w') as f:
+        f.write(report + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
