@@ -117,7 +117,8 @@ def http_cache_path(url: str, model_dir: Optional[str] = None) -> str:
     return osp.join(model_dir, f'{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}')
 
 
-def _sha256_of(path: str) -> str:
+def sha256_of(path: str) -> str:
+    """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -146,7 +147,7 @@ def _load_from_http(filename, map_location=None, model_dir=None, progress=None):
         barrier()
         if not osp.isfile(cached):
             raise CheckpointError(f'Rank {rank} cannot see {cached!r} downloaded by rank 0 from {filename}.')
-    if hash_prefix is not None and not _sha256_of(cached).startswith(hash_prefix):
+    if hash_prefix is not None and not sha256_of(cached).startswith(hash_prefix):
         raise CheckpointError(f'The cached download {cached!r} of {filename} does not match the hash in its name '
                               f'({hash_prefix}): it is damaged or another file. Delete it to download again.')
     return load_checkpoint_file(cached, map_location=map_location)

@@ -15,7 +15,6 @@ that ends in such a name against it (as torch.hub's ``check_hash`` does). An exi
 ``--overwrite``, and never the input.
 """
 import argparse
-import hashlib
 import os
 import os.path as osp
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint
+from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint, sha256_of
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output, replace_file_atomically, temporary_path
 
@@ -93,14 +92,6 @@ def published_state_dict(checkpoint, source: str) -> 'OrderedDict[str, torch.Ten
     return published
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hashed_path(path: str, sha256: str) -> str:
     """``out.pth`` -> ``out-1a2b3c4d.pth``."""
     stem, extension = osp.splitext(path)
@@ -128,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     try:
         with open(staging, 'wb') as f:
             torch.save({'state_dict': state, 'meta': meta}, f)
-        sha256 = file_sha256(staging)
+        sha256 = sha256_of(staging)
         out = hashed_path(args.out_file, sha256)
         note = check_output(out, 'OUT_FILE', inputs=[args.in_file], overwrite=args.overwrite)
         replace_file_atomically(out, partial(os.replace, staging))
