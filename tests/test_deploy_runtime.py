@@ -12,7 +12,7 @@ pytest.importorskip('onnxruntime')
 import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from tests.conftest import DET_CONFIG, run_python  # noqa: E402
+from tests.conftest import DET_CONFIG, SEG_CONFIG, run_python  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_IMAGES = ROOT / 'data/demo/coco/val'
@@ -180,3 +180,10 @@ def test_deploy_report_times_every_form_of_a_classifier(tmp_path):
     again = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir)],
                        check=False)
     assert again.returncode == 2 and 'not empty' in again.stderr
+
+
+def test_an_exported_detector_does_not_serve_a_segmentation_config(exported, tmp_path):
+    out, _ = exported
+    proc = run_python(['tools/test.py', str(SEG_CONFIG), str(out), '--work-dir', str(tmp_path)], check=False)
+    assert proc.returncode == 2 and 'holds an exported instance-segmentor' in proc.stderr
+    assert 'cannot serve fpn_repvit-m1.1_ade20k-demo.py (mmseg)' in proc.stderr

@@ -21,6 +21,9 @@ from mmlightvit.registry import MODELS
 
 #: What the exported graph computes (its ``mmlightvit.kind`` metadata) -> the task it serves.
 RUNNABLE_KINDS = ('detector', 'instance-segmentor', 'segmentor', 'classifier')
+#: Which kinds of exported model serve a config of each OpenMMLab package.
+KINDS_OF_SCOPE = {'mmdet': ('detector', 'instance-segmentor'), 'mmseg': ('segmentor', ),
+                  'mmpretrain': ('classifier', )}
 #: The runtimes an exported file runs on (both on the CPU).
 BACKENDS = ('onnxruntime', 'openvino')
 
@@ -77,7 +80,7 @@ def exported_metadata(onnx_file: str) -> dict:
 
 @MODELS.register_module()
 class ExportedModel(BaseModel):
-    """Runs ``onnx_file`` with onnxruntime's CPU provider; see the module docstring.
+    """Runs ``onnx_file`` with onnxruntime or OpenVINO on the CPU; see the module docstring.
 
     Args:
         onnx_file: a whole model exported by ``tools/deploy/export_onnx.py --mode model``.
@@ -200,6 +203,10 @@ def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime'
     model = cfg.model
     metadata = exported_metadata(onnx_file)
     exported_config = metadata.get('config')
+    scope = cfg.get('default_scope')
+    if metadata.get('kind') in RUNNABLE_KINDS and metadata['kind'] not in KINDS_OF_SCOPE.get(scope, RUNNABLE_KINDS):
+        raise ExportedModelError(f'{onnx_file} holds an exported {metadata["kind"]} (from {exported_config}), '
+                                 f'which cannot serve {osp.basename(cfg.filename or "this config")} ({scope}).')
     if model.get('type') in ('mmlightvit.ExportedModel', 'ExportedModel'):
         return
     test_cfg = model.get('test_cfg') or {}
