@@ -39,7 +39,7 @@ import torch.nn as nn
 from mmlightvit.apis.model import build_model, config_without_pretrained, load_model_weights
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
-from mmlightvit.deploy.runtime import data_preprocessor_config
+from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
 from mmlightvit.models.layers import fuse_model
 from mmlightvit.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 
@@ -381,7 +381,7 @@ def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int,
         torch_ms = median_ms(lambda: target.module(*inputs), warmup, repeat)
     got = session.run(None, feed)
     ort_ms = median_ms(lambda: session.run(None, feed), warmup, repeat)
-    if target.kind in ('detector', 'instance-segmentor') and len(got) == len(expected):
+    if target.kind in DETECTOR_KINDS and len(got) == len(expected):
         got = _in_reference_order(got, expected)
     shape_problems = [f'{name}: onnxruntime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
                       for name, o, e in zip(target.output_names, got, expected) if o.shape != e.shape]

@@ -11,7 +11,7 @@ On x86 CPUs without VNNI instructions, 8-bit products summed in 16 bits can satu
 (``reduce_range``), which onnxruntime's guidance recommends there. ``reduce_range='auto'`` decides from the CPU flags.
 """
 import os
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -19,13 +19,26 @@ import numpy as np
 QUANTIZED_OPS = ('Conv', 'MatMul', 'Gemm')
 
 
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI or AVX-VNNI), from /proc/cpuinfo."""
+def cpu_model_and_flags() -> Tuple[str, List[str]]:
+    """This CPU's model name and feature flags, from /proc/cpuinfo (empty where it cannot be read)."""
+    name, flags = '', []
     try:
         with open('/proc/cpuinfo') as f:
-            flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and not name:
+                    name = value.strip()
+                elif key.strip() == 'flags':
+                    flags = value.split()
+                    break
     except OSError:
-        return False
+        pass
+    return name, flags
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has 8-bit dot-product instructions (AVX-512 VNNI or AVX-VNNI)."""
+    flags = cpu_model_and_flags()[1]
     return 'avx512_vnni' in flags or 'avx_vnni' in flags
 
 

@@ -19,11 +19,12 @@ from mmengine.model import BaseModel
 
 from mmlightvit.registry import MODELS
 
-#: What the exported graph computes (its ``mmlightvit.kind`` metadata) -> the task it serves.
-RUNNABLE_KINDS = ('detector', 'instance-segmentor', 'segmentor', 'classifier')
-#: Which kinds of exported model serve a config of each OpenMMLab package.
+#: The kinds of exported whole model (their ``mmlightvit.kind`` metadata) that serve a config of each OpenMMLab
+#: package.
 KINDS_OF_SCOPE = {'mmdet': ('detector', 'instance-segmentor'), 'mmseg': ('segmentor', ),
                   'mmpretrain': ('classifier', )}
+DETECTOR_KINDS = KINDS_OF_SCOPE['mmdet']
+RUNNABLE_KINDS = sum(KINDS_OF_SCOPE.values(), ())
 #: The runtimes an exported file runs on (both on the CPU).
 BACKENDS = ('onnxruntime', 'openvino')
 
@@ -39,9 +40,6 @@ class OpenVINOSession:
 
     def get_inputs(self):
         return [SimpleNamespace(name=port.get_any_name()) for port in self.model.inputs]
-
-    def get_outputs(self):
-        return [SimpleNamespace(name=port.get_any_name()) for port in self.model.outputs]
 
     def run(self, output_names, feed: dict) -> List[np.ndarray]:
         results = self._request.infer(feed)
@@ -108,7 +106,6 @@ class ExportedModel(BaseModel):
         self.backend = backend
         self.session = runtime_session(onnx_file, backend, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
         self._paster = None
 
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'predict'):
@@ -116,7 +113,7 @@ class ExportedModel(BaseModel):
             raise ExportedModelError(f'An exported model only predicts (mode {mode!r} was asked for); train and '
                                      'compute losses with the PyTorch model.')
         outputs = self.run(inputs, data_samples)
-        if self.kind in ('detector', 'instance-segmentor'):
+        if self.kind in DETECTOR_KINDS:
             return self._detections(outputs, data_samples)
         if self.kind == 'segmentor':
             return self._segmentation(outputs[0], data_samples)

@@ -18,14 +18,14 @@ import os.path as osp
 import platform
 import subprocess
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from mmengine.config import DictAction
 
 from mmlightvit.apis.model import config_without_pretrained
 from mmlightvit.deploy.onnx_export import SIZE_INPUT_NAME, build_export_target, export_onnx, median_ms
-from mmlightvit.deploy.quantize import calibration_feeds, cpu_has_vnni, quantize_onnx
+from mmlightvit.deploy.quantize import calibration_feeds, cpu_has_vnni, cpu_model_and_flags, quantize_onnx
 from mmlightvit.deploy.runtime import runtime_session
 from mmlightvit.engine.amp import BF16_MODULES
 from mmlightvit.engine.setup import take_classes_from_data
@@ -52,20 +52,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def cpu_description() -> str:
-    name = platform.processor() or 'unknown CPU'
-    flags: List[str] = []
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and name in ('', 'x86_64', 'unknown CPU'):
-                    name = line.split(':', 1)[1].strip()
-                if line.startswith('flags'):
-                    flags = line.split(':', 1)[1].split()
-                    break
-    except OSError:
-        pass
+    name, flags = cpu_model_and_flags()
     shown = [f for f in flags if f.startswith(('avx512f', 'avx512_bf16', 'avx512_vnni', 'avx_vnni', 'amx'))]
-    return f'{name}, {os.cpu_count()} cores, flags: {" ".join(shown) or "no AVX-512 / VNNI / AMX"}'
+    return (f'{name or platform.processor() or "unknown CPU"}, {os.cpu_count()} cores, flags: '
+            f'{" ".join(shown) or "no AVX-512 / VNNI / AMX"}')
 
 
 def test_metrics(config: str, weights: str, work_dir: str, extra: Sequence[str], cfg_options) -> dict:

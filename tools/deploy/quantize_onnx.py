@@ -60,20 +60,23 @@ def compare(float_file: str, int8_file: str, feeds, repeat: int, threads: Option
     the share that agree), then the median latency of both forms."""
     sessions = [ort_session(f, threads) for f in (float_file, int8_file)]
     names = [o.name for o in sessions[0].get_outputs()]
-    rows, times = {name: [] for name in names}, [[], []]
+    rows, integer, times = {name: [] for name in names}, {}, [[], []]
     for feed in feeds:
         results = [session.run(None, feed) for session in sessions]
         for name, ref, got in zip(names, *results):
-            if np.issubdtype(ref.dtype, np.integer) or ref.shape != got.shape:
-                rows[name].append(float((ref == got).mean()) if ref.shape == got.shape else 0.0)
+            integer[name] = np.issubdtype(ref.dtype, np.integer)
+            if ref.shape != got.shape:  # no agreement, an unbounded difference
+                value = 0.0 if integer[name] else float('inf')
+            elif integer[name]:
+                value = float((ref == got).mean()) if ref.size else 1.0
             else:
-                rows[name].append(float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12)) if ref.size else 0)
+                value = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12)) if ref.size else 0.0
+            rows[name].append(value)
         for form, session in enumerate(sessions):
             times[form].append(median_ms(lambda: session.run(None, feed), 1, repeat))
     lines = ['| output | INT8 vs float |', '| --- | --- |']
     for name, values in rows.items():
-        integer = np.issubdtype(sessions[0].run(None, feeds[0])[names.index(name)].dtype, np.integer)
-        lines.append(f'| {name} | ' + (f'{min(values):.2%} equal (worst image)' if integer else
+        lines.append(f'| {name} | ' + (f'{min(values):.2%} equal (worst image)' if integer[name] else
                                        f'max rel diff {max(values):.3g}') + ' |')
     float_ms, int8_ms = float(np.median(times[0])), float(np.median(times[1]))
     lines += ['', '| form | latency (ms, median) | speed-up |', '| --- | --- | --- |',
