@@ -375,6 +375,47 @@ def test_checkpoint_mismatch_is_an_error_naming_the_key(tmp_path, case, layout, 
     assert_same_weights(model, before)
 
 
+@per_case
+def test_official_file_leaves_the_optional_output_norms_initialised(tmp_path, case):
+    """No official file has the optional output norms (``out_norm_cfg``): loading one fills every other key and
+    leaves the norms as initialised; a file in our own layout must have them."""
+    source = small_model(case, seed=0)
+    path = tmp_path / 'official.pth'
+    torch.save(source.to_official_state_dict(), path)
+    torch.manual_seed(1)
+    model = case.build(out_norm_cfg=dict(type='LN2d'), init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    norms = {k: v.clone() for k, v in model.state_dict().items() if re.match(r'norm\d\.', k)}
+    model.init_weights()
+    assert norms
+    assert_same_weights(model, {**source.state_dict(), **norms})
+    own = tmp_path / 'own.pth'
+    torch.save(source.state_dict(), own)
+    with pytest.raises(CheckpointError, match=r'missing keys: norm0\.weight'):
+        load_via_init_cfg(type(source), case.arch, own, out_norm_cfg=dict(type='LN2d'), **case.kwargs)
+
+
+def another_variant(case: Case):
+    """A variant of the case's family with other tensor shapes."""
+    if isinstance(case.arch, dict):
+        depths = list(case.arch['depths'])
+        depths[2] += 1
+        return dict(case.arch, depths=tuple(depths))
+    archs = FAMILIES[case.family].archs
+    return archs[archs.index(case.arch) + 1]
+
+
+@per_case
+def test_official_file_of_another_variant_is_refused_naming_both(tmp_path, case):
+    other = FAMILIES[case.family].cls(another_variant(case), **case.kwargs)
+    path = tmp_path / 'other.pth'
+    torch.save(other.to_official_state_dict(), path)
+    model = case.build(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    depths = tuple(model.infer_arch(other.state_dict())['depths'])
+    with pytest.raises(CheckpointError, match=rf'The official {case.family} checkpoint has .*depths '
+                                              rf'{re.escape(str(depths))}.*, but this {case.family} has .*wrong arch'):
+        model.init_weights()
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Light imports
 

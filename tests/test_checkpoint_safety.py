@@ -10,8 +10,8 @@ import torch.nn as nn
 from mmengine.logging import MessageHub
 from mmengine.runner import load_checkpoint
 
-from mmlightvit.utils import (CheckpointError, check_state_dict, extract_state_dict, install_safe_checkpoint_loading,
-                              load_checkpoint_file)
+from mmlightvit.models.weights import resolve_state
+from mmlightvit.utils import CheckpointError, extract_state_dict, install_safe_checkpoint_loading, load_checkpoint_file
 
 install_safe_checkpoint_loading()  # what the tools do: mmengine's load_checkpoint below goes through it
 
@@ -84,14 +84,14 @@ def test_state_dict_unwrapping_and_strict_errors():
 
     missing = {k: v for k, v in state.items() if k != '0.bias'}
     with pytest.raises(CheckpointError, match=r'missing keys: 0\.bias'):
-        check_state_dict(model, missing, 'ckpt')
+        resolve_state(model, missing, 'ckpt')
     extra = dict(state, **{'head.weight': torch.zeros(1)})
     with pytest.raises(CheckpointError, match=r'unexpected keys: head\.weight'):
-        check_state_dict(model, extra, 'ckpt')
+        resolve_state(model, extra, 'ckpt')
     wrong = dict(state, **{'1.weight': torch.zeros(5)})
     with pytest.raises(CheckpointError, match=r'wrong shapes: 1\.weight \(checkpoint \(5,\), model \(4,\)\)'):
-        check_state_dict(model, wrong, 'ckpt')
-    check_state_dict(model, state, 'ckpt')  # a full match passes
+        resolve_state(model, wrong, 'ckpt')
+    resolve_state(model, state, 'ckpt')  # a full match passes
 
 
 def test_importing_the_package_changes_nothing_in_mmengine():

@@ -357,7 +357,7 @@ def test_wrong_variant_is_an_error(tmp_path, tiny_pair):
     _, source = tiny_pair
     path = tmp_path / 'tiny.pth'
     torch.save(source.to_official_state_dict(), path)
-    with pytest.raises(CheckpointError, match='wrong shapes'):
+    with pytest.raises(CheckpointError, match=r'has dim=32, .*but this FasterViT has dim=48, .*wrong arch'):
         _load_via_init_cfg(dict(TINY, dim=48), path)
 
 

@@ -15,7 +15,7 @@ from mmengine.registry import DATASETS, MODELS, init_default_scope
 from mmengine.runner import BaseLoop
 from mmdet.structures.bbox import bbox_overlaps
 
-from mmlightvit.engine import FuseModelHook
+from mmlightvit.engine import FuseModelHook, StrictLoadHook
 from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite
 from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.utils import CheckpointError, load_checkpoint_file
@@ -167,12 +167,13 @@ def test_fused_test_config_adds_the_hook_and_keeps_the_others():
 # FuseModelHook on its own (a stand-in runner)
 
 
-def fake_runner(model, training=False):
+def fake_runner(model, training=False, hooks=()):
     class _Loop(BaseLoop):
         def run(self):
             pass
 
-    return SimpleNamespace(model=model, hooks=[], logger=MMLogger.get_current_instance(),
+    return SimpleNamespace(model=model, hooks=list(hooks), logger=MMLogger.get_current_instance(), _resume=False,
+                           _load_from=None,
                            _train_loop=_Loop.__new__(_Loop) if training else dict(type='EpochBasedTrainLoop'))
 
 
@@ -185,17 +186,27 @@ def test_fuse_hook_does_nothing_while_training():
     assert isinstance(model[0], nn.Conv2d) and not model.training
 
 
-def test_fuse_hook_refuses_a_checkpoint_that_does_not_match():
+def load_through_hooks(runner, checkpoint):
+    """What Runner.load_checkpoint does after reading the file: each hook's after_load_checkpoint, by priority."""
+    for hook in runner.hooks:
+        hook.after_load_checkpoint(runner, checkpoint)
+
+
+def test_fuse_hook_folds_for_a_fused_checkpoint_and_strict_load_checks_it():
     model = nn.Sequential(ConvBN(3, 8, 3, 1, 1))
     state = model.state_dict()
     state.pop('0.bn.running_var')
     with pytest.raises(CheckpointError, match='missing keys: 0.bn.running_var'):
-        FuseModelHook().after_load_checkpoint(fake_runner(model), dict(state_dict=state, meta={}))
-    # a fused checkpoint: the hook folds first, so its weights fit
+        load_through_hooks(fake_runner(model, hooks=[FuseModelHook(), StrictLoadHook()]),
+                           dict(state_dict=state, meta={}))
+    # a fused checkpoint: FuseModelHook folds first, so its weights fit when StrictLoadHook checks them
     fused_state = fuse_model(copy.deepcopy(model).eval()).state_dict()
-    runner = fake_runner(model)
-    FuseModelHook().after_load_checkpoint(runner, dict(state_dict=fused_state, meta=dict(fused=True)))
+    load_through_hooks(fake_runner(model, hooks=[FuseModelHook(), StrictLoadHook()]),
+                       dict(state_dict=fused_state, meta=dict(fused=True)))
     assert isinstance(model[0], nn.Conv2d) and set(model.state_dict()) == set(fused_state)
+    # mmengine alone loads non-strictly: without StrictLoadHook the fuse hook refuses to run
+    with pytest.raises(CheckpointError, match='needs StrictLoadHook'):
+        FuseModelHook().after_load_checkpoint(fake_runner(model), dict(state_dict=fused_state, meta={}))
 
 
 # ----------------------------------------------------------------------------------------------------------------

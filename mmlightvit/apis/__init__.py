@@ -3,14 +3,13 @@
 ``model`` and ``model_index`` need torch and mmengine only; the inferencers (which import mmdet and mmseg) load
 when first used.
 """
-from .model import (build_model, checkpoint_part, config_without_pretrained, drop_pretrained, init_model,
-                    load_model_weights)
+from .model import build_model, config_without_pretrained, drop_pretrained, init_model, load_model_weights
 from .model_index import ZooModel, find_model, list_models, load_metafiles, load_model_index
 
 _INFERENCERS = ('LightDetInferencer', 'LightSegInferencer', 'build_inferencer')
 
 __all__ = [
-    'build_model', 'checkpoint_part', 'config_without_pretrained', 'drop_pretrained', 'init_model',
+    'build_model', 'config_without_pretrained', 'drop_pretrained', 'init_model',
     'load_model_weights', 'ZooModel', 'find_model', 'list_models', 'load_metafiles', 'load_model_index',
     *_INFERENCERS
 ]

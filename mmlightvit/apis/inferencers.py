@@ -98,7 +98,8 @@ class _ProjectWeights:
         # a config for one's own data takes its class names from the data, else from the checkpoint
         take_classes_from_data(cfg, checkpoint_classes(checkpoint))
         drop_pretrained(cfg)
-        model = load_model_weights(MODELS.build(cfg.model), checkpoint, weights, fuse=self.fuse)
+        model = load_model_weights(MODELS.build(cfg.model), checkpoint, f'Checkpoint {weights!r}',
+                                   fuse=self.fuse)
         model.cfg = cfg
         # the upstream method reads dataset_meta (classes, palette) from the checkpoint's meta and the config; it
         # gets the state dict just loaded, so its own non-strict load changes nothing

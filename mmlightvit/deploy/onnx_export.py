@@ -36,12 +36,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mmlightvit.apis.model import build_model, config_without_pretrained, load_model_weights
+from mmlightvit.apis.model import build_model, config_without_pretrained
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
 from mmlightvit.models.layers import fuse_model
-from mmlightvit.utils.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from mmlightvit.models.weights import load_model_weights
+from mmlightvit.utils.checkpoint import read_checkpoint
 
 DEFAULT_OPSET = 20
 MODES = ('backbone', 'model')
@@ -166,16 +167,11 @@ class ExportTarget:
         return image, size.expand(image.shape[0], 2).contiguous()
 
 
-def _load_weights(module: nn.Module, checkpoint: str, whole_model: bool) -> Tuple[nn.Module, dict]:
-    """Load ``checkpoint`` strictly into ``module`` (the whole model, or its backbone) and return it fused, with the
-    checkpoint's ``meta``; see :func:`mmlightvit.apis.model.load_model_weights` for the layouts it accepts."""
+def _load_weights(module: nn.Module, checkpoint: str) -> Tuple[nn.Module, dict]:
+    """Load ``checkpoint`` strictly into ``module`` (a whole model, or a backbone) and return it fused, with the
+    checkpoint's ``meta``."""
     raw = read_checkpoint(checkpoint)
-    if whole_model and not any(k.startswith('backbone.') for k in extract_state_dict(raw, source=checkpoint)):
-        raise CheckpointError(
-            f'Checkpoint {checkpoint!r} holds backbone weights only (no backbone.* keys); the whole model needs a '
-            'checkpoint of the detector / segmentor (what tools/train.py writes). Export the backbone alone with '
-            '--mode backbone.')
-    return load_model_weights(module, raw, checkpoint, fuse=True), raw.get('meta') or {}
+    return load_model_weights(module, raw, f'Checkpoint {checkpoint!r}', fuse=True), raw.get('meta') or {}
 
 
 def _dataset_metadata(meta: dict) -> Dict[str, str]:
@@ -219,7 +215,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
 
     if mode == 'backbone':
         backbone = model.backbone
-        backbone = _load_weights(backbone, checkpoint, False)[0] if use_checkpoint else fuse_model(backbone)
+        backbone = _load_weights(backbone, checkpoint)[0] if use_checkpoint else fuse_model(backbone)
         strides = [2**(i + 2) for i in getattr(backbone, 'out_indices', ())]
         names = [f'feat_s{s}' for s in strides] or None
         module = BackboneFeatures(backbone).eval()
@@ -229,7 +225,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata, fixed_size)
 
     if use_checkpoint:
-        model, meta = _load_weights(model, checkpoint, whole_model=True)
+        model, meta = _load_weights(model, checkpoint)
         metadata.update(_dataset_metadata(meta))
     else:
         model = fuse_model(model)

@@ -9,7 +9,10 @@ leave part of a model random without saying so.
   names when it is complete, else the newest complete ``epoch_N.pth`` / ``iter_N.pth``.
 * :class:`StrictLoadHook`: on resume, the checkpoint must hold the whole training state and match the model and
   the optimizer; for evaluation, the weights must match the model exactly; for fine-tuning (``load_from``) only
-  the layers whose shape follows the class count may differ, and they are named.
+  the layers whose shape follows the class count may differ, and they are named. The weights are resolved (and
+  released layouts converted) by :func:`mmlightvit.models.weights.resolve_state`, as everywhere else.
+* :class:`FuseModelHook`: evaluation of the folded (re-parameterised) model; a fused checkpoint is loaded into
+  the folded model, which StrictLoadHook then checks.
 """
 import os
 import os.path as osp
@@ -23,15 +26,14 @@ import torch
 import torch.nn as nn
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
-from mmengine.hooks import CheckpointHook, Hook
+from mmengine.hooks import CheckpointHook, EMAHook, Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop
 
-from mmlightvit.models.releases import convert_released_model
+from mmlightvit.models.layers import fuse_model
+from mmlightvit.models.weights import format_mismatches, resolve_state, state_dict_mismatches
 from mmlightvit.registry import HOOKS
-from mmlightvit.utils.checkpoint import (CheckpointError, checkpoint_classes, extract_state_dict,
-                                         format_mismatches, install_safe_checkpoint_loading,
-                                         released_checkpoint_keys, state_dict_mismatches)
+from mmlightvit.utils.checkpoint import CheckpointError, checkpoint_classes, install_safe_checkpoint_loading
 from mmlightvit.utils.files import replace_file_atomically, temporary_path
 
 LAST_CHECKPOINT = 'last_checkpoint'  # the file mmengine's CheckpointHook and find_latest_checkpoint use
@@ -203,18 +205,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) or isinstance(model, BaseTTAModel) else model
 
 
-def convert_loaded_checkpoint(runner, model: nn.Module, checkpoint: dict, source: str) -> dict:
-    """The state dict of a checkpoint the Runner just read; an officially released detector, segmentor or
-    classifier is converted to ``model``'s keys in memory (``checkpoint['state_dict']`` is replaced, which is what
-    the Runner loads next; :func:`~mmlightvit.models.releases.convert_released_model`)."""
-    state = extract_state_dict(checkpoint, source=source, preferred_keys=released_checkpoint_keys(model))
-    state, layout = convert_released_model(model, state)
-    if layout is not None:
-        checkpoint['state_dict'] = state
-        runner.logger.info(f'{source}: the weights are in the {layout}; converted in memory.')
-    return state
-
-
 def _random_parts(missing: List[str]) -> List[str]:
     """Top-level modules with missing weights, e.g. ['roi_head.mask_head'] (two name levels)."""
     return sorted({'.'.join(key.split('.')[:2]) for key in missing})
@@ -254,10 +244,11 @@ class StrictLoadHook(Hook):
         training = is_training(runner)
         if runner._resume and training:
             self._check_training_state(runner, checkpoint, source)
-            state = extract_state_dict(checkpoint, source=source)
-        else:
-            state = convert_loaded_checkpoint(runner, model, checkpoint, source)
-        mismatches = state_dict_mismatches(model, state)
+        weights = resolve_state(model, checkpoint, source, strict=False)
+        state, mismatches = weights.state, weights.mismatches
+        if weights.layout is not None:  # what the Runner loads next
+            checkpoint['state_dict'] = state
+            runner.logger.info(f'{source}: the weights are in the {weights.layout}; converted in memory.')
         if not mismatches:
             return
         summary = f'{source} does not match {type(model).__name__}: {format_mismatches(mismatches)}.'
@@ -335,3 +326,90 @@ class StrictLoadHook(Hook):
                 raise CheckpointError(
                     f'{source} cannot be resumed: its optimizer has parameter groups of {theirs} parameters, this '
                     f'run\'s optimizer {ours} (another model or another paramwise_cfg).')
+
+
+@HOOKS.register_module()
+class FuseModelHook(Hook):
+    """Evaluate the re-parameterised (deploy) form of the model: every conv-BN pair and RepVGG branch folded.
+
+    From the command line: ``tools/test.py CONFIG CKPT --cfg-options default_hooks.fuse.type=mmlightvit.FuseModelHook``
+    (the Runner registers every entry of ``default_hooks``, and this form keeps the config's ``custom_hooks``; a
+    ``custom_hooks=[dict(...)]`` option does not work, as mmengine's DictAction reads ``dict(...)`` as a string). In a
+    config: ``custom_hooks = _base_.custom_hooks + [dict(type='mmlightvit.FuseModelHook')]``. Two kinds of
+    checkpoint work with the same hook:
+
+    * an ordinary (unfused) checkpoint: mmengine loads it into the model as built, then this hook folds the
+      model in ``before_test`` / ``before_val`` (the loops call those before ``model.eval()`` and the first batch);
+    * a checkpoint written by ``tools/model_converters/fuse_checkpoint.py`` (``meta['fused']`` is True): its
+      weights only fit the folded structure, so the hook folds the (not yet loaded) model in
+      ``after_load_checkpoint``, which ``Runner.load_checkpoint`` calls after reading the file and *before*
+      loading the state dict into the model (mmengine 0.10: ``before_run`` -> ``load_or_resume`` ->
+      ``after_load_checkpoint`` -> state dict loaded -> loop ``before_test`` -> ``model.eval()``).
+
+    mmengine loads checkpoints non-strictly (mismatches are only logged), which would silently evaluate a
+    half-random model; :class:`StrictLoadHook` (which the tools always add) checks the checkpoint against the
+    (folded or unfolded) model, after this hook. Without it this hook refuses to run.
+
+    An ``EMAHook`` (RTMDet configs) keeps a copy of the model whose parameters it swaps with the model's before
+    testing, pairing them by position; the hook folds that copy too, so both keep the same structure. The priority
+    (HIGH) puts this hook's ``after_load_checkpoint`` before StrictLoadHook's (ABOVE_NORMAL) and EMAHook's (49),
+    which copies the checkpoint's weights into its copy.
+
+    Folding is for evaluation only: while training (the runner's train loop is built) the hook does nothing, so a
+    config with it can still be trained and validated unfused.
+    """
+
+    priority = 'HIGH'
+
+    def __init__(self):
+        self._fused = False  # fold once per run: a second fuse_model would find nothing, but keep the log honest
+
+    @staticmethod
+    def _models(runner) -> List[nn.Module]:
+        """The runner's model (unwrapped from DDP) and the EMA copy of any EMAHook."""
+        models = [unwrap_model(runner.model)]
+        for hook in getattr(runner, 'hooks', []):
+            ema_model = getattr(hook, 'ema_model', None)
+            if isinstance(hook, EMAHook) and ema_model is not None:
+                models.append(ema_model.module)
+        return models
+
+    def _fuse(self, runner, when: str) -> None:
+        if self._fused or is_training(runner):
+            return
+        models = self._models(runner)
+        for model in models:
+            model.eval()  # BN folding uses the running statistics: fold what eval mode computes
+            num_fusable = sum(1 for m in model.modules() if callable(getattr(m, 'fuse', None)))
+            params_before = sum(p.numel() for p in model.parameters())
+            fused = fuse_model(model)
+            if fused is not model:
+                raise RuntimeError(f'FuseModelHook cannot replace the top-level {type(model).__name__}: '
+                                   'its own fuse() returned a new module.')
+            params_after = sum(p.numel() for p in model.parameters())
+            if model is models[0]:
+                runner.logger.info(f'FuseModelHook ({when}): folded {num_fusable} modules '
+                                   f'(conv-BN pairs and RepVGG branches); parameters {params_before / 1e6:.3f}M '
+                                   f'-> {params_after / 1e6:.3f}M.')
+        if len(models) > 1:
+            runner.logger.info('FuseModelHook: folded the EMAHook copy of the model as well.')
+        self._fused = True
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if is_training(runner):
+            return
+        if (checkpoint.get('meta') or {}).get('fused'):
+            self._fuse(runner, 'before loading a fused checkpoint')
+        elif self._fused:
+            raise CheckpointError('FuseModelHook: the model was already folded, but the checkpoint being loaded '
+                                  'is not a fused one (meta.fused is not set).')
+        if not any(isinstance(hook, StrictLoadHook) for hook in runner.hooks):
+            raise CheckpointError("FuseModelHook needs StrictLoadHook to check the checkpoint against the model "
+                                  "(mmengine loads non-strictly): add dict(type='mmlightvit.StrictLoadHook') to "
+                                  'custom_hooks (mmlightvit.engine.prepare_run adds it).')
+
+    def before_val(self, runner) -> None:
+        self._fuse(runner, 'before_val')
+
+    def before_test(self, runner) -> None:
+        self._fuse(runner, 'before_test')

@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 from mmlightvit.utils.checkpoint import install_safe_checkpoint_loading
 
 from .checkpointing import unwrap_model
-from .data_loading import SEEDED_SAMPLERS
+from .reproducibility import SEEDED_SAMPLERS
 from .dist import setup_cpu_distributed
 
 DATA_HELP = {

@@ -157,8 +157,5 @@ def convert_idea_dino_state(state: Dict[str, torch.Tensor], model: nn.Module) ->
                 break
         converted[key] = value
 
-    backbone = model.backbone.convert_checkpoint(official_backbone)
-    # convert_checkpoint fills the output norms a foreign layout lacks from the model itself: leave those out
-    filled = {k for k in backbone if re.match(r'norm\d+\.', k) and k not in official_backbone}
-    converted.update(('backbone.' + k, v) for k, v in backbone.items() if k not in filled)
+    converted.update(('backbone.' + k, v) for k, v in model.backbone.convert_checkpoint(official_backbone).items())
     return converted

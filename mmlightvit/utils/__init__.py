@@ -1,9 +1,7 @@
-from .checkpoint import (CheckpointError, check_state_dict, convert_released_state, extract_state_dict,
-                         format_mismatches, install_safe_checkpoint_loading, load_backbone_checkpoint,
-                         load_checkpoint_file, read_checkpoint, state_dict_mismatches)
+from .checkpoint import (CheckpointError, extract_state_dict, install_safe_checkpoint_loading, load_checkpoint_file,
+                         read_checkpoint)
 
 __all__ = [
-    'CheckpointError', 'check_state_dict', 'convert_released_state', 'extract_state_dict', 'format_mismatches',
-    'install_safe_checkpoint_loading', 'load_backbone_checkpoint', 'load_checkpoint_file', 'read_checkpoint',
-    'state_dict_mismatches'
+    'CheckpointError', 'extract_state_dict', 'install_safe_checkpoint_loading', 'load_checkpoint_file',
+    'read_checkpoint'
 ]

@@ -1,11 +1,11 @@
-"""Checkpoint handling shared by every entry point: safe loading, layout unwrapping and strict backbone loading.
+"""Checkpoint files, knowing no model: safe reading (local and downloaded, hash-checked) and the tensors a file holds.
 
 Loading never executes code from the file: every ``torch.load`` here runs with ``weights_only=True`` and an
 allowlist of exactly the non-tensor types that mmengine training checkpoints contain (numpy arrays, dtypes and
-scalars in the message hub). The project's own loading (backbones' ``init_cfg``, the inferencers, the converters)
-reads files through :func:`read_checkpoint` directly; :func:`install_safe_checkpoint_loading`, which the tools call
-explicitly (importing the package does not), routes mmengine's own loaders (``Runner.resume``, ``load_checkpoint``,
-``init_cfg=dict(type='Pretrained')`` of other models) through it as well.
+scalars in the message hub). The project's own loading (:mod:`mmlightvit.models.weights`, which puts the tensors
+into a model) reads files through :func:`read_checkpoint` directly; :func:`install_safe_checkpoint_loading`, which
+the tools call explicitly (importing the package does not), routes mmengine's own loaders (``Runner.resume``,
+``load_checkpoint``, ``init_cfg=dict(type='Pretrained')`` of other models) through it as well.
 """
 import argparse
 import hashlib
@@ -15,11 +15,10 @@ import pickle
 import re
 import sys
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
 
@@ -218,115 +217,3 @@ def checkpoint_classes(checkpoint) -> Optional[tuple]:
 
 def _is_tensor_dict(state: dict) -> bool:
     return len(state) > 0 and all(isinstance(v, torch.Tensor) for v in state.values())
-
-
-def strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> 'OrderedDict[str, torch.Tensor]':
-    """Keep only the keys under ``prefix`` (e.g. ``backbone.`` of a detector checkpoint), without it."""
-    return OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-
-
-def holds_whole_model(state: Dict[str, torch.Tensor]) -> bool:
-    """Whether ``state`` is a whole detector / segmentor / classifier (it has ``backbone.*`` keys)."""
-    return any(k.startswith('backbone.') for k in state)
-
-
-def backbone_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The backbone's tensors: a whole model's ``backbone.*`` keys without the prefix, else ``state`` itself."""
-    return strip_prefix(state, 'backbone.') if holds_whole_model(state) else state
-
-
-def drop_keys(state: Dict[str, torch.Tensor], prefixes: Iterable[str]) -> 'OrderedDict[str, torch.Tensor]':
-    """Remove every key that starts with one of ``prefixes`` (classifier heads and the like)."""
-    prefixes = tuple(prefixes)
-    return OrderedDict((k, v) for k, v in state.items() if not k.startswith(prefixes))
-
-
-def _summarise(keys: List[str], limit: int = 12) -> str:
-    shown = ', '.join(keys[:limit])
-    return f'{shown}, ... ({len(keys)} in all)' if len(keys) > limit else shown
-
-
-def state_dict_mismatches(model: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, List[str]]:
-    """The keys of ``state`` that do not fit ``model``: {'missing keys': [...], 'unexpected keys': [...],
-    'wrong shapes': ['key (checkpoint (..), model (..))', ...]}, empty kinds left out."""
-    expected = model.state_dict()
-    mismatches = {
-        'missing keys': [k for k in expected if k not in state],
-        'unexpected keys': [k for k in state if k not in expected],
-        'wrong shapes': [f'{k} (checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)})'
-                         for k in expected if k in state and state[k].shape != expected[k].shape],
-    }
-    return {kind: keys for kind, keys in mismatches.items() if keys}
-
-
-def format_mismatches(mismatches: Dict[str, List[str]]) -> str:
-    """'missing keys: a, b; wrong shapes: ...' for the result of :func:`state_dict_mismatches`."""
-    return '; '.join(f'{kind}: {_summarise(keys)}' for kind, keys in mismatches.items())
-
-
-def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Raise :class:`CheckpointError` naming every missing, unexpected and mis-shaped key."""
-    mismatches = state_dict_mismatches(model, state)
-    if mismatches:
-        raise CheckpointError(f'{source} does not match {type(model).__name__}: {format_mismatches(mismatches)}.')
-
-
-def load_backbone_checkpoint(model: nn.Module, filename: str,
-                             convert: Optional[Callable[[dict], dict]] = None,
-                             prefix: Optional[str] = None,
-                             preferred_keys: Optional[Sequence[str]] = None) -> None:
-    """Load a backbone checkpoint strictly, whatever its layout.
-
-    ``filename`` may hold the backbone alone, a whole detector/segmentor/classifier (``prefix``, default
-    ``backbone.`` when such keys exist), or a foreign layout that ``convert`` maps onto the model's keys
-    (dropping classifier heads). Anything that still does not match is an error, never a partial load.
-    ``preferred_keys`` is passed to :func:`extract_state_dict`.
-    """
-    checkpoint = read_checkpoint(filename)
-    state = extract_state_dict(checkpoint, source=filename, preferred_keys=preferred_keys)
-    state = strip_prefix(state, prefix) if prefix else backbone_state(state)
-    if convert is not None:
-        state = convert(state)
-    check_state_dict(model, state, source=f'Checkpoint {filename!r}')
-    model.load_state_dict(state, strict=True)
-
-
-def released_checkpoint_keys(model: nn.Module) -> Optional[Sequence[str]]:
-    """The wrapper keys to read a release for ``model`` from first: its backbone's ``checkpoint_keys`` (e.g.
-    EdgeNeXt's ``model_ema``, whose weights the published accuracies are of)."""
-    return getattr(getattr(model, 'backbone', model), 'checkpoint_keys', None)
-
-
-def convert_released_state(model: nn.Module, state: Dict[str, torch.Tensor]):
-    """Map a released detector's, segmentor's or classifier's state dict onto ``model``'s keys.
-
-    Official dense releases (RepViT's and TransNeXt's mmdet 2.x / mmseg 0.x and mmdet 3.x / mmseg 1.x files) keep
-    the heads under the names mmdet 3.3 / mmseg 1.2 use, but the backbone in the official module tree. The
-    ``backbone.*`` keys go through the backbone's own ``convert_checkpoint``; the rest is kept as it is.
-    Released ImageNet classifiers (no ``backbone.`` prefix) go to an mmpretrain ``ImageClassifier`` whose head
-    reads them: the backbone keys through ``convert_checkpoint``, the classifier keys through the backbone
-    family's ``convert_classifier_head``.
-
-    Returns:
-        ``(state, converted)``: the state dict to load and whether it was converted. Keys the conversion filled
-        in from the model itself (optional output norms that no release has) are left out, so a strict check
-        reports them as missing.
-    """
-    backbone = getattr(model, 'backbone', None)
-    convert = getattr(backbone, 'convert_checkpoint', None)
-    if convert is None:
-        return state, False
-    if holds_whole_model(state):
-        original = backbone_state(state)
-        result = OrderedDict((k, v) for k, v in state.items() if not k.startswith('backbone.'))
-    elif hasattr(model, 'head') and hasattr(backbone, 'convert_classifier_head'):
-        original = state
-        result = OrderedDict(('head.' + k, v) for k, v in backbone.convert_classifier_head(state).items())
-    else:
-        return state, False
-    converted = convert(OrderedDict(original))
-    if list(converted) == list(original):
-        return state, False
-    own = {k: v.data_ptr() for k, v in backbone.state_dict().items()}
-    result.update(('backbone.' + k, v) for k, v in converted.items() if own.get(k) != v.data_ptr())
-    return result, True

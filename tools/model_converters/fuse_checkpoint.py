@@ -24,8 +24,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from mmlightvit.apis.model import build_model, checkpoint_part, config_without_pretrained, load_model_weights
+from mmlightvit.apis.model import build_model, config_without_pretrained
 from mmlightvit.models.layers import fuse_model
+from mmlightvit.models.weights import resolve_state
 from mmlightvit.utils import load_checkpoint_file
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output, replace_file_atomically
@@ -50,10 +51,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     # The trained weights replace everything; init_cfg would only try to download the ImageNet checkpoint.
     model = build_model(config_without_pretrained(args.config), seed=None)
     checkpoint = load_checkpoint_file(args.checkpoint)
-    content, _ = checkpoint_part(model, checkpoint, args.checkpoint, allow_backbone=True)
-    whole_model = content == 'model'
     # A backbone checkpoint: fold the backbone alone (a foreign layout is converted on the way in).
-    model = load_model_weights(model if whole_model else model.backbone, checkpoint, args.checkpoint)
+    weights = resolve_state(model, checkpoint, f'Checkpoint {args.checkpoint!r}', part='any')
+    weights.load()
+    whole_model = weights.part == 'model'
+    model = weights.target
 
     num_fusable = count_fusable(model)
     params_before = sum(p.numel() for p in model.parameters())

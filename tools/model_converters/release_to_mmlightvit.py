@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import torch
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
-from mmlightvit.models.releases import convert_released_model
-from mmlightvit.utils import check_state_dict, extract_state_dict, load_checkpoint_file
+from mmlightvit.models.weights import resolve_state
+from mmlightvit.utils import load_checkpoint_file
 from mmlightvit.utils.cli import exit_on_user_error
 from mmlightvit.utils.files import check_output, replace_file_atomically
 
@@ -50,8 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     model = build_model(config_without_pretrained(args.config))
     checkpoint = load_checkpoint_file(args.src)
-    state, layout = convert_released_model(model, extract_state_dict(checkpoint, source=args.src))
-    check_state_dict(model, state, source=f'Checkpoint {args.src!r}')
+    weights = resolve_state(model, checkpoint, f'Checkpoint {args.src!r}')
+    state, layout = weights.state, weights.layout
     meta = dict(source=osp.basename(args.src), config=osp.basename(args.config),
                 backbone_layout='official' if layout else 'mmlightvit',
                 converter='tools/model_converters/release_to_mmlightvit.py')

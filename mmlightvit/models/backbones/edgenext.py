@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
-from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import (DropPath, LayerNorm2d, LightBackbone, Stage, build_activation, count_blocks,
                       drop_path_rates)
 
@@ -298,18 +297,6 @@ def mmlightvit_to_official(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, 
     return out
 
 
-def detect_layout(state: Dict[str, torch.Tensor]) -> str:
-    """``'official'``, ``'mmpretrain'``, ``'timm'`` (ours plus ``head.*``) or ``'mmlightvit'``."""
-    if any(k.startswith('downsample_layers.') for k in state):
-        mmpretrain = ('.depthwise_conv.', '.pointwise_conv1.', '.conv_modules.', '.csa.', '.norm_csa.')
-        if any(marker in k for k in state for marker in mmpretrain):
-            return 'mmpretrain'
-        return 'official'
-    if any(k.startswith('head.') for k in state):
-        return 'timm'
-    return 'mmlightvit'
-
-
 def infer_edgenext_arch(state: Dict[str, torch.Tensor]) -> dict:
     """``widths``, ``depths``, ``bn_hs`` (and ``num_heads``, ``kernel_sizes`` where found) of a state dict in
     our/timm layout (convert official and mmpretrain files first)."""
@@ -395,11 +382,21 @@ class EdgeNeXt(LightBackbone):
     reference_models = ('timm', {name: 'edgenext_' + name.replace('-', '_')
                                  for name in ('xx-small', 'x-small', 'small', 'base')})
 
-    detect_layout = staticmethod(detect_layout)
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        """``'official'``, ``'mmpretrain'``, ``'timm'`` (ours plus ``head.*``) or ``'mmlightvit'``."""
+        if any(k.startswith('downsample_layers.') for k in state_dict):
+            mmpretrain = ('.depthwise_conv.', '.pointwise_conv1.', '.conv_modules.', '.csa.', '.norm_csa.')
+            if any(marker in k for k in state_dict for marker in mmpretrain):
+                return 'mmpretrain'
+            return 'official'
+        if any(k.startswith('head.') for k in state_dict):
+            return 'timm'
+        return 'mmlightvit'
 
     @classmethod
     def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
-        layout = detect_layout(state_dict)  # infer_edgenext_arch reads our key names
+        layout = cls.detect_layout(state_dict)  # infer_edgenext_arch reads our key names
         if layout == 'official':
             state_dict = official_to_mmlightvit(state_dict)
         elif layout == 'mmpretrain':
@@ -419,9 +416,10 @@ class EdgeNeXt(LightBackbone):
         return {k: found[k] for k in ('widths', 'depths', 'bn_hs', 'num_heads', 'kernel_sizes') if k in found}
 
     @classmethod
-    def is_dropped_on_conversion(cls, key: str) -> bool:
+    def is_dropped_on_conversion(cls, key: str, layout: str) -> bool:
         # also mmpretrain's norm{i} over the pooled features: classifier-side
-        return super().is_dropped_on_conversion(key) or re.match(r'norm\d+\.', key) is not None
+        return super().is_dropped_on_conversion(key, layout) or (
+            layout == 'mmpretrain' and re.match(r'norm\d+\.', key) is not None)
 
     @classmethod
     def convert_classifier_head(cls, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -512,38 +510,12 @@ class EdgeNeXt(LightBackbone):
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints
 
-    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Accept our layout, timm's (ours plus ``head.*``), the official release layout or mmpretrain's.
-
-        Classifier-side keys are dropped: ``head.*`` and the final ``norm.*`` (official, timm) and mmpretrain's
-        ``norm{i}`` (its norms over the pooled features). For foreign layouts, the optional output norms
-        (``norm{i}``, in no released checkpoint) keep their current initialisation. A checkpoint of another size
-        or of the other norm type is an error naming both; anything else unrecognised is returned unchanged, so
-        the strict check names it.
-        """
-        layout = detect_layout(state_dict)
-        state = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith(HEAD_PREFIXES))
+    def to_own_layout(self, state_dict: Dict[str, torch.Tensor], layout: str) -> 'OrderedDict':
         if layout == 'official':
-            state = official_to_mmlightvit(state)
-        elif layout == 'mmpretrain':
-            state = OrderedDict((k, v) for k, v in mmpretrain_to_mmlightvit(state).items()
-                                if not re.match(r'norm\d+\.', k))
-        if layout != 'mmlightvit':
-            try:
-                found = infer_edgenext_arch(state)
-            except KeyError:
-                found = None  # not a complete backbone: the strict check will name the keys
-            if found is not None and (found['widths'], found['depths'], found['bn_hs']) != (
-                    self.widths, self.depths, self.bn_hs):
-                raise CheckpointError(
-                    f'The {layout} EdgeNeXt checkpoint has widths {found["widths"]}, depths {found["depths"]} and '
-                    f'bn_hs={found["bn_hs"]}, but this EdgeNeXt has widths {self.widths}, depths {self.depths} '
-                    f'and bn_hs={self.bn_hs} (wrong arch?).')
-            state = self.with_own_out_norms(state)
-        return state
+            return official_to_mmlightvit(state_dict)
+        if layout == 'mmpretrain':
+            return mmpretrain_to_mmlightvit(state_dict)
+        return OrderedDict(state_dict)  # timm: our keys; its head.* and norm.* are left out already
 
-    def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
-        """This model's weights (or ``state_dict`` in our layout) in the official release layout (no head)."""
-        state = self.state_dict() if state_dict is None else state_dict
-        state = OrderedDict((k, v) for k, v in state.items() if not re.match(r'norm\d\.', k))
-        return mmlightvit_to_official(state)
+    def to_official_layout(self, state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
+        return mmlightvit_to_official(state_dict)

@@ -430,11 +430,8 @@ def is_size_buffer(key: str) -> bool:
     return key.rsplit('.', 1)[-1] in SIZE_BUFFERS
 
 
-def detect_layout(state: Dict[str, torch.Tensor]) -> str:
-    """``'official'`` (``patch_embed.*`` / ``levels.*``) or ``'mmlightvit'``."""
-    if any(k.startswith(('patch_embed.', 'levels.')) for k in state):
-        return 'official'
-    return 'mmlightvit'
+def is_official_layout(state: Dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith(('patch_embed.', 'levels.')) for k in state)
 
 
 def official_to_mmlightvit(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
@@ -467,7 +464,7 @@ def official_to_mmlightvit(state: Dict[str, torch.Tensor]) -> 'OrderedDict[str, 
 def infer_fastervit_arch(state: Dict[str, torch.Tensor]) -> dict:
     """``dim``, ``in_dim``, ``depths``, ``transformer_heads`` (heads of stages 2 and 3, None where a stage has no
     blocks) and ``layer_scale`` (whether ``gamma*`` tensors exist) of a state dict in either layout."""
-    if detect_layout(state) == 'official':
+    if is_official_layout(state):
         state = official_to_mmlightvit(state)
     depths = count_blocks(state)
     heads = []
@@ -561,6 +558,8 @@ class FasterViT(LightBackbone):
     classifier_key_map = {'norm.': 'pre_norm.', 'head.': 'classifier.fc.'}
     # only the transformer stages (2, 3) have tensors whose shape gives the head count
     arch_fields = ('dim', 'in_dim', 'depths', 'transformer_heads', 'layer_scale')
+    # the official DINO detector puts BatchNorm ``norm{i}`` on the returned maps, under our names
+    official_out_norms = True
     reference_models = ('fastervit', {name: f'faster_vit_{name}_224' for name in arch_settings})
     fixed_size_export = (
         'FasterViT pools its carrier tokens with an average pool whose kernel and stride are computed from the '
@@ -568,8 +567,14 @@ class FasterViT(LightBackbone):
         'AveragePool takes them as constant attributes, so a graph with dynamic height and width cannot express '
         'it, and the position-bias tables are built in Python per window grid')
 
-    detect_layout = staticmethod(detect_layout)
-    infer_arch = staticmethod(infer_fastervit_arch)
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        """``'official'`` (``patch_embed.*`` / ``levels.*``) or ``'mmlightvit'``."""
+        return 'official' if is_official_layout(state_dict) else 'mmlightvit'
+
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        return infer_fastervit_arch(state_dict)
 
     @classmethod
     def arch_signature(cls, settings: dict) -> dict:
@@ -578,9 +583,9 @@ class FasterViT(LightBackbone):
                     layer_scale=settings.get('layer_scale') is not None)
 
     @classmethod
-    def is_dropped_on_conversion(cls, key: str) -> bool:
-        # also the size-dependent buffers, which are recomputed at run time
-        return super().is_dropped_on_conversion(key) or is_size_buffer(key)
+    def is_dropped_on_conversion(cls, key: str, layout: str) -> bool:
+        # also the size-dependent buffers (in any layout), which are recomputed at run time
+        return super().is_dropped_on_conversion(key, layout) or is_size_buffer(key)
 
     #: Stages with hierarchical attention (official ``hat``).
     hat_stages = (False, False, True, False)
@@ -677,20 +682,10 @@ class FasterViT(LightBackbone):
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints
 
-    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Accept our layout or the official release layout (``patch_embed.*``, ``levels.*``).
+    def to_own_layout(self, state_dict: Dict[str, torch.Tensor], layout: str) -> 'OrderedDict':
+        return official_to_mmlightvit(state_dict)
 
-        The classifier (``head.*`` and the final BatchNorm ``norm.*``) and the size-dependent buffers
-        (``*.relative_bias``, ``relative_coords_table``, ``relative_position_index``; recomputed for every input
-        size here) are dropped; anything else is returned as is, so the strict check names what does not match.
-        For the official layout, the optional output norms (``norm{i}``) keep their current initialisation.
-        """
-        if detect_layout(state_dict) == 'official':
-            state = official_to_mmlightvit(state_dict)
-            return self.with_own_out_norms(state)
-        return OrderedDict((k, v) for k, v in state_dict.items() if not is_size_buffer(k))
-
-    def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
-        """This model's weights (or ``state_dict`` in our layout) in the official layout, without the classifier
-        and the size-dependent buffers (the official loader is non-strict)."""
-        return mmlightvit_to_official(self.state_dict() if state_dict is None else state_dict)
+    def to_official_layout(self, state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
+        """The official layout without the classifier and the size-dependent buffers (the official loader is
+        non-strict)."""
+        return mmlightvit_to_official(state_dict)

@@ -15,7 +15,6 @@ import torch
 import torch.nn as nn
 
 from mmlightvit.registry import MODELS
-from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import (ConvBN, DropPath, LightBackbone, Stage, build_activation, conv_like, count_blocks,
                       drop_path_rates, fold_bn)
 
@@ -206,15 +205,6 @@ def mmlightvit_to_official(state: Dict[str, torch.Tensor], depths: Sequence[int]
     return _rename(state, [(b, a) for a, b in official_prefix_pairs(depths)])
 
 
-def detect_layout(state: Dict[str, torch.Tensor]) -> str:
-    """``'official'`` (``features.*``), ``'timm'`` (ours plus ``head.*``) or ``'mmlightvit'``."""
-    if any(k.startswith('features.') for k in state):
-        return 'official'
-    if any(k.startswith('head.') for k in state):
-        return 'timm'
-    return 'mmlightvit'
-
-
 def infer_repvit_arch(state: Dict[str, torch.Tensor]) -> dict:
     """``dict(widths=..., depths=...)`` read from a state dict in our/timm layout or the official layout."""
     if any(k.startswith('features.') for k in state):
@@ -283,8 +273,18 @@ class RepViT(LightBackbone):
         'head.head_dist.bn.': 'classifier_dist.norm.', 'head.head_dist.l.': 'classifier_dist.fc.'}
     reference_models = ('timm', {name: 'repvit_' + name.replace('.', '_') for name in arch_settings})
 
-    detect_layout = staticmethod(detect_layout)
-    infer_arch = staticmethod(infer_repvit_arch)
+    @classmethod
+    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
+        return infer_repvit_arch(state_dict)
+
+    @classmethod
+    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
+        """``'official'`` (``features.*``), ``'timm'`` (ours plus ``head.*``) or ``'mmlightvit'``."""
+        if any(k.startswith('features.') for k in state_dict):
+            return 'official'
+        if any(k.startswith('head.') for k in state_dict):
+            return 'timm'
+        return 'mmlightvit'
 
     @classmethod
     def custom_arch(cls, found: dict) -> Optional[dict]:
@@ -383,30 +383,10 @@ class RepViT(LightBackbone):
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints
 
-    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Accept our layout, timm's (the same keys plus ``head.*``) or the official ``features.{i}`` layout.
+    def to_own_layout(self, state_dict: Dict[str, torch.Tensor], layout: str) -> 'OrderedDict':
+        if layout == 'timm':  # our keys; its head.* is left out already
+            return OrderedDict(state_dict)
+        return official_to_mmlightvit(state_dict, self.depths)
 
-        Classifier heads are dropped. For the two foreign layouts, the optional output norms (``norm{i}``, not
-        part of any released checkpoint) keep their current initialisation. Anything unrecognised is returned
-        unchanged, so the strict check names it.
-        """
-        state = OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith(HEAD_PREFIXES))
-        foreign = len(state) != len(state_dict)
-        if any(k.startswith('features.') for k in state):
-            try:
-                found = infer_repvit_arch(state)
-            except (KeyError, ValueError):
-                found = None  # not a complete official backbone: the strict check will name the keys
-            if found is not None and (found['depths'], found['widths']) != (self.depths, self.widths):
-                raise CheckpointError(
-                    f'The official RepViT checkpoint has widths {found["widths"]} and depths {found["depths"]}, '
-                    f'but this RepViT has widths {self.widths} and depths {self.depths} (wrong arch?).')
-            state = official_to_mmlightvit(state, self.depths)
-            foreign = True
-        return self.with_own_out_norms(state) if foreign else state
-
-    def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
-        """This model's weights (or ``state_dict`` in our layout) in the official ``features.{i}`` layout."""
-        state = self.state_dict() if state_dict is None else state_dict
-        state = OrderedDict((k, v) for k, v in state.items() if not re.match(r'norm\d\.', k))
-        return mmlightvit_to_official(state, self.depths)
+    def to_official_layout(self, state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
+        return mmlightvit_to_official(state_dict, self.depths)

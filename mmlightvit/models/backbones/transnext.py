@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from mmlightvit.registry import MODELS
-from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates
 from .transnext_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
                                   fused_aggregated_attention, fused_attention_supported,
@@ -738,10 +737,13 @@ class TransNeXt(LightBackbone):
     def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
         if is_official_layout(state_dict):
             state_dict = official_to_mmlightvit(state_dict)
-        found = infer_transnext_arch(state_dict)
-        if found is None:
-            raise ValueError('not a complete TransNeXt backbone')
-        return found
+        return infer_transnext_arch(state_dict)
+
+    @classmethod
+    def is_dropped_on_conversion(cls, key: str, layout: str) -> bool:
+        # also the official models' non-persistent buffers, should a file hold them
+        return super().is_dropped_on_conversion(key, layout) or (
+            layout == 'official' and _OFFICIAL_BUFFERS.match(key) is not None)
 
     default_mlp_ratios = (8, 8, 4, 4)
     default_sr_ratios = (8, 4, 2, 1)
@@ -912,34 +914,17 @@ class TransNeXt(LightBackbone):
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints
 
-    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Accept our layout or the official one (ImageNet classifier with ``head``, or the mmdet / mmseg
-        backbone once the loader stripped ``backbone.``): ``patch_embed{i}``, ``block{i}.{j}``, ``norm{i}``.
+    def to_own_layout(self, state_dict: Dict[str, torch.Tensor], layout: str) -> 'OrderedDict':
+        """The official layout: the ImageNet classifier, or the mmdet / mmseg backbone once the loader stripped
+        ``backbone.`` (``patch_embed{i}``, ``block{i}.{j}``, ``norm{i}``)."""
+        return official_to_mmlightvit(state_dict)
 
-        ``head.*`` and non-persistent buffers are dropped; our optional output norms (in no official file) keep
-        their initialisation. A checkpoint of another size is an error naming both; anything else unrecognised is
-        left for the strict check, which names the keys.
-        """
-        if not is_official_layout(state_dict):
-            return state_dict
-        state = official_to_mmlightvit(state_dict)
-        found = infer_transnext_arch(state)
-        if found is not None and (found['widths'], found['depths']) != (self.widths, self.depths):
-            raise CheckpointError(
-                f'The official TransNeXt checkpoint has widths {found["widths"]} and depths {found["depths"]}, '
-                f'but this TransNeXt has widths {self.widths} and depths {self.depths} (wrong arch?).')
-        return self.with_own_out_norms(state)
-
-    def to_official_state_dict(self, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> 'OrderedDict':
-        """This model's weights (or ``state_dict`` in our layout) in the official layout (no head)."""
-        return mmlightvit_to_official(self.state_dict() if state_dict is None else state_dict)
+    def to_official_layout(self, state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
+        return mmlightvit_to_official(state_dict)
 
 
-def infer_transnext_arch(state: Dict[str, torch.Tensor]) -> Optional[dict]:
-    """``widths`` and ``depths`` of a state dict in our layout, or None when it is not a complete backbone."""
-    try:
-        widths = [int(state['stem.proj.weight'].shape[0])]
-        widths += [int(state[f'stages.{s}.patch_embed.proj.weight'].shape[0]) for s in (1, 2, 3)]
-    except KeyError:
-        return None
+def infer_transnext_arch(state: Dict[str, torch.Tensor]) -> dict:
+    """``widths`` and ``depths`` of a state dict in our layout; ``KeyError`` when it is not a complete backbone."""
+    widths = [int(state['stem.proj.weight'].shape[0])]
+    widths += [int(state[f'stages.{s}.patch_embed.proj.weight'].shape[0]) for s in (1, 2, 3)]
     return dict(widths=tuple(widths), depths=count_blocks(state))

@@ -14,16 +14,12 @@ The base class then gives it:
 * strict pretrained loading from ``init_cfg=dict(type='Pretrained', checkpoint=...)`` in any layout the family's
   :meth:`convert_checkpoint` recognises.
 
-Everything a family knows about checkpoints and its neighbours is declared here too, once: the layouts it reads
-(:meth:`detect_layout`, :meth:`convert_checkpoint`), how to read its variant from tensor shapes
-(:meth:`infer_arch`, ``arch_fields``, :meth:`custom_arch`), which source keys are classifier-side
-(``head_prefixes``, :meth:`is_dropped_on_conversion`), its reference implementation (``reference_models``) and
-whether ONNX export needs fixed sizes (``fixed_size_export``). The generic conversion
-(:mod:`mmlightvit.utils.convert`, ``tools/model_converters/to_mmlightvit.py``), the reference builder and the
-exporter read these.
+What a family knows about checkpoints (its layouts, its one conversion hook, how to read its variant from tensor
+shapes) it declares through :class:`~mmlightvit.models.layers.checkpoint_layouts.CheckpointLayouts`, which this class
+inherits; its reference implementation (``reference_models``) and whether ONNX export needs fixed sizes
+(``fixed_size_export``) are declared here.
 """
 import re
-from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -32,7 +28,8 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmlightvit.utils.checkpoint import load_backbone_checkpoint
+from mmlightvit.utils.checkpoint import read_checkpoint
+from .checkpoint_layouts import CheckpointLayouts
 from .norm import build_norm2d
 
 NUM_STAGES = 4
@@ -67,7 +64,7 @@ def _arch_key(name: str) -> str:
     return re.sub(r'[\s_.\-]', '', str(name).lower())
 
 
-class LightBackbone(BaseModule):
+class LightBackbone(CheckpointLayouts, BaseModule):
     """Base class of the four backbone families (see the module docstring for what subclasses provide).
 
     Args:
@@ -85,18 +82,6 @@ class LightBackbone(BaseModule):
     arch_settings: Dict[str, dict] = {}
     #: alias -> variant name, e.g. ``{'xxs': 'xx-small'}``.
     arch_aliases: Dict[str, str] = {}
-    #: wrapper keys of a checkpoint file tried first when loading (``None``: the default order of
-    #: :func:`~mmlightvit.utils.checkpoint.extract_state_dict`).
-    checkpoint_keys: Optional[Sequence[str]] = None
-    #: source keys that belong to the classifier (dropped by :meth:`convert_checkpoint`).
-    head_prefixes: Sequence[str] = ('head.', )
-    #: released classifiers' head keys (official and timm layouts) -> the keys of the project's ImageNet head
-    #: (``mmlightvit.LightClsHead``: ``pre_norm``, ``norm``, ``classifier.{norm,fc}``, ``classifier_dist.*``),
-    #: by key prefix; the longest matching prefix wins.
-    classifier_key_map: Dict[str, str] = {'head.': 'classifier.fc.'}
-    #: the settings that fix every tensor shape: :meth:`infer_arch` reads them from a checkpoint, and a variant
-    #: matches a checkpoint when :meth:`arch_signature` of its settings equals them.
-    arch_fields: Sequence[str] = ('widths', 'depths')
     #: the reference implementation the tests and benchmarks compare with: ``(package, {arch: model name})``.
     reference_models: Optional[Tuple[str, Dict[str, str]]] = None
     #: why ONNX export needs one fixed-size graph per input size (``None``: dynamic height and width work).
@@ -236,85 +221,14 @@ class LightBackbone(BaseModule):
             return int(match.group(1)) + 1, max_layer_id
         return max_layer_id - 1, max_layer_id
 
-    # ------------------------------------------------------------------------------------------------------------
-    # Checkpoints
-
-    @classmethod
-    def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
-        """The layout of a backbone state dict: ``'mmlightvit'`` or a family's foreign layout names."""
-        return 'mmlightvit'
-
-    @classmethod
-    def infer_arch(cls, state_dict: Dict[str, torch.Tensor]) -> dict:
-        """The ``arch_fields`` of a backbone state dict in any layout the family reads (plus any further settings
-        the shapes reveal, for :meth:`custom_arch`)."""
-        raise NotImplementedError(f'{cls.__name__} cannot read its variant from a checkpoint.')
-
-    @classmethod
-    def arch_signature(cls, settings: dict) -> dict:
-        """What :meth:`infer_arch` would read from a checkpoint of the variant with ``settings``."""
-        return {field: tuple(settings[field]) if isinstance(settings[field], (list, tuple)) else settings[field]
-                for field in cls.arch_fields}
-
-    @classmethod
-    def custom_arch(cls, found: dict) -> Optional[dict]:
-        """An arch dict for a checkpoint of no named variant, or None where the shapes do not tell enough."""
-        return None
-
-    @classmethod
-    def is_dropped_on_conversion(cls, key: str) -> bool:
-        """Whether a source key is left out by :meth:`convert_checkpoint` (classifier-side by default)."""
-        return key.startswith(tuple(cls.head_prefixes))
-
-    @classmethod
-    def arch_matches(cls, settings: dict, found: dict) -> bool:
-        """Whether weights with ``found`` (the result of :meth:`infer_arch`) are of the variant with ``settings``."""
-        return cls.arch_signature(settings) == {field: found.get(field) for field in cls.arch_fields}
-
-    @classmethod
-    def matching_arch(cls, found: dict) -> Optional[str]:
-        """The named variant whose settings give ``found``, if any."""
-        return next((name for name, settings in cls.arch_settings.items() if cls.arch_matches(settings, found)),
-                    None)
-
-    @classmethod
-    def convert_classifier_head(cls, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """The classifier head of a released ImageNet model on ``LightClsHead``'s keys (without ``head.``).
-
-        Only the classifier-side source keys (``head_prefixes``) are read; those that no prefix of
-        ``classifier_key_map`` covers are returned under their own names, so that a strict check reports them.
-        """
-        prefixes = sorted(cls.classifier_key_map, key=len, reverse=True)
-        head = OrderedDict()
-        for key, value in state_dict.items():
-            if not key.startswith(tuple(cls.head_prefixes)):
-                continue
-            prefix = next((p for p in prefixes if key.startswith(p)), None)
-            head[key if prefix is None else cls.classifier_key_map[prefix] + key[len(prefix):]] = value
-        return head
-
-    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Map a foreign layout (official release, timm, ...) onto this model's keys and drop classifier heads.
-
-        The default accepts the project's own layout only; families override it to detect theirs.
-        """
-        return state_dict
-
-    def with_own_out_norms(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Released checkpoints have no extra output norms (``norm{i}`` from ``out_norm_cfg``): for a foreign
-        layout, keep the model's own initialisation of those keys instead of reporting them missing."""
-        if self.out_norm_cfg is not None:
-            for key, value in self.state_dict().items():
-                if re.match(r'norm\d\.', key) and key not in state_dict:
-                    state_dict[key] = value
-        return state_dict
-
     def init_weights(self) -> None:
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            # mmengine's PretrainedInit loads non-strictly; we load strictly and convert layouts.
-            load_backbone_checkpoint(self, init_cfg['checkpoint'], convert=self.convert_checkpoint,
-                                     prefix=init_cfg.get('prefix'), preferred_keys=self.checkpoint_keys)
+            # mmengine's PretrainedInit loads non-strictly; we load strictly and convert layouts. The resolver sits
+            # above the layers (it knows whole models), hence imported here.
+            from mmlightvit.models.weights import load_model_weights
+            path = init_cfg['checkpoint']
+            load_model_weights(self, read_checkpoint(path), f'Checkpoint {path!r}', prefix=init_cfg.get('prefix'))
             self._is_init = True
             return
         super().init_weights()

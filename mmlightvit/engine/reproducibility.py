@@ -1,4 +1,7 @@
-"""Training data whose random augmentation depends on the sample's place in the run, not on a worker's history.
+"""Runs that end with the same weights whether or not they were interrupted: seeded data loading and the random
+generators' state in every checkpoint.
+
+Training data whose random augmentation depends on the sample's place in the run, not on a worker's history.
 
 mmengine seeds each DataLoader worker once, when it starts. With ``persistent_workers=True`` a worker then
 draws its augmentations (flips, crops, ...) from one stream for the whole run, and a resumed run starts fresh
@@ -12,6 +15,7 @@ the epoch), carried from the sampler to the process that loads the sample. The r
 * The sampler gives its dataset a ``__getitems__`` (which torch's fetcher calls with a batch of indices) that
   seeds Python's, NumPy's and torch's generators before each sample. In the main process (``num_workers=0``)
   the generators' states are put back afterwards, so data loading does not shift the model's random draws.
+* :class:`RNGStateHook`: the model's own random draws (proposal sampling, drop path, ...) resume where they were.
 """
 import random
 from functools import partial
@@ -20,9 +24,10 @@ from typing import Iterator, List
 import numpy as np
 import torch
 from mmengine.dataset import DefaultSampler, InfiniteSampler
+from mmengine.hooks import Hook
 from torch.utils.data import get_worker_info
 
-from mmlightvit.registry import DATA_SAMPLERS
+from mmlightvit.registry import DATA_SAMPLERS, HOOKS
 
 
 class SeededIndex(int):
@@ -113,3 +118,53 @@ def data_sampler(loader):
     """The sampler that orders a DataLoader's indices (inside its batch sampler, when it has one)."""
     inner = getattr(getattr(loader, 'batch_sampler', None), 'sampler', None)
     return inner if hasattr(inner, 'dataset') else loader.sampler
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Save the random number generators in each checkpoint and restore them on resume.
+
+    mmengine re-seeds a resumed run from the config's seed, so proposal sampling and other random choices after
+    the resume differ from an uninterrupted run. With this hook (and the seeded samplers of
+    this module for the augmentations) a run that is stopped and resumed ends with the
+    same weights as one that was not. The states are plain tensors, arrays and tuples, so they pass the safe
+    checkpoint loader. Two more draws are kept in line:
+
+    * the train DataLoader takes its workers' base seed from a generator of its own, not from torch's global one,
+      so creating the loader's iterator on resume (with ``persistent_workers`` an uninterrupted run creates it
+      once) does not shift the global stream;
+    * on resume the train sampler shuffles with the checkpoint's seed (mmengine restores the run's seed after the
+      sampler was built with a new one when the config sets no seed).
+    """
+
+    def __init__(self):
+        self._resumed_state = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['rng_state'] = dict(
+            python=random.getstate(),
+            numpy=np.random.get_state(),
+            torch=torch.get_rng_state(),
+            cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Plain weight loading (load_from without resume) keeps the run's own seeding.
+        if runner._resume:
+            self._resumed_state = checkpoint.get('rng_state')
+
+    def before_train(self, runner) -> None:
+        loader = runner.train_dataloader
+        if getattr(loader, 'generator', None) is None:
+            loader.generator = torch.Generator().manual_seed(runner.seed)
+        sampler = data_sampler(loader)
+        if runner._resume and hasattr(sampler, 'seed') and not runner._randomness_cfg.get('diff_rank_seed'):
+            sampler.seed = runner.seed
+        # Applied here rather than on load: Runner.resume re-seeds after loading when the seeds differ.
+        state, self._resumed_state = self._resumed_state, None
+        if state is None:
+            return
+        random.setstate(state['python'])
+        np.random.set_state(state['numpy'])
+        torch.set_rng_state(state['torch'])
+        if state['cuda'] and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state['cuda'])
