@@ -30,15 +30,15 @@ Depends on torch, mmengine and mmlightvit only.
 import math
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LayerNorm2d, LightBackbone, count_blocks, drop_path_rates
+from ..layers import DropPath, LayerNorm2d, LightBackbone, apply_blocks, count_blocks, drop_path_rates
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -372,7 +372,11 @@ class FasterViTStage(nn.Module):
     """``downsample`` (identity in stage 0), then conv blocks, or transformer blocks on windows of the map padded
     to a multiple of ``window_size`` (with a ``global_tokenizer`` for HAT), cropped back to the input size.
     ``pad_conv``: conv blocks too run on the padded map (the official DINO backbone), which changes the bottom and
-    right borders of a map whose size is not a multiple of ``window_size``."""
+    right borders of a map whose size is not a multiple of ``window_size``.
+
+    :meth:`forward_blocks` applies the blocks with ``run_blocks`` (:func:`~mmlightvit.models.layers.apply_blocks`
+    by default; the backbone passes its :meth:`~mmlightvit.models.layers.LightBackbone.run_blocks`, which adds
+    gradient checkpointing)."""
 
     def __init__(self, downsample: nn.Module, blocks: List[nn.Module], transformer: bool = False,
                  window_size: int = 7, global_tokenizer: Optional[nn.Module] = None, pad_conv: bool = False):
@@ -384,33 +388,29 @@ class FasterViTStage(nn.Module):
         self.global_tokenizer = global_tokenizer
         self.pad_conv = pad_conv
 
-    def forward_blocks(self, x: torch.Tensor, use_cp: bool = False) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor, run_blocks: Callable = apply_blocks) -> torch.Tensor:
         ws = self.window_size
         height, width = x.shape[-2:]
         pad_h, pad_w = (-height % ws, -width % ws) if self.transformer or self.pad_conv else (0, 0)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         if self.transformer:
-            x = self._window_blocks(x, use_cp)
+            x = self._window_blocks(x, run_blocks)
         else:
-            for block in self.blocks:
-                x = cp.checkpoint(block, x, use_reentrant=False) if use_cp else block(x)
+            x = run_blocks(self.blocks, x)
         if pad_h or pad_w:
             x = x[:, :, :height, :width].contiguous()
         return x
 
-    def _window_blocks(self, x: torch.Tensor, use_cp: bool) -> torch.Tensor:
-        """The transformer blocks on the windows of a map whose sides are multiples of ``window_size``."""
+    def _window_blocks(self, x: torch.Tensor, run_blocks: Callable) -> torch.Tensor:
+        """The transformer blocks on the windows of a map whose sides are multiples of ``window_size``; the
+        carrier tokens (None without HAT) are the state the blocks pass on."""
         ws = self.window_size
         batch, _, hp, wp = x.shape
         nh, nw = hp // ws, wp // ws
         ct = self.global_tokenizer(x) if self.global_tokenizer is not None else None
-        x = window_partition(x, ws)
-        for block in self.blocks:
-            if use_cp:
-                x, ct = cp.checkpoint(block, x, ct, batch, nh, nw, use_reentrant=False)
-            else:
-                x, ct = block(x, ct, batch, nh, nw)
+        blocks = [partial(block, batch=batch, nh=nh, nw=nw) for block in self.blocks]
+        x, ct = run_blocks(blocks, window_partition(x, ws), ct)
         return window_reverse(x, ws, batch, hp, wp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -670,9 +670,7 @@ class FasterViT(LightBackbone):
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]
-        x = stage.downsample(x)
-        use_cp = self.with_cp and self.training and x.requires_grad
-        return stage.forward_blocks(x, use_cp=use_cp)
+        return stage.forward_blocks(stage.downsample(x), run_blocks=self.run_blocks)
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints

@@ -50,6 +50,26 @@ def count_blocks(state: Dict[str, torch.Tensor], pattern: str = r'stages\.(\d)\.
     return tuple(depths)
 
 
+def apply_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, *carried: Optional[torch.Tensor],
+                 checkpoint: bool = False) -> Union[torch.Tensor, tuple]:
+    """Apply ``blocks`` in turn: ``x = block(x)``; with ``carried`` state (e.g. FasterViT's carrier tokens), every
+    block takes and returns it after ``x``, ``x, *carried = block(x, *carried)``, and so does this function.
+
+    ``checkpoint``: gradient checkpointing for each block whose input requires grad (same outputs and gradients,
+    less memory). Constant block arguments can be bound with ``functools.partial``.
+    """
+    for block in blocks:
+        if checkpoint and x.requires_grad:
+            out = cp.checkpoint(block, x, *carried, use_reentrant=False)
+        else:
+            out = block(x, *carried)
+        if carried:
+            x, *carried = out
+        else:
+            x = out
+    return (x, *carried) if carried else x
+
+
 class Stage(nn.Module):
     """``downsample`` (``nn.Identity`` in the first stage) followed by ``blocks``: the usual stage layout, which
     :meth:`LightBackbone.forward_stage` runs by default."""
@@ -169,14 +189,11 @@ class LightBackbone(BaseModule):
         return [dict(num_chs=self.stage_channels[i], reduction=STAGE_STRIDES[i], module=f'stages.{i}')
                 for i in self.out_indices]
 
-    def run_blocks(self, blocks: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
-        """Apply ``blocks`` in turn, each under gradient checkpointing when ``with_cp`` is on and it pays."""
-        for block in blocks:
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+    def run_blocks(self, blocks: Iterable[nn.Module], x: torch.Tensor,
+                   *carried: Optional[torch.Tensor]) -> Union[torch.Tensor, tuple]:
+        """Apply ``blocks`` in turn (see :func:`apply_blocks` for ``carried``), each under gradient checkpointing
+        when ``with_cp`` is on and it pays."""
+        return apply_blocks(blocks, x, *carried, checkpoint=self.with_cp and self.training)
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """One :class:`Stage` (down-sampling, then the blocks); families with other stage layouts override it."""
