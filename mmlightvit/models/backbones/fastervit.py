@@ -38,7 +38,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LayerNorm2d, LightBackbone, apply_blocks, count_blocks, drop_path_rates
+from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_layer_scale, count_blocks,
+                      drop_path_rates, layer_scale_parameter)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -190,14 +191,6 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-def _layer_scale(channels: int, value: Optional[float]) -> Optional[nn.Parameter]:
-    return nn.Parameter(value * torch.ones(channels)) if value is not None else None
-
-
-def _scale(x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
-    return x if gamma is None else gamma * x
-
-
 class ConvBlock(nn.Module):
     """Residual conv block: conv3x3 - BN - GELU - conv3x3 - BN (optional layer scale), stochastic depth."""
 
@@ -208,7 +201,7 @@ class ConvBlock(nn.Module):
         self.act1 = nn.GELU()
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.norm2 = nn.BatchNorm2d(channels, eps=1e-5)
-        self.gamma = _layer_scale(channels, layer_scale)
+        self.gamma = layer_scale_parameter(channels, layer_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,16 +309,16 @@ class HATBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(channels)
         self.mlp = Mlp(channels, hidden, drop)
-        self.gamma3 = _layer_scale(channels, layer_scale)
-        self.gamma4 = _layer_scale(channels, layer_scale)
+        self.gamma3 = layer_scale_parameter(channels, layer_scale)
+        self.gamma4 = layer_scale_parameter(channels, layer_scale)
         if carrier_tokens:
             self.hat_norm1 = nn.LayerNorm(channels)
             self.hat_norm2 = nn.LayerNorm(channels)
             self.hat_attn = WindowAttention(channels, num_heads, qkv_bias, attn_drop, drop)
             self.hat_mlp = Mlp(channels, hidden, drop)
             self.hat_pos_embed = MlpPositionEmbedding(channels, coord_norm)
-            self.gamma1 = _layer_scale(channels, layer_scale)
-            self.gamma2 = _layer_scale(channels, layer_scale)
+            self.gamma1 = layer_scale_parameter(channels, layer_scale)
+            self.gamma2 = layer_scale_parameter(channels, layer_scale)
 
     def forward(self, x: torch.Tensor, ct: Optional[torch.Tensor], batch: int, nh: int,
                 nw: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -338,20 +331,20 @@ class HATBlock(nn.Module):
             cs = self.ct_size
             gh, gw = nh * cs, nw * cs
             g = self.hat_pos_embed(_carrier_to_grid(ct, batch, nh, nw, cs), gh, gw)
-            g = g + self.drop_path(_scale(self.hat_attn(self.hat_norm1(g), (gh, gw)), self.gamma1))
-            g = g + self.drop_path(_scale(self.hat_mlp(self.hat_norm2(g)), self.gamma2))
+            g = g + self.drop_path(apply_layer_scale(self.hat_attn(self.hat_norm1(g), (gh, gw)), self.gamma1))
+            g = g + self.drop_path(apply_layer_scale(self.hat_mlp(self.hat_norm2(g)), self.gamma2))
             ct = _grid_to_carrier(g, batch, nh, nw, cs)
             num_ct = ct.shape[1]
             x = torch.cat((ct, x), dim=1)
-        x = x + self.drop_path(_scale(self.attn(self.norm1(x), (ws, ws), num_ct), self.gamma3))
-        x = x + self.drop_path(_scale(self.mlp(self.norm2(x)), self.gamma4))
+        x = x + self.drop_path(apply_layer_scale(self.attn(self.norm1(x), (ws, ws), num_ct), self.gamma3))
+        x = x + self.drop_path(apply_layer_scale(self.mlp(self.norm2(x)), self.gamma4))
         if self.carrier_tokens:
             ct, x = x.split([num_ct, ws * ws], dim=1)
             if self.propagate:
                 cs = self.ct_size
                 ct_map = ct.transpose(1, 2).reshape(ct.shape[0], -1, cs, cs)
                 up = F.interpolate(ct_map.float(), size=(ws, ws), mode='nearest').to(x.dtype)
-                x = x + _scale(up.flatten(2).transpose(1, 2), self.gamma1)
+                x = x + apply_layer_scale(up.flatten(2).transpose(1, 2), self.gamma1)
         return x, ct
 
 
