@@ -451,10 +451,8 @@ class EdgeNeXt(LightBackbone):
                              settings.get('kernel_sizes', self.default_kernel_sizes))
         d2_scales = tuple(settings.get('d2_scales', self.default_d2_scales))
         sdta_blocks = tuple(settings.get('sdta_blocks', self.default_sdta_blocks))
-        for name, value in (('widths', widths), ('depths', depths), ('num_heads', num_heads),
-                            ('kernel_sizes', kernel_sizes), ('d2_scales', d2_scales), ('sdta_blocks', sdta_blocks)):
-            if len(value) != 4:
-                raise ValueError(f'EdgeNeXt needs 4 {name} (one per stage), got {value}.')
+        self.check_per_stage(widths=widths, depths=depths, num_heads=num_heads, kernel_sizes=kernel_sizes,
+                             d2_scales=d2_scales, sdta_blocks=sdta_blocks)
         if any(n > d for n, d in zip(sdta_blocks, depths)):
             raise ValueError(f'sdta_blocks {sdta_blocks} exceed the depths {depths}.')
         if not use_sdta:

@@ -601,9 +601,7 @@ class FasterViT(LightBackbone):
         settings = self.resolve_arch(arch, required_keys=('dim', 'in_dim', 'depths', 'num_heads'))
         dim, in_dim = int(settings['dim']), int(settings['in_dim'])
         depths, num_heads = tuple(settings['depths']), tuple(settings['num_heads'])
-        for name, value in (('depths', depths), ('num_heads', num_heads)):
-            if len(value) != 4:
-                raise ValueError(f'FasterViT needs 4 {name} (one per stage), got {value}.')
+        self.check_per_stage(depths=depths, num_heads=num_heads)
         window_sizes = (window_size, ) * 2 if isinstance(window_size, int) else tuple(window_size)
         if len(window_sizes) != 2 or min(window_sizes) < 1:
             raise ValueError(f'window_size must be a positive int or one per transformer stage (2), got '

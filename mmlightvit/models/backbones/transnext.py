@@ -774,10 +774,8 @@ class TransNeXt(LightBackbone):
         widths, depths, num_heads = (tuple(settings[k]) for k in ('widths', 'depths', 'num_heads'))
         mlp_ratios = tuple(settings.get('mlp_ratios', self.default_mlp_ratios))
         sr_ratios = tuple(sr_ratios if sr_ratios is not None else settings.get('sr_ratios', self.default_sr_ratios))
-        for name, value in (('widths', widths), ('depths', depths), ('num_heads', num_heads),
-                            ('mlp_ratios', mlp_ratios), ('sr_ratios', sr_ratios)):
-            if len(value) != 4:
-                raise ValueError(f'TransNeXt needs 4 {name} (one per stage), got {value}.')
+        self.check_per_stage(widths=widths, depths=depths, num_heads=num_heads, mlp_ratios=mlp_ratios,
+                             sr_ratios=sr_ratios)
         if any(int(r) < 1 for r in sr_ratios):
             raise ValueError(f'sr_ratios must be >= 1, got {sr_ratios}.')
         check_impl(attn_impl)

@@ -8,6 +8,7 @@ The base class then gives it:
 * ``arch`` look-up by name or alias (case, ``.``, ``_`` and ``-`` ignored) or a custom dict, with errors that list
   the known names;
 * ``out_indices``, ``out_channels`` and ``feature_info`` (known without a forward pass), optional output norms;
+* a check that per-stage settings have one entry per stage (:meth:`check_per_stage`);
 * ``frozen_stages`` and ``norm_eval`` honoured by ``train()``; ``with_cp`` per-block gradient checkpointing through
   :meth:`run_blocks`;
 * ``get_layer_depth`` for stage-wise learning-rate decay;
@@ -166,6 +167,13 @@ class LightBackbone(BaseModule):
                              + (f' (aliases: {aliases})' if aliases else '')
                              + '; or pass a dict with the same keys for a custom size.')
         return dict(cls.arch_settings[name])
+
+    @classmethod
+    def check_per_stage(cls, **settings: Sequence) -> None:
+        """Raise a ValueError naming the first of ``settings`` (name=value) that has not one entry per stage."""
+        for name, value in settings.items():
+            if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
+                raise ValueError(f'{cls.__name__} needs {NUM_STAGES} {name} (one per stage), got {value!r}.')
 
     # ------------------------------------------------------------------------------------------------------------
     # Outputs
