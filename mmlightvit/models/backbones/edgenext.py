@@ -17,6 +17,7 @@ Depends on torch, mmengine and mmlightvit only.
 import math
 import re
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import (DropPath, LayerNorm2d, LightBackbone, Stage, apply_layer_scale, build_activation, count_blocks,
-                      drop_path_rates, layer_scale_parameter)
+                      drop_path_rates, init_trunc_normal, layer_scale_parameter)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -488,16 +489,8 @@ class EdgeNeXt(LightBackbone):
                         ConvEncoder(widths[s], kernel_sizes[s], mlp_ratio, layer_scale, rates[s][j], self.bn_hs))
             stages.append(Stage(downsample, blocks))
         self.stages = nn.ModuleList(stages)
-        self.apply(self._init_module)
+        self.apply(partial(init_trunc_normal, conv_init='trunc_normal'))  # the official initialisation
         self._init_contract()
-
-    @staticmethod
-    def _init_module(module: nn.Module) -> None:
-        """The official initialisation: truncated normal (std 0.02) conv/linear weights, zero biases."""
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(module.weight, std=.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints

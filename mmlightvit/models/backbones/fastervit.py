@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
 from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_layer_scale, count_blocks,
-                      drop_path_rates, layer_scale_parameter)
+                      drop_path_rates, init_trunc_normal, layer_scale_parameter)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -645,19 +645,8 @@ class FasterViT(LightBackbone):
             stages.append(FasterViTStage(downsample, blocks, transformer=True, window_size=ws,
                                          global_tokenizer=tokenizer))
         self.stages = nn.ModuleList(stages)
-        self.apply(self._init_module)
+        self.apply(init_trunc_normal)  # the official initialisation (convs keep PyTorch's default)
         self._init_contract()
-
-    @staticmethod
-    def _init_module(module: nn.Module) -> None:
-        """The official initialisation: truncated normal (std 0.02) linear weights, zero biases; norms 1 / 0."""
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]
