@@ -199,10 +199,9 @@ class SDTAEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         splits = torch.split(x, self.width, dim=1)
-        outs = []
-        for i, conv in enumerate(self.convs):
-            sp = conv(splits[i] if i == 0 else sp + splits[i])
-            outs.append(sp)
+        outs = [self.convs[0](splits[0])]
+        for conv, split in zip(self.convs[1:], splits[1:]):
+            outs.append(conv(outs[-1] + split))
         outs.append(splits[-1])
         x = torch.cat(outs, dim=1)
 
