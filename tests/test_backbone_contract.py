@@ -159,6 +159,15 @@ def test_custom_arch_dict_and_registry(family):
             f.cls({k: v for k, v in settings.items() if k != key})
 
 
+@per_family
+def test_per_stage_settings_need_one_entry_per_stage(family):
+    """A custom arch with a stage too few is an error naming the family, the setting and what was given."""
+    f = FAMILIES[family]
+    settings = dict(f.cls.arch_settings[f.archs[0]], depths=(1, 1, 1))
+    with pytest.raises(ValueError, match=re.escape(f'{family} needs 4 depths (one per stage), got (1, 1, 1).')):
+        f.cls(settings)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Outputs
 

@@ -17,6 +17,7 @@ Depends on torch, mmengine and mmlightvit only.
 import math
 import re
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -24,8 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
-from ..layers import (DropPath, LayerNorm2d, LightBackbone, Stage, build_activation, count_blocks,
-                      drop_path_rates)
+from ..layers import (DropPath, LayerNorm2d, LightBackbone, Stage, apply_layer_scale, build_activation, count_blocks,
+                      drop_path_rates, init_trunc_normal, layer_scale_parameter)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -65,22 +66,19 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def _layer_scale(channels: int, init_value: float) -> Optional[nn.Parameter]:
-    return nn.Parameter(init_value * torch.ones(channels)) if init_value > 0 else None
-
-
 class ConvEncoder(nn.Module):
     """Conv encoder: depth-wise ``k x k`` conv, norm, MLP, layer scale, residual (stochastic depth).
 
     ``bn_hs``: BatchNorm on the NCHW map instead of LayerNorm, Hardswish instead of GELU, no bias in the
-    depth-wise conv (the official ``ConvEncoderBNHS``).
+    depth-wise conv (the official ``ConvEncoderBNHS``). ``layer_scale``: initial layer scale (``gamma``); None:
+    none.
     """
 
     def __init__(self,
                  channels: int,
                  kernel_size: int = 7,
                  mlp_ratio: float = 4,
-                 layer_scale_init_value: float = 1e-6,
+                 layer_scale: Optional[float] = 1e-6,
                  drop_path: float = 0.,
                  bn_hs: bool = False):
         super().__init__()
@@ -89,7 +87,7 @@ class ConvEncoder(nn.Module):
                                  bias=not bn_hs)
         self.norm = _norm(channels, bn_hs, channels_last=True)
         self.mlp = Mlp(channels, int(mlp_ratio * channels), 'HSwish' if bn_hs else 'GELU')
-        self.gamma = _layer_scale(channels, layer_scale_init_value)
+        self.gamma = layer_scale_parameter(channels, layer_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,9 +97,7 @@ class ConvEncoder(nn.Module):
             x = self.norm(x).permute(0, 2, 3, 1)
         else:
             x = self.norm(x.permute(0, 2, 3, 1))
-        x = self.mlp(x)
-        if self.gamma is not None:
-            x = self.gamma * x
+        x = apply_layer_scale(self.mlp(x), self.gamma)
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
@@ -168,7 +164,8 @@ class SDTAEncoder(nn.Module):
 
     ``bn_hs`` (the official ``SDTAEncoderBNHS``): BatchNorm2d for both norms and Hardswish; the XCA norm is
     applied to the map itself, so the XCA residual starts from the normalised tensor. The split convs keep their
-    bias in both versions (as in the official code).
+    bias in both versions (as in the official code). ``layer_scale``: initial layer scale of both residual branches
+    (``gamma_xca``, ``gamma``); None: none.
     """
 
     def __init__(self,
@@ -177,7 +174,7 @@ class SDTAEncoder(nn.Module):
                  scales: int = 2,
                  use_pos_embd: bool = False,
                  mlp_ratio: float = 4,
-                 layer_scale_init_value: float = 1e-6,
+                 layer_scale: Optional[float] = 1e-6,
                  drop_path: float = 0.,
                  bn_hs: bool = False):
         super().__init__()
@@ -191,20 +188,19 @@ class SDTAEncoder(nn.Module):
             [nn.Conv2d(width, width, 3, padding=1, groups=width) for _ in range(scales - 1)])
         self.pos_embd = FourierPositionalEncoding(channels) if use_pos_embd else None
         self.norm_xca = _norm(channels, bn_hs, channels_last=True)
-        self.gamma_xca = _layer_scale(channels, layer_scale_init_value)
+        self.gamma_xca = layer_scale_parameter(channels, layer_scale)
         self.xca = XCA(channels, num_heads)
         self.norm = _norm(channels, bn_hs, channels_last=True)
         self.mlp = Mlp(channels, int(mlp_ratio * channels), 'HSwish' if bn_hs else 'GELU')
-        self.gamma = _layer_scale(channels, layer_scale_init_value)
+        self.gamma = layer_scale_parameter(channels, layer_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         splits = torch.split(x, self.width, dim=1)
-        outs = []
-        for i, conv in enumerate(self.convs):
-            sp = conv(splits[i] if i == 0 else sp + splits[i])
-            outs.append(sp)
+        outs = [self.convs[0](splits[0])]
+        for conv, split in zip(self.convs[1:], splits[1:]):
+            outs.append(conv(outs[-1] + split))
         outs.append(splits[-1])
         x = torch.cat(outs, dim=1)
 
@@ -215,17 +211,13 @@ class SDTAEncoder(nn.Module):
         if self.pos_embd is not None:
             x = x + self.pos_embd(height, width).flatten(2).transpose(1, 2)
         attn = self.xca(x if self.bn_hs else self.norm_xca(x))
-        if self.gamma_xca is not None:
-            attn = self.gamma_xca * attn
-        x = x + self.drop_path(attn)
+        x = x + self.drop_path(apply_layer_scale(attn, self.gamma_xca))
 
         if self.bn_hs:
             x = self.norm(x.transpose(1, 2).reshape(batch, channels, height, width)).permute(0, 2, 3, 1)
         else:
             x = self.norm(x.reshape(batch, height, width, channels))
-        x = self.mlp(x)
-        if self.gamma is not None:
-            x = self.gamma * x
+        x = apply_layer_scale(self.mlp(x), self.gamma)
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
@@ -457,10 +449,8 @@ class EdgeNeXt(LightBackbone):
                              settings.get('kernel_sizes', self.default_kernel_sizes))
         d2_scales = tuple(settings.get('d2_scales', self.default_d2_scales))
         sdta_blocks = tuple(settings.get('sdta_blocks', self.default_sdta_blocks))
-        for name, value in (('widths', widths), ('depths', depths), ('num_heads', num_heads),
-                            ('kernel_sizes', kernel_sizes), ('d2_scales', d2_scales), ('sdta_blocks', sdta_blocks)):
-            if len(value) != 4:
-                raise ValueError(f'EdgeNeXt needs 4 {name} (one per stage), got {value}.')
+        self.check_per_stage(widths=widths, depths=depths, num_heads=num_heads, kernel_sizes=kernel_sizes,
+                             d2_scales=d2_scales, sdta_blocks=sdta_blocks)
         if any(n > d for n, d in zip(sdta_blocks, depths)):
             raise ValueError(f'sdta_blocks {sdta_blocks} exceed the depths {depths}.')
         if not use_sdta:
@@ -474,6 +464,7 @@ class EdgeNeXt(LightBackbone):
         # The positional encoding goes into the SDTA encoders of the first stage that has any (stage 1).
         pos_stage = next((s for s, n in enumerate(sdta_blocks) if n > 0), None) if use_pos_embd else None
         conv_bias = not self.bn_hs
+        layer_scale = layer_scale_init_value if layer_scale_init_value > 0 else None  # official: 0 means none
 
         self.stem = nn.Sequential(
             PatchConv(in_channels, widths[0], kernel_size=4, stride=4, bias=conv_bias),
@@ -488,24 +479,15 @@ class EdgeNeXt(LightBackbone):
             for j in range(depth):
                 if j >= depth - sdta_blocks[s]:
                     blocks.append(
-                        SDTAEncoder(widths[s], num_heads[s], d2_scales[s], s == pos_stage, mlp_ratio,
-                                    layer_scale_init_value, rates[s][j], self.bn_hs))
+                        SDTAEncoder(widths[s], num_heads[s], d2_scales[s], s == pos_stage, mlp_ratio, layer_scale,
+                                    rates[s][j], self.bn_hs))
                 else:
                     blocks.append(
-                        ConvEncoder(widths[s], kernel_sizes[s], mlp_ratio, layer_scale_init_value, rates[s][j],
-                                    self.bn_hs))
+                        ConvEncoder(widths[s], kernel_sizes[s], mlp_ratio, layer_scale, rates[s][j], self.bn_hs))
             stages.append(Stage(downsample, blocks))
         self.stages = nn.ModuleList(stages)
-        self.apply(self._init_module)
+        self.apply(partial(init_trunc_normal, conv_init='trunc_normal'))  # the official initialisation
         self._init_contract()
-
-    @staticmethod
-    def _init_module(module: nn.Module) -> None:
-        """The official initialisation: truncated normal (std 0.02) conv/linear weights, zero biases."""
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.trunc_normal_(module.weight, std=.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints

@@ -30,15 +30,16 @@ Depends on torch, mmengine and mmlightvit only.
 import math
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LayerNorm2d, LightBackbone, count_blocks, drop_path_rates
+from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_layer_scale, count_blocks,
+                      drop_path_rates, init_trunc_normal, layer_scale_parameter)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -190,14 +191,6 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
-def _layer_scale(channels: int, value: Optional[float]) -> Optional[nn.Parameter]:
-    return nn.Parameter(value * torch.ones(channels)) if value is not None else None
-
-
-def _scale(x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
-    return x if gamma is None else gamma * x
-
-
 class ConvBlock(nn.Module):
     """Residual conv block: conv3x3 - BN - GELU - conv3x3 - BN (optional layer scale), stochastic depth."""
 
@@ -208,7 +201,7 @@ class ConvBlock(nn.Module):
         self.act1 = nn.GELU()
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         self.norm2 = nn.BatchNorm2d(channels, eps=1e-5)
-        self.gamma = _layer_scale(channels, layer_scale)
+        self.gamma = layer_scale_parameter(channels, layer_scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,16 +309,16 @@ class HATBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(channels)
         self.mlp = Mlp(channels, hidden, drop)
-        self.gamma3 = _layer_scale(channels, layer_scale)
-        self.gamma4 = _layer_scale(channels, layer_scale)
+        self.gamma3 = layer_scale_parameter(channels, layer_scale)
+        self.gamma4 = layer_scale_parameter(channels, layer_scale)
         if carrier_tokens:
             self.hat_norm1 = nn.LayerNorm(channels)
             self.hat_norm2 = nn.LayerNorm(channels)
             self.hat_attn = WindowAttention(channels, num_heads, qkv_bias, attn_drop, drop)
             self.hat_mlp = Mlp(channels, hidden, drop)
             self.hat_pos_embed = MlpPositionEmbedding(channels, coord_norm)
-            self.gamma1 = _layer_scale(channels, layer_scale)
-            self.gamma2 = _layer_scale(channels, layer_scale)
+            self.gamma1 = layer_scale_parameter(channels, layer_scale)
+            self.gamma2 = layer_scale_parameter(channels, layer_scale)
 
     def forward(self, x: torch.Tensor, ct: Optional[torch.Tensor], batch: int, nh: int,
                 nw: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -338,20 +331,20 @@ class HATBlock(nn.Module):
             cs = self.ct_size
             gh, gw = nh * cs, nw * cs
             g = self.hat_pos_embed(_carrier_to_grid(ct, batch, nh, nw, cs), gh, gw)
-            g = g + self.drop_path(_scale(self.hat_attn(self.hat_norm1(g), (gh, gw)), self.gamma1))
-            g = g + self.drop_path(_scale(self.hat_mlp(self.hat_norm2(g)), self.gamma2))
+            g = g + self.drop_path(apply_layer_scale(self.hat_attn(self.hat_norm1(g), (gh, gw)), self.gamma1))
+            g = g + self.drop_path(apply_layer_scale(self.hat_mlp(self.hat_norm2(g)), self.gamma2))
             ct = _grid_to_carrier(g, batch, nh, nw, cs)
             num_ct = ct.shape[1]
             x = torch.cat((ct, x), dim=1)
-        x = x + self.drop_path(_scale(self.attn(self.norm1(x), (ws, ws), num_ct), self.gamma3))
-        x = x + self.drop_path(_scale(self.mlp(self.norm2(x)), self.gamma4))
+        x = x + self.drop_path(apply_layer_scale(self.attn(self.norm1(x), (ws, ws), num_ct), self.gamma3))
+        x = x + self.drop_path(apply_layer_scale(self.mlp(self.norm2(x)), self.gamma4))
         if self.carrier_tokens:
             ct, x = x.split([num_ct, ws * ws], dim=1)
             if self.propagate:
                 cs = self.ct_size
                 ct_map = ct.transpose(1, 2).reshape(ct.shape[0], -1, cs, cs)
                 up = F.interpolate(ct_map.float(), size=(ws, ws), mode='nearest').to(x.dtype)
-                x = x + _scale(up.flatten(2).transpose(1, 2), self.gamma1)
+                x = x + apply_layer_scale(up.flatten(2).transpose(1, 2), self.gamma1)
         return x, ct
 
 
@@ -372,7 +365,11 @@ class FasterViTStage(nn.Module):
     """``downsample`` (identity in stage 0), then conv blocks, or transformer blocks on windows of the map padded
     to a multiple of ``window_size`` (with a ``global_tokenizer`` for HAT), cropped back to the input size.
     ``pad_conv``: conv blocks too run on the padded map (the official DINO backbone), which changes the bottom and
-    right borders of a map whose size is not a multiple of ``window_size``."""
+    right borders of a map whose size is not a multiple of ``window_size``.
+
+    :meth:`forward_blocks` applies the blocks with ``run_blocks`` (:func:`~mmlightvit.models.layers.apply_blocks`
+    by default; the backbone passes its :meth:`~mmlightvit.models.layers.LightBackbone.run_blocks`, which adds
+    gradient checkpointing)."""
 
     def __init__(self, downsample: nn.Module, blocks: List[nn.Module], transformer: bool = False,
                  window_size: int = 7, global_tokenizer: Optional[nn.Module] = None, pad_conv: bool = False):
@@ -384,33 +381,29 @@ class FasterViTStage(nn.Module):
         self.global_tokenizer = global_tokenizer
         self.pad_conv = pad_conv
 
-    def forward_blocks(self, x: torch.Tensor, use_cp: bool = False) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor, run_blocks: Callable = apply_blocks) -> torch.Tensor:
         ws = self.window_size
         height, width = x.shape[-2:]
         pad_h, pad_w = (-height % ws, -width % ws) if self.transformer or self.pad_conv else (0, 0)
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         if self.transformer:
-            x = self._window_blocks(x, use_cp)
+            x = self._window_blocks(x, run_blocks)
         else:
-            for block in self.blocks:
-                x = cp.checkpoint(block, x, use_reentrant=False) if use_cp else block(x)
+            x = run_blocks(self.blocks, x)
         if pad_h or pad_w:
             x = x[:, :, :height, :width].contiguous()
         return x
 
-    def _window_blocks(self, x: torch.Tensor, use_cp: bool) -> torch.Tensor:
-        """The transformer blocks on the windows of a map whose sides are multiples of ``window_size``."""
+    def _window_blocks(self, x: torch.Tensor, run_blocks: Callable) -> torch.Tensor:
+        """The transformer blocks on the windows of a map whose sides are multiples of ``window_size``; the
+        carrier tokens (None without HAT) are the state the blocks pass on."""
         ws = self.window_size
         batch, _, hp, wp = x.shape
         nh, nw = hp // ws, wp // ws
         ct = self.global_tokenizer(x) if self.global_tokenizer is not None else None
-        x = window_partition(x, ws)
-        for block in self.blocks:
-            if use_cp:
-                x, ct = cp.checkpoint(block, x, ct, batch, nh, nw, use_reentrant=False)
-            else:
-                x, ct = block(x, ct, batch, nh, nw)
+        blocks = [partial(block, batch=batch, nh=nh, nw=nw) for block in self.blocks]
+        x, ct = run_blocks(blocks, window_partition(x, ws), ct)
         return window_reverse(x, ws, batch, hp, wp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -613,9 +606,7 @@ class FasterViT(LightBackbone):
         settings = self.resolve_arch(arch, required_keys=('dim', 'in_dim', 'depths', 'num_heads'))
         dim, in_dim = int(settings['dim']), int(settings['in_dim'])
         depths, num_heads = tuple(settings['depths']), tuple(settings['num_heads'])
-        for name, value in (('depths', depths), ('num_heads', num_heads)):
-            if len(value) != 4:
-                raise ValueError(f'FasterViT needs 4 {name} (one per stage), got {value}.')
+        self.check_per_stage(depths=depths, num_heads=num_heads)
         window_sizes = (window_size, ) * 2 if isinstance(window_size, int) else tuple(window_size)
         if len(window_sizes) != 2 or min(window_sizes) < 1:
             raise ValueError(f'window_size must be a positive int or one per transformer stage (2), got '
@@ -659,25 +650,12 @@ class FasterViT(LightBackbone):
             stages.append(FasterViTStage(downsample, blocks, transformer=True, window_size=ws,
                                          global_tokenizer=tokenizer))
         self.stages = nn.ModuleList(stages)
-        self.apply(self._init_module)
+        self.apply(init_trunc_normal)  # the official initialisation (convs keep PyTorch's default)
         self._init_contract()
-
-    @staticmethod
-    def _init_module(module: nn.Module) -> None:
-        """The official initialisation: truncated normal (std 0.02) linear weights, zero biases; norms 1 / 0."""
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]
-        x = stage.downsample(x)
-        use_cp = self.with_cp and self.training and x.requires_grad
-        return stage.forward_blocks(x, use_cp=use_cp)
+        return stage.forward_blocks(stage.downsample(x), run_blocks=self.run_blocks)
 
     # ------------------------------------------------------------------------------------------------------------
     # Checkpoints

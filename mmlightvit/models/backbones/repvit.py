@@ -309,8 +309,7 @@ class RepViT(LightBackbone):
                          with_cp=with_cp, out_norm_cfg=out_norm_cfg, init_cfg=init_cfg)
         settings = self.resolve_arch(arch, required_keys=('widths', 'depths'))
         widths, depths = tuple(settings['widths']), tuple(settings['depths'])
-        if len(widths) != 4 or len(depths) != 4:
-            raise ValueError(f'RepViT arch needs 4 widths and 4 depths, got {widths} and {depths}.')
+        self.check_per_stage(widths=widths, depths=depths)
         if se_mode not in self.se_modes:
             raise ValueError(f'se_mode must be one of {self.se_modes}, got {se_mode!r}.')
         mlp_ratio = settings.get('mlp_ratio', 2)

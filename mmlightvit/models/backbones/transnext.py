@@ -20,7 +20,6 @@ cpb_fc2}`` / ``attn.qkv``, ``norm2``, ``mlp.{fc1, dwconv.dwconv, fc2}``), ``stag
 
 Depends on torch, mmengine and mmlightvit only.
 """
-import math
 import re
 from collections import OrderedDict
 from functools import partial
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates
+from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates, init_trunc_normal
 from .transnext_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
                                   fused_aggregated_attention, fused_attention_supported,
                                   fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps, padded_window_map,
@@ -776,10 +775,8 @@ class TransNeXt(LightBackbone):
         widths, depths, num_heads = (tuple(settings[k]) for k in ('widths', 'depths', 'num_heads'))
         mlp_ratios = tuple(settings.get('mlp_ratios', self.default_mlp_ratios))
         sr_ratios = tuple(sr_ratios if sr_ratios is not None else settings.get('sr_ratios', self.default_sr_ratios))
-        for name, value in (('widths', widths), ('depths', depths), ('num_heads', num_heads),
-                            ('mlp_ratios', mlp_ratios), ('sr_ratios', sr_ratios)):
-            if len(value) != 4:
-                raise ValueError(f'TransNeXt needs 4 {name} (one per stage), got {value}.')
+        self.check_per_stage(widths=widths, depths=depths, num_heads=num_heads, mlp_ratios=mlp_ratios,
+                             sr_ratios=sr_ratios)
         if any(int(r) < 1 for r in sr_ratios):
             raise ValueError(f'sr_ratios must be >= 1, got {sr_ratios}.')
         check_impl(attn_impl)
@@ -807,26 +804,9 @@ class TransNeXt(LightBackbone):
             ]
             stages.append(TransNeXtStage(patch_embed, blocks, widths[s]))
         self.stages = nn.ModuleList(stages)
-        for module in self.modules():
-            self._init_module(module)
+        for module in self.modules():  # the official initialisation
+            init_trunc_normal(module, conv_init='he_fan_out')
         self._init_contract()
-
-    @staticmethod
-    def _init_module(module: nn.Module) -> None:
-        """The official initialisation: truncated normal (std 0.02) linear weights, He-normal (fan-out) conv
-        weights, zero biases, unit LayerNorms."""
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv2d):
-            fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
-            nn.init.normal_(module.weight, 0, math.sqrt(2.0 / fan_out))
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------------------------------------------------
     # Attention implementation and size-dependent tables

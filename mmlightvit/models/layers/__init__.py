@@ -1,11 +1,14 @@
 from .activation import build_activation
-from .backbone import NUM_STAGES, STAGE_STRIDES, LightBackbone, Stage, count_blocks
+from .backbone import NUM_STAGES, STAGE_STRIDES, LightBackbone, Stage, apply_blocks, count_blocks
 from .conv_bn import ConvBN, conv_like, fold_bn
 from .drop_path import DropPath, drop_path, drop_path_rates
+from .init import init_trunc_normal
+from .layer_scale import apply_layer_scale, layer_scale_parameter
 from .norm import LayerNorm2d, build_norm2d
 from .reparam import fuse_model
 
 __all__ = [
-    'NUM_STAGES', 'STAGE_STRIDES', 'LightBackbone', 'Stage', 'count_blocks', 'DropPath', 'drop_path', 'drop_path_rates',
-    'LayerNorm2d', 'build_norm2d', 'build_activation', 'ConvBN', 'conv_like', 'fold_bn', 'fuse_model'
+    'NUM_STAGES', 'STAGE_STRIDES', 'LightBackbone', 'Stage', 'apply_blocks', 'count_blocks', 'DropPath', 'drop_path',
+    'drop_path_rates', 'init_trunc_normal', 'layer_scale_parameter', 'apply_layer_scale', 'LayerNorm2d', 'build_norm2d',
+    'build_activation', 'ConvBN', 'conv_like', 'fold_bn', 'fuse_model'
 ]

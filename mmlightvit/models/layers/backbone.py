@@ -8,6 +8,7 @@ The base class then gives it:
 * ``arch`` look-up by name or alias (case, ``.``, ``_`` and ``-`` ignored) or a custom dict, with errors that list
   the known names;
 * ``out_indices``, ``out_channels`` and ``feature_info`` (known without a forward pass), optional output norms;
+* a check that per-stage settings have one entry per stage (:meth:`check_per_stage`);
 * ``frozen_stages`` and ``norm_eval`` honoured by ``train()``; ``with_cp`` per-block gradient checkpointing through
   :meth:`run_blocks`;
 * ``get_layer_depth`` for stage-wise learning-rate decay;
@@ -45,6 +46,26 @@ def count_blocks(state: Dict[str, torch.Tensor], pattern: str = r'stages\.(\d)\.
             stage, block = int(match.group(1)), int(match.group(2))
             depths[stage] = max(depths[stage], block + 1)
     return tuple(depths)
+
+
+def apply_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, *carried: Optional[torch.Tensor],
+                 checkpoint: bool = False) -> Union[torch.Tensor, tuple]:
+    """Apply ``blocks`` in turn: ``x = block(x)``; with ``carried`` state (e.g. FasterViT's carrier tokens), every
+    block takes and returns it after ``x``, ``x, *carried = block(x, *carried)``, and so does this function.
+
+    ``checkpoint``: gradient checkpointing for each block whose input requires grad (same outputs and gradients,
+    less memory). Constant block arguments can be bound with ``functools.partial``.
+    """
+    for block in blocks:
+        if checkpoint and x.requires_grad:
+            out = cp.checkpoint(block, x, *carried, use_reentrant=False)
+        else:
+            out = block(x, *carried)
+        if carried:
+            x, *carried = out
+        else:
+            x = out
+    return (x, *carried) if carried else x
 
 
 class Stage(nn.Module):
@@ -132,6 +153,13 @@ class LightBackbone(CheckpointLayouts, BaseModule):
                              + '; or pass a dict with the same keys for a custom size.')
         return dict(cls.arch_settings[name])
 
+    @classmethod
+    def check_per_stage(cls, **settings: Sequence) -> None:
+        """Raise a ValueError naming the first of ``settings`` (name=value) that has not one entry per stage."""
+        for name, value in settings.items():
+            if not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES:
+                raise ValueError(f'{cls.__name__} needs {NUM_STAGES} {name} (one per stage), got {value!r}.')
+
     # ------------------------------------------------------------------------------------------------------------
     # Outputs
 
@@ -154,14 +182,11 @@ class LightBackbone(CheckpointLayouts, BaseModule):
         return [dict(num_chs=self.stage_channels[i], reduction=STAGE_STRIDES[i], module=f'stages.{i}')
                 for i in self.out_indices]
 
-    def run_blocks(self, blocks: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
-        """Apply ``blocks`` in turn, each under gradient checkpointing when ``with_cp`` is on and it pays."""
-        for block in blocks:
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+    def run_blocks(self, blocks: Iterable[nn.Module], x: torch.Tensor,
+                   *carried: Optional[torch.Tensor]) -> Union[torch.Tensor, tuple]:
+        """Apply ``blocks`` in turn (see :func:`apply_blocks` for ``carried``), each under gradient checkpointing
+        when ``with_cp`` is on and it pays."""
+        return apply_blocks(blocks, x, *carried, checkpoint=self.with_cp and self.training)
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """One :class:`Stage` (down-sampling, then the blocks); families with other stage layouts override it."""
