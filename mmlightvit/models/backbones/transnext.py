@@ -11,7 +11,8 @@ is both the stage's feature map and the next stage's input.
 
 The attention core lives in :mod:`mmlightvit.models.backbones.transnext_attention` with two implementations
 (``attn_impl='efficient'`` default, ``'reference'``). In eval mode without autograd on the CPU, the efficient one runs
-in a fused inference form with the position-bias tables cached per input size (``fast_inference``).
+in its flash inference form (the CPU flash-attention kernel, the position-bias tables cached per input size;
+``fast_inference``).
 
 Module tree: ``stem`` (= official ``patch_embed1``), ``stages.{i}.patch_embed`` (= ``patch_embed{i+1}``, stages
 1-3), ``stages.{i}.blocks.{j}`` (= ``block{i+1}.{j}``, with the official sub-names: ``norm1``, ``attn.{q, kv, sr,
@@ -35,8 +36,8 @@ from mmlightvit.registry import MODELS
 from mmlightvit.utils.checkpoint import CheckpointError
 from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates
 from .transnext_attention import (aggregated_attention, check_impl, cpb_axis_tables, cpb_coords_table,
-                                  fused_aggregated_attention, fused_attention_supported,
-                                  fused_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps, padded_window_map,
+                                  flash_aggregated_attention, flash_attention_supported,
+                                  flash_rows_per_chunk, gather_cpb_bias, length_scale, linear_taps, padded_window_map,
                                   window_padding_mask)
 
 ATTENTION_SCALINGS = ('cosine_length', 'dot_product')
@@ -68,13 +69,13 @@ class StageContext:
         self.cpb_hw, self.cpb_pool_hw = cpb_hw, cpb_pool_hw
         # Distinct coordinates along the width (the table's inner size), known without a device sync.
         self.cpb_coords_w = int(cpb_coords_w)
-        self._fused_layout: Optional['FusedCPBLayout'] = None
+        self._flash_layout: Optional['FlashCPBLayout'] = None
 
-    def fused_layout(self) -> 'FusedCPBLayout':
-        """The index tables of the fused inference path (built on first use, then kept)."""
-        if self._fused_layout is None:
-            self._fused_layout = FusedCPBLayout(self)
-        return self._fused_layout
+    def flash_layout(self) -> 'FlashCPBLayout':
+        """The index tables of the flash inference path (built on first use, then kept)."""
+        if self._flash_layout is None:
+            self._flash_layout = FlashCPBLayout(self)
+        return self._flash_layout
 
 
 #: Rows of the CPB coordinate table evaluated at once. Large inputs in extrapolation mode have large tables
@@ -164,8 +165,8 @@ def axis_taps(in_size: int, out_size: int, device: Optional[torch.device] = None
     return [(index0, weight0), (index1, weight1)]
 
 
-class FusedCPBLayout:
-    """Index tables (size only, per stage and runtime size) of the fused inference path's CPB bias.
+class FlashCPBLayout:
+    """Index tables (size only, per stage and runtime size) of the flash inference path's CPB bias.
 
     The bias of query ``(qy, qx)`` to pooled key ``(py, px)`` is the MLP's table ``T[u, v]`` (``u`` indexes the
     distinct height coordinates, ``v`` the width ones) on the table grids (``ctx.cpb_hw`` / ``ctx.cpb_pool_hw``),
@@ -193,17 +194,17 @@ class FusedCPBLayout:
         self.resize_width = (w_t, pw_t) != (width, pool_w)
 
 
-class FusedCPBBias:
-    """The CPB bias of one attention layer for the fused inference path, by chunks of query rows:
+class FlashCPBBias:
+    """The CPB bias of one attention layer for the flash inference path, by chunks of query rows:
     ``bias(start, end)`` is ``(heads, (end - start) * W, Pw * Ph)`` for map rows ``start..end``, the pooled keys in
-    ``(px, py)`` order (see :class:`FusedCPBLayout`).
+    ``(px, py)`` order (see :class:`FlashCPBLayout`).
 
-    Holds the layer's height part ``(heads, H, U_w, Ph)``, split into the chunks of rows the fused attention asks
+    Holds the layer's height part ``(heads, H, U_w, Ph)``, split into the chunks of rows the flash attention asks
     for: ``heads * H * Ph * U_w`` values (about 6M for a first-stage layer of TransNeXt-Tiny at 800x1280 with
     ``img_size=800``), where the whole bias has ``heads * H * W * Ph * Pw`` (192M there).
     """
 
-    def __init__(self, table: torch.Tensor, layout: FusedCPBLayout):
+    def __init__(self, table: torch.Tensor, layout: FlashCPBLayout):
         heads, num_w = table.shape[1], layout.num_w
         pool_h, pool_w = layout.pool_hw
         table = table.transpose(0, 1).reshape(heads, -1, num_w)  # (heads, U_h, U_w)
@@ -213,16 +214,16 @@ class FusedCPBBias:
             rows = term if rows is None else rows.add_(term)
         rows = rows.transpose(2, 3)  # (heads, H, U_w, Ph): the width part gathers runs of Ph values
         self.layout, self.heads, self.pool_h, self.pool_len = layout, heads, pool_h, pool_h * pool_w
-        # Kept as the contiguous height parts of the chunks of rows the fused attention will ask for.
+        # Kept as the contiguous height parts of the chunks of rows the flash attention will ask for.
         height = rows.shape[1]
-        step = fused_rows_per_chunk(heads, layout.width, self.pool_len)
+        step = flash_rows_per_chunk(heads, layout.width, self.pool_len)
         self.chunks = {(start, min(start + step, height)): rows[:, start:start + step].reshape(-1, num_w, pool_h)
                        for start in range(0, height, step)}
 
     def height_part(self, start: int, end: int) -> torch.Tensor:
         """``(heads * (end - start), U_w, Ph)``: the height part of map rows ``start..end``."""
         rows = self.chunks.get((start, end))
-        if rows is None:  # another chunking (FUSED_CHUNK_ELEMENTS changed): reassemble
+        if rows is None:  # another chunking (FLASH_CHUNK_ELEMENTS changed): reassemble
             parts = [part.view(self.heads, end_ - start_, self.layout.num_w, self.pool_h)
                      for (start_, end_), part in self.chunks.items()]
             rows = torch.cat(parts, dim=1)[:, start:end].reshape(-1, self.layout.num_w, self.pool_h)
@@ -241,7 +242,7 @@ class FusedCPBBias:
 
 def keys_in_xy_order(t: torch.Tensor, pool_hw: Tuple[int, int]) -> torch.Tensor:
     """``(B, heads, Ph * Pw, d)`` pooled keys or values (row-major) reordered to ``(px, py)`` order, the key order
-    of :class:`FusedCPBBias`."""
+    of :class:`FlashCPBBias`."""
     batch, heads, _, dim = t.shape
     return t.reshape(batch, heads, pool_hw[0], pool_hw[1], dim).transpose(2, 3).reshape(batch, heads, -1, dim)
 
@@ -380,17 +381,17 @@ class _AttentionBase(nn.Module):
         self.cpb_fc1 = nn.Linear(2, 512, bias=True)
         self.cpb_act = nn.ReLU(inplace=True)
         self.cpb_fc2 = nn.Linear(512, num_heads, bias=True)
-        # Fused inference path: the MLP's tables and the height parts of the bias, per size (see fused_cpb_bias).
-        self._cpb_cache: 'OrderedDict[tuple, Union[torch.Tensor, FusedCPBBias]]' = OrderedDict()
+        # Flash inference path: the MLP's tables and the height parts of the bias, per size (see flash_cpb_bias).
+        self._cpb_cache: 'OrderedDict[tuple, Union[torch.Tensor, FlashCPBBias]]' = OrderedDict()
         self._cpb_weights: Optional[List[torch.Tensor]] = None
 
-    #: Entries (MLP tables + per-size height parts) kept per layer by the fused inference path, least recently used
+    #: Entries (MLP tables + per-size height parts) kept per layer by the flash inference path, least recently used
     #: dropped first. TransNeXt-Tiny holds 170 MB of height parts for 800x1280 with img_size=800 (40 MB at 320x512).
     max_cached_tables = 8
 
-    def use_fused(self, fused: bool, q: torch.Tensor) -> bool:
-        """Whether this forward takes the fused inference form (asked by the backbone, and possible here)."""
-        return fused and not self.training and self.impl == 'efficient' and fused_attention_supported(q)
+    def use_flash(self, flash: bool, q: torch.Tensor) -> bool:
+        """Whether this forward takes the flash inference form (asked by the backbone, and possible here)."""
+        return flash and not self.training and self.impl == 'efficient' and flash_attention_supported(q)
 
     def clear_cpb_cache(self) -> None:
         if hasattr(self, '_cpb_cache'):
@@ -428,8 +429,8 @@ class _AttentionBase(nn.Module):
         return value
 
     @torch.no_grad()
-    def fused_cpb_bias(self, ctx: StageContext) -> FusedCPBBias:
-        """The CPB bias for the fused inference path (eval mode, no autograd), built once per runtime size and kept
+    def flash_cpb_bias(self, ctx: StageContext) -> FlashCPBBias:
+        """The CPB bias for the flash inference path (eval mode, no autograd), built once per runtime size and kept
         while the CPB weights stay the same: the MLP's output per table grid (one per stage in interpolation mode,
         per size in extrapolation mode) and the per-size height part."""
         if not self._cpb_weights_unchanged():
@@ -438,7 +439,7 @@ class _AttentionBase(nn.Module):
         table = self._cached(('mlp', ctx.cpb_hw, ctx.cpb_pool_hw, dtype, device),
                              lambda: cpb_mlp(self, ctx.cpb_coords.to(dtype)))
         return self._cached(('rows', ctx.hw, ctx.pool_hw, dtype, device),
-                            lambda: FusedCPBBias(table, ctx.fused_layout()))
+                            lambda: FlashCPBBias(table, ctx.flash_layout()))
 
 
 class AggregatedAttention(_AttentionBase):
@@ -480,13 +481,13 @@ class AggregatedAttention(_AttentionBase):
                 nn.init.trunc_normal_(torch.empty(num_heads, self.head_dim, self.local_len), mean=0, std=0.02))
             self.learnable_bias = nn.Parameter(torch.zeros(num_heads, 1, self.local_len))
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
-        """``fused``: the backbone allows the fused inference form (taken where :meth:`use_fused` agrees)."""
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, flash: bool = False) -> torch.Tensor:
+        """``flash``: the backbone allows the flash inference form (taken where :meth:`use_flash` agrees)."""
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         q = self.q(x).reshape(batch, tokens, heads, head_dim).permute(0, 2, 1, 3)
-        if self.use_pooled_branch and self.use_fused(fused, q):  # q's dtype: autocast may have changed it
-            return self.forward_fused(x, q, hw, ctx)
+        if self.use_pooled_branch and self.use_flash(flash, q):  # q's dtype: autocast may have changed it
+            return self.forward_flash(x, q, hw, ctx)
         q_scaled = self._scale_queries(q, ctx.seq_length_scale)
 
         k_local = v_local = local_extra = None
@@ -518,11 +519,11 @@ class AggregatedAttention(_AttentionBase):
         return self._keys(k_pool), v_pool
 
     @torch.no_grad()
-    def forward_fused(self, x: torch.Tensor, q: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
-        """The fused inference form of :meth:`forward` (its numbers; no autograd), given the queries ``q`` (``(B,
+    def forward_flash(self, x: torch.Tensor, q: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
+        """The flash inference form of :meth:`forward` (its numbers; no autograd), given the queries ``q`` (``(B,
         heads, N, d)``, before scaling): queries normalised once, into a contiguous tensor that becomes the scaled
         queries in place; window keys normalised and values copied straight into zero-bordered maps
-        (:func:`padded_window_map`); the attention core :func:`fused_aggregated_attention` with the cached position
+        (:func:`padded_window_map`); the attention core :func:`flash_aggregated_attention` with the cached position
         bias, its output already in ``proj``'s layout."""
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
@@ -543,9 +544,9 @@ class AggregatedAttention(_AttentionBase):
             queries = torch.add(q, self.query_embedding if self.query_embedding is not None else 0,
                                 out=queries).mul_(head_dim**-0.5)
         k_pool, v_pool = self._pooled_keys_values(x, hw, ctx)
-        out = fused_aggregated_attention(
+        out = flash_aggregated_attention(
             queries, k_local, v_local, keys_in_xy_order(k_pool, ctx.pool_hw), keys_in_xy_order(v_pool, ctx.pool_hw),
-            hw, self.fused_cpb_bias(ctx), local_bias=self.relative_pos_bias_local if self.use_window_branch else None,
+            hw, self.flash_cpb_bias(ctx), local_bias=self.relative_pos_bias_local if self.use_window_branch else None,
             local_extra=local_extra, window_size=self.window_size, padding_mask=ctx.padding_mask)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
@@ -567,15 +568,15 @@ class Attention(_AttentionBase):
         self.proj = nn.Linear(dim, dim)
         self._init_cpb(num_heads)
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, flash: bool = False) -> torch.Tensor:
         batch, tokens, channels = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         q, k, v = qkv.chunk(3, dim=1)
         q, k = self._scale_queries(q, ctx.seq_length_scale), self._keys(k)
         # The dtype of the linear layer's output: under autocast q is promoted by the float32 scaling, k and v not.
-        if self.use_fused(fused, qkv):
-            out = fused_aggregated_attention(q, None, None, keys_in_xy_order(k, ctx.pool_hw),
-                                             keys_in_xy_order(v, ctx.pool_hw), hw, self.fused_cpb_bias(ctx))
+        if self.use_flash(flash, qkv):
+            out = flash_aggregated_attention(q, None, None, keys_in_xy_order(k, ctx.pool_hw),
+                                             keys_in_xy_order(v, ctx.pool_hw), hw, self.flash_cpb_bias(ctx))
         else:
             out = aggregated_attention(q, None, None, k, v, hw, pool_bias=CPBBias(self, ctx), impl=self.impl)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
@@ -599,10 +600,10 @@ class TransNeXtBlock(nn.Module):
         self.mlp = ConvolutionalGLU(dim, mlp_ratio)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, fused: bool = False) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw, ctx, fused))
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext, flash: bool = False) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw, ctx, flash))
         # The channel mixer by rows where large temporaries cost most: CPU inference (GPUs cache their memory).
-        return x + self.drop_path(self.mlp(self.norm2(x), hw, by_rows=fused and x.device.type == 'cpu'))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw, by_rows=flash and x.device.type == 'cpu'))
 
 
 class TransNeXtStage(nn.Module):
@@ -689,8 +690,8 @@ class TransNeXt(LightBackbone):
         attn_impl (str): ``'efficient'`` (default) or ``'reference'``, same math (see
             :mod:`mmlightvit.models.backbones.transnext_attention`).
         fast_inference (bool): with ``attn_impl='efficient'``, in eval mode without autograd
-            (``torch.no_grad()``, ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the fused form
-            of the attention (:func:`~mmlightvit.models.backbones.transnext_attention.fused_aggregated_attention`,
+            (``torch.no_grad()``, ``torch.inference_mode()``), float32 / float64 on the CPU, eagerly: the flash form
+            of the attention (:func:`~mmlightvit.models.backbones.transnext_attention.flash_aggregated_attention`,
             the CPU flash-attention kernel) with the position-bias tables of each layer cached per input size
             (checked against the CPB weights on every forward, dropped in train mode), and, on the CPU, the channel
             mixer a few map rows at a time (:meth:`ConvolutionalGLU.forward_by_rows`). Same outputs within float
@@ -891,10 +892,10 @@ class TransNeXt(LightBackbone):
     # ------------------------------------------------------------------------------------------------------------
     # Forward
 
-    def fused_inference_allowed(self) -> bool:
-        """Whether this forward may take the fused inference form (see ``fast_inference``); the attention layers
+    def flash_inference_allowed(self) -> bool:
+        """Whether this forward may take the flash inference form (see ``fast_inference``); the attention layers
         also check the device, dtype and implementation. Never while compiling or tracing: graphs keep the code
-        path of training (the fused form loops over query rows and keeps Python-side caches)."""
+        path of training (the flash form loops over query rows and keeps Python-side caches)."""
         return (self.fast_inference and not self.training and not torch.is_grad_enabled()
                 and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
@@ -903,9 +904,9 @@ class TransNeXt(LightBackbone):
         x = stage.patch_embed(x)
         batch, channels, height, width = x.shape
         ctx = self.stage_context(index, (height, width), x.device)
-        fused = self.fused_inference_allowed()
+        flash = self.flash_inference_allowed()
         x = x.flatten(2).transpose(1, 2)
-        x = self.run_blocks([partial(block, hw=(height, width), ctx=ctx, fused=fused) for block in stage.blocks], x)
+        x = self.run_blocks([partial(block, hw=(height, width), ctx=ctx, flash=flash) for block in stage.blocks], x)
         x = stage.norm(x)
         return x.transpose(1, 2).reshape(batch, channels, height, width)
 
