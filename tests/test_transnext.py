@@ -9,12 +9,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.models.backbones import TransNeXt
-from mmlightvit.models.backbones.transnext import (AggregatedAttention, Attention, ConvolutionalGLU, CPBBias,
-                                                   infer_transnext_arch, keys_in_xy_order, official_to_mmlightvit)
+from mmlightvit.models.backbones.transnext import ConvolutionalGLU, infer_transnext_arch, official_to_mmlightvit
 from mmlightvit.models.backbones import transnext_attention as aa_module
+from mmlightvit.models.backbones import transnext_attention_layers as layers_module
+from mmlightvit.models.backbones.transnext_attention_layers import (AggregatedAttention, Attention, CPBBias,
+                                                                    keys_in_xy_order)
 from mmlightvit.models.backbones.transnext_attention import (aggregated_attention, cpb_axis_tables,
                                                              flash_aggregated_attention, gather_cpb_bias,
-                                                             padded_window_map, window_padding_mask)
+                                                             linear_taps, padded_window_map, window_padding_mask)
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main,  # noqa: F401
                                   load_via_init_cfg, num_params, single_thread)
@@ -184,6 +186,17 @@ def test_cpb_axis_tables_match_the_2d_unique():
     assert torch.equal(ours_index.reshape(-1), index)
 
 
+@pytest.mark.parametrize('in_size, out_size', [(4, 7), (7, 4), (5, 5), (1, 3), (3, 1)])
+def test_linear_taps_resize_as_interpolate(in_size, out_size):
+    """One axis's taps (one identity tap for equal sizes, else two) resize as F.interpolate (align_corners=False)."""
+    x = torch.randn(3, in_size, dtype=torch.float64)
+    taps = linear_taps(in_size, out_size)
+    assert len(taps) == (1 if in_size == out_size else 2)
+    ours = sum(weight * x[:, index] for index, weight in taps)
+    expected = F.interpolate(x[None], size=out_size, mode='linear', align_corners=False)[0]
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The backbone: both implementations, any size, test modes
 
@@ -253,12 +266,11 @@ def test_backbone_chunked_pooled_branch_equal(monkeypatch):
 
 def test_cpb_mlp_row_blocks_equal(monkeypatch):
     """Large CPB tables run in (checkpointed) row blocks: same outputs and gradients (forced small here)."""
-    from mmlightvit.models.backbones import transnext as module
     x = torch.randn(1, 3, 65, 97, dtype=torch.float64)
     results = []
     for rows in (None, 7):
         if rows:
-            monkeypatch.setattr(module, 'CPB_ROWS_PER_BLOCK', rows)
+            monkeypatch.setattr(layers_module, 'CPB_ROWS_PER_BLOCK', rows)
         model = small_model(extrapolation=True).double().train()
         outs = model(x)
         sum(o.square().mean() for o in outs).backward()
@@ -342,14 +354,13 @@ def _eval_outputs(model, x, impl=None, fast=True):
 
 def _flash_calls(monkeypatch):
     """Counts the calls of the flash attention core (to see which path a forward took)."""
-    from mmlightvit.models.backbones import transnext as module
     calls = []
 
     def counting(*args, **kwargs):
         calls.append(1)
         return aa_module.flash_aggregated_attention(*args, **kwargs)
 
-    monkeypatch.setattr(module, 'flash_aggregated_attention', counting)
+    monkeypatch.setattr(layers_module, 'flash_aggregated_attention', counting)
     return calls
 
 
@@ -551,7 +562,8 @@ def test_interpolation_and_extrapolation_modes():
     assert torch.allclose(ctx.seq_length_scale[21], torch.log(torch.tensor([9. + 6])))
 
 
-@pytest.mark.parametrize('extrapolation, size', [(False, (96, 80)), (False, (64, 64)), (True, (65, 97))])
+@pytest.mark.parametrize('extrapolation, size', [(False, (96, 80)), (False, (64, 97)), (False, (64, 64)),
+                                                  (True, (65, 97))])
 def test_cpb_bias_by_query_blocks(extrapolation, size):
     """The bias served in blocks of queries equals the whole bias computed the official way: gathered from the
     MLP's table, resized with F.interpolate on the key axes and then on the query axes (interpolation mode)."""

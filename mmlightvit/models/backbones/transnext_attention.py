@@ -31,7 +31,7 @@ place, offset by offset) joins the one softmax.
 Depends on torch only.
 """
 from functools import partial
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -147,19 +147,20 @@ def gather_cpb_bias(table: torch.Tensor, index_h: torch.Tensor, index_w: torch.T
 
 
 @torch.no_grad()
-def linear_taps(in_size: int, out_size: int, device: Optional[torch.device] = None):
-    """Taps of 1-D linear resizing ``in_size -> out_size`` as ``F.interpolate(mode='bilinear',
-    align_corners=False)`` computes them: ``(index0, index1, weight0, weight1)``, each ``(out_size,)``, so that
-    ``out[i] = weight0[i] * x[index0[i]] + weight1[i] * x[index1[i]]`` (weights in float64)."""
-    dst = torch.arange(out_size, dtype=torch.float64, device=device)
+def linear_taps(in_size: int, out_size: int,
+                device: Optional[torch.device] = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """1-D linear resizing ``in_size -> out_size`` as ``F.interpolate(mode='bilinear', align_corners=False)``
+    computes it, as a list of ``(index, weight)`` taps, each ``(out_size,)`` (weights in float64), so that ``out[i]
+    = sum(weight[i] * x[index[i]] for index, weight in taps)``: one identity tap when the sizes are equal, else
+    two."""
     if in_size == out_size:
-        index = dst.long()
-        return index, index, torch.ones_like(dst), torch.zeros_like(dst)
+        return [(torch.arange(out_size, device=device), torch.ones(out_size, dtype=torch.float64, device=device))]
+    dst = torch.arange(out_size, dtype=torch.float64, device=device)
     src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     index0 = src.floor().long()
     index1 = index0 + (index0 < in_size - 1).long()
     weight1 = (src - index0).clamp(0, 1)
-    return index0, index1, 1 - weight1, weight1
+    return [(index0, 1 - weight1), (index1, weight1)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
