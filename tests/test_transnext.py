@@ -319,6 +319,20 @@ def test_flash_core_equals_reference(dtype, tol, hw, pool_len, local):
     assert out.transpose(1, 2).is_contiguous()
 
 
+@pytest.mark.parametrize('scaling', ['cosine_length', 'dot_product'])
+@pytest.mark.parametrize('query_embedding', [True, False])
+def test_scale_queries_in_place(scaling, query_embedding):
+    """The flash form's query scaling, in place over the normalised queries it is given, is the training path's."""
+    attn = AggregatedAttention(16, 2, 2, attention_scaling=scaling, use_query_embedding=query_embedding).double()
+    q = torch.randn(2, 2, 12, 8, dtype=torch.float64)
+    length_scale = torch.rand(12, 1, dtype=torch.float64) + 1
+    with torch.no_grad():
+        expected = attn._scale_queries(q, length_scale)
+        unit_q = F.normalize(q, dim=-1)
+        assert attn._scale_queries(q, length_scale, unit_q=unit_q) is unit_q
+    torch.testing.assert_close(unit_q, expected, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize('window_size', [1, 3, 5])
 def test_padded_window_map(window_size):
     """The map inside a zero border, from a strided view, optionally scaled (the keys' normalisation)."""

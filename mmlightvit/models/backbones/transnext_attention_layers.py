@@ -251,16 +251,25 @@ class _AttentionBase(nn.Module):
             nn.init.trunc_normal_(torch.empty(num_heads, 1, head_dim), mean=0, std=0.02)) \
             if use_query_embedding else None
 
-    def _scale_queries(self, q: torch.Tensor, seq_length_scale: torch.Tensor) -> torch.Tensor:
+    def _scale_queries(self, q: torch.Tensor, seq_length_scale: torch.Tensor,
+                       unit_q: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Cosine: ``(normalize(q) + query_embedding) * softplus(temperature) * log(length)``; dot product:
-        ``(q + query_embedding) * head_dim ** -0.5``."""
+        ``(q + query_embedding) * head_dim ** -0.5``.
+
+        ``unit_q`` (the flash form, no autograd): ``normalize(q)`` already computed, in a tensor of its own that
+        becomes the result in place (the cosine factors applied as one product), so no other query-sized tensor is
+        written."""
+        in_place, embedding = unit_q is not None, self.query_embedding
         if self.attention_scaling == 'cosine_length':
-            q = F.normalize(q, dim=-1)
-            if self.query_embedding is not None:
-                q = q + self.query_embedding
-            return q * F.softplus(self.temperature) * seq_length_scale.to(q.dtype)
-        if self.query_embedding is not None:
-            q = q + self.query_embedding
+            q = unit_q if in_place else F.normalize(q, dim=-1)
+            if embedding is not None:
+                q = q.add_(embedding) if in_place else q + embedding
+            temperature, length = F.softplus(self.temperature), seq_length_scale.to(q.dtype)
+            return q.mul_(temperature * length) if in_place else q * temperature * length
+        if in_place:  # q + query_embedding written over the normalised queries
+            return torch.add(q, embedding if embedding is not None else 0, out=unit_q).mul_(self.head_dim**-0.5)
+        if embedding is not None:
+            q = q + embedding
         return q * self.head_dim**-0.5
 
     def _keys(self, k: torch.Tensor) -> torch.Tensor:
@@ -411,9 +420,9 @@ class AggregatedAttention(_AttentionBase):
     def forward_flash(self, x: torch.Tensor, q: torch.Tensor, hw: Tuple[int, int], ctx: StageContext) -> torch.Tensor:
         """The flash inference form of :meth:`forward` (its numbers; no autograd), given the queries ``q`` (``(B,
         heads, N, d)``, before scaling): queries normalised once, into a contiguous tensor that becomes the scaled
-        queries in place; window keys normalised and values copied straight into zero-bordered maps
-        (:func:`padded_window_map`); the attention core :func:`flash_aggregated_attention` with the cached position
-        bias, its output already in ``proj``'s layout."""
+        queries in place (:meth:`_scale_queries`); window keys normalised and values copied straight into
+        zero-bordered maps (:func:`padded_window_map`); the attention core :func:`flash_aggregated_attention` with
+        the cached position bias, its output already in ``proj``'s layout."""
         batch, tokens, channels = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         queries = torch.mul(q, _inverse_norm(q), out=q.new_empty(q.shape))  # F.normalize(q), contiguous
@@ -425,13 +434,7 @@ class AggregatedAttention(_AttentionBase):
                                         _inverse_norm(k_local) if self.attention_scaling == 'cosine_length' else None)
             v_local = padded_window_map(v_local, hw, self.window_size)
             local_extra = torch.matmul(queries, self.learnable_tokens).add_(self.learnable_bias)
-        if self.attention_scaling == 'cosine_length':
-            if self.query_embedding is not None:
-                queries.add_(self.query_embedding)
-            queries.mul_(F.softplus(self.temperature) * ctx.seq_length_scale.to(q.dtype))
-        else:
-            queries = torch.add(q, self.query_embedding if self.query_embedding is not None else 0,
-                                out=queries).mul_(head_dim**-0.5)
+        queries = self._scale_queries(q, ctx.seq_length_scale, unit_q=queries)
         k_pool, v_pool = self._pooled_keys_values(x, hw, ctx)
         out = flash_aggregated_attention(
             queries, k_local, v_local, keys_in_xy_order(k_pool, ctx.pool_hw), keys_in_xy_order(v_pool, ctx.pool_hw),
