@@ -119,14 +119,34 @@ def test_benchmark_detector_in_bfloat16_on_cpu():
 
 def test_benchmark_transnext_attention_paths_with_cpu_memory():
     # the paths compute the same features; each form's peak memory comes from a process of its own
-    rows = _tool('benchmark').main(['TransNeXt:micro', '--attention-paths', 'reference', 'efficient', 'fused',
+    rows = _tool('benchmark').main(['TransNeXt:micro', '--attention-paths', 'reference', 'efficient', 'flash',
                                     '--memory', '--shape', '48', '80', '--batch', '1', '--repeat', '1', '--warmup',
                                     '0', '--threads', '1', '--no-macs', '--backbone-options', 'img_size=64'])
-    assert [r.form for r in rows] == ['attn=reference', 'attn=efficient', 'attn=fused']
+    assert [r.form for r in rows] == ['attn=reference', 'attn=efficient', 'attn=flash']
     for r in rows[1:]:
         assert r.max_rel_diff < 1e-5
     if Path('/proc/self/clear_refs').exists():
         assert all(r.peak_memory_mb > 0 for r in rows), rows
+
+
+def test_benchmark_former_attention_path_name_still_works_and_warns():
+    # 'fused' (the flash path's name until this release): the flash path, with a deprecation warning naming it
+    from mmlightvit.analysis import benchmark as bench
+    from mmlightvit.models.backbones import TransNeXt
+    args = ['TransNeXt:micro', '--attention-paths', 'efficient', 'fused', '--shape', '32', '32', '--batch', '1',
+            '--repeat', '1', '--warmup', '0', '--threads', '1', '--no-macs']
+    message = "attention path 'fused' is now called 'flash'.*use 'flash'"
+    with pytest.warns(DeprecationWarning, match=message) as record:
+        rows = _tool('benchmark').main(args)
+    assert [r.form for r in rows] == ['attn=efficient', 'attn=flash'] and rows[1].max_rel_diff < 1e-5
+    # raised from the tool's own code: run as a script that is __main__, whose DeprecationWarnings Python shows
+    raised_at = [Path(w.filename) for w in record if 'attention path' in str(w.message)]
+    assert raised_at == [ROOT / 'tools/analysis/benchmark.py'], raised_at
+    backbone = TransNeXt(dict(widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8)),
+                         attn_impl='reference', fast_inference=False)
+    with pytest.warns(DeprecationWarning, match=message):  # the library function too
+        form, = bench.attention_path_forms(backbone, ['fused'])
+    assert form.name == 'attn=flash' and form.module.fast_inference and form.module.attn_impl == 'efficient'
 
 
 def test_benchmark_training_steps(monkeypatch):
@@ -155,7 +175,7 @@ def test_benchmark_rejects_bad_requests():
     assert proc.returncode != 0 and 'No installable reference implementation for TransNeXt' in proc.stderr
     proc = _run(['tools/analysis/benchmark.py', 'RepViT:m0.9', '--dtype', 'fp16', '--device', 'cpu'], check=False)
     assert proc.returncode != 0 and 'bf16' in proc.stderr
-    proc = _run(['tools/analysis/benchmark.py', 'RepViT:m0.9', '--attention-paths', 'fused'], check=False)
+    proc = _run(['tools/analysis/benchmark.py', 'RepViT:m0.9', '--attention-paths', 'flash'], check=False)
     assert proc.returncode != 0 and "attention-paths are TransNeXt's" in proc.stderr
     proc = _run(['tools/analysis/benchmark.py', str(TINY_DET), '--train'], check=False)
     assert proc.returncode != 0 and '--train is for backbones' in proc.stderr
@@ -340,7 +360,7 @@ def test_gpu_report_script_runs_through_on_the_cpu(tmp_path):
     report = (tmp_path / 'gpu_report.md').read_text()
     assert 'failed or timed out' not in report, report
     assert '| RepViT:m0.9 | fused | 64 x 96 | 1 | bf16 | cpu |' in report
-    assert '| TransNeXt:tiny | attn=fused | 64 x 96 | 1 | fp32 | cpu |' in report
+    assert '| TransNeXt:tiny | attn=flash | 64 x 96 | 1 | fp32 | cpu |' in report
     assert '| configs/repvit/mask-rcnn_repvit-m1.1_coco.py |' in report  # ONNX Runtime against PyTorch
     train_row = report.split('| s / iter (median) |')[1].splitlines()[2]
     assert all(cell.strip() not in ('', '-') for cell in train_row.strip('|').split('|')), train_row

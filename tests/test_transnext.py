@@ -9,12 +9,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.models.backbones import TransNeXt
-from mmlightvit.models.backbones.transnext import (AggregatedAttention, Attention, ConvolutionalGLU, CPBBias,
-                                                   infer_transnext_arch, keys_in_xy_order, official_to_mmlightvit)
+from mmlightvit.models.backbones.transnext import ConvolutionalGLU, infer_transnext_arch, official_to_mmlightvit
 from mmlightvit.models.backbones import transnext_attention as aa_module
+from mmlightvit.models.backbones import transnext_attention_layers as layers_module
+from mmlightvit.models.backbones.transnext_attention_layers import (AggregatedAttention, Attention, CPBBias,
+                                                                    keys_in_xy_order)
 from mmlightvit.models.backbones.transnext_attention import (aggregated_attention, cpb_axis_tables,
-                                                             fused_aggregated_attention, gather_cpb_bias,
-                                                             padded_window_map, window_padding_mask)
+                                                             flash_aggregated_attention, gather_cpb_bias,
+                                                             linear_taps, padded_window_map, window_padding_mask)
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main,  # noqa: F401
                                   load_via_init_cfg, num_params, single_thread)
@@ -184,6 +186,17 @@ def test_cpb_axis_tables_match_the_2d_unique():
     assert torch.equal(ours_index.reshape(-1), index)
 
 
+@pytest.mark.parametrize('in_size, out_size', [(4, 7), (7, 4), (5, 5), (1, 3), (3, 1)])
+def test_linear_taps_resize_as_interpolate(in_size, out_size):
+    """One axis's taps (one identity tap for equal sizes, else two) resize as F.interpolate (align_corners=False)."""
+    x = torch.randn(3, in_size, dtype=torch.float64)
+    taps = linear_taps(in_size, out_size)
+    assert len(taps) == (1 if in_size == out_size else 2)
+    ours = sum(weight * x[:, index] for index, weight in taps)
+    expected = F.interpolate(x[None], size=out_size, mode='linear', align_corners=False)[0]
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The backbone: both implementations, any size, test modes
 
@@ -253,12 +266,11 @@ def test_backbone_chunked_pooled_branch_equal(monkeypatch):
 
 def test_cpb_mlp_row_blocks_equal(monkeypatch):
     """Large CPB tables run in (checkpointed) row blocks: same outputs and gradients (forced small here)."""
-    from mmlightvit.models.backbones import transnext as module
     x = torch.randn(1, 3, 65, 97, dtype=torch.float64)
     results = []
     for rows in (None, 7):
         if rows:
-            monkeypatch.setattr(module, 'CPB_ROWS_PER_BLOCK', rows)
+            monkeypatch.setattr(layers_module, 'CPB_ROWS_PER_BLOCK', rows)
         model = small_model(extrapolation=True).double().train()
         outs = model(x)
         sum(o.square().mean() for o in outs).backward()
@@ -283,14 +295,14 @@ def test_set_attn_impl():
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# The fused inference path (eval, no autograd, CPU): cached position-bias tables + the CPU flash-attention kernel
+# The flash inference path (eval, no autograd, CPU): cached position-bias tables + the CPU flash-attention kernel
 
 
 @pytest.mark.parametrize('dtype, tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize('hw, pool_len', [((5, 7), 6), ((1, 9), 2), ((8, 3), 1), ((4, 4), 16)])
 @pytest.mark.parametrize('local', ['plain', 'padded', None])
-def test_fused_core_equals_reference(dtype, tol, hw, pool_len, local):
-    """The fused core (pooled branch by rows through the flash kernel, joined through log-sum-exps) equals the
+def test_flash_core_equals_reference(dtype, tol, hw, pool_len, local):
+    """The flash core (pooled branch by rows through the flash kernel, joined through log-sum-exps) equals the
     reference core, with and without the window branch (its keys / values as given or as padded maps), batch 2;
     its output is a view of the (B, N, heads, d) layout."""
     inputs = _core_inputs(dtype, hw, pool_len, local=bool(local))
@@ -301,10 +313,24 @@ def test_fused_core_equals_reference(dtype, tol, hw, pool_len, local):
                                         local_extra=inputs['local_extra'], impl='reference')
         if local == 'padded':
             args[1:3] = [padded_window_map(t, hw) for t in args[1:3]]
-        out = fused_aggregated_attention(*args, hw, lambda start, end: bias[:, start * width:end * width],
+        out = flash_aggregated_attention(*args, hw, lambda start, end: bias[:, start * width:end * width],
                                          local_bias=inputs['local_bias'], local_extra=inputs['local_extra'])
     torch.testing.assert_close(out, expected, rtol=tol, atol=tol)
     assert out.transpose(1, 2).is_contiguous()
+
+
+@pytest.mark.parametrize('scaling', ['cosine_length', 'dot_product'])
+@pytest.mark.parametrize('query_embedding', [True, False])
+def test_scale_queries_in_place(scaling, query_embedding):
+    """The flash form's query scaling, in place over the normalised queries it is given, is the training path's."""
+    attn = AggregatedAttention(16, 2, 2, attention_scaling=scaling, use_query_embedding=query_embedding).double()
+    q = torch.randn(2, 2, 12, 8, dtype=torch.float64)
+    length_scale = torch.rand(12, 1, dtype=torch.float64) + 1
+    with torch.no_grad():
+        expected = attn._scale_queries(q, length_scale)
+        unit_q = F.normalize(q, dim=-1)
+        assert attn._scale_queries(q, length_scale, unit_q=unit_q) is unit_q
+    torch.testing.assert_close(unit_q, expected, rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize('window_size', [1, 3, 5])
@@ -340,16 +366,15 @@ def _eval_outputs(model, x, impl=None, fast=True):
     return outs
 
 
-def _fused_calls(monkeypatch):
-    """Counts the calls of the fused attention core (to see which path a forward took)."""
-    from mmlightvit.models.backbones import transnext as module
+def _flash_calls(monkeypatch):
+    """Counts the calls of the flash attention core (to see which path a forward took)."""
     calls = []
 
     def counting(*args, **kwargs):
         calls.append(1)
-        return aa_module.fused_aggregated_attention(*args, **kwargs)
+        return aa_module.flash_aggregated_attention(*args, **kwargs)
 
-    monkeypatch.setattr(module, 'fused_aggregated_attention', counting)
+    monkeypatch.setattr(layers_module, 'flash_aggregated_attention', counting)
     return calls
 
 
@@ -360,16 +385,16 @@ def test_fast_inference_equals_reference(monkeypatch, extrapolation, dtype, rel,
     """Odd, non-square sizes (65x97: maps 17x25 ... 3x4), sizes below and above img_size (the bias is resized down
     and up on every axis in interpolation mode), batch 2, and the size changing back and forth (per-size cache).
     Whole maps per kernel call, and chunks of 2 query rows at 65x97 (budget 700; an odd row count leaves one)."""
-    calls = _fused_calls(monkeypatch)
+    calls = _flash_calls(monkeypatch)
     if chunk:
-        monkeypatch.setattr(aa_module, 'FUSED_CHUNK_ELEMENTS', chunk)
+        monkeypatch.setattr(aa_module, 'FLASH_CHUNK_ELEMENTS', chunk)
     model = small_model(img_size=64, pretrain_size=64, extrapolation=extrapolation).to(dtype)
     gen = torch.Generator().manual_seed(5)
     for size in [(65, 97), (33, 50), (97, 65), (65, 97)]:
         x = torch.randn(2, 3, *size, generator=gen, dtype=dtype)
         before = len(calls)
         fast = _eval_outputs(model, x)
-        assert len(calls) - before == sum(model.depths)  # every block took the fused path
+        assert len(calls) - before == sum(model.depths)  # every block took the flash path
         _assert_outputs_close(fast, _eval_outputs(model, x, impl='reference'), rel)
         _assert_outputs_close(fast, _eval_outputs(model, x, fast=False), rel)  # today's efficient path
     assert len(calls) == 4 * sum(model.depths)
@@ -379,9 +404,9 @@ def test_fast_inference_equals_reference(monkeypatch, extrapolation, dtype, rel,
                                     dict(attention_scaling='dot_product'), dict(use_query_embedding=False),
                                     dict(attention_scaling='dot_product', use_query_embedding=False)])
 def test_fast_inference_equals_reference_for_ablations(monkeypatch, kwargs):
-    """Every ablation switch keeps the fused form's numbers (its queries, keys and local terms are computed apart
-    from the other paths'); without the pooled branch only stage 4 (full attention) has a fused form."""
-    calls = _fused_calls(monkeypatch)
+    """Every ablation switch keeps the flash form's numbers (its queries, keys and local terms are computed apart
+    from the other paths'); without the pooled branch only stage 4 (full attention) has a flash form."""
+    calls = _flash_calls(monkeypatch)
     model = small_model(img_size=64, pretrain_size=64, **kwargs).double()
     x = torch.randn(2, 3, 65, 97, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     fast = _eval_outputs(model, x)
@@ -393,7 +418,7 @@ def test_fast_inference_equals_reference_for_ablations(monkeypatch, kwargs):
 def test_fast_inference_under_cpu_autocast(monkeypatch):
     """Under bfloat16 autocast (the linear layers' outputs in bf16) the attention keeps the efficient path; the
     channel mixer by rows follows autocast's dtypes like the whole-map form."""
-    calls = _fused_calls(monkeypatch)
+    calls = _flash_calls(monkeypatch)
     model = small_model(img_size=64, pretrain_size=64).eval()
     x = torch.randn(1, 3, 65, 97)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
@@ -420,7 +445,7 @@ def test_channel_mixer_by_rows(hw):
             torch.testing.assert_close(mlp(x, hw, by_rows=True), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_fused_cpb_bias_equals_cpb_bias():
+def test_flash_cpb_bias_equals_cpb_bias():
     """The factored bias (height part cached, width part per query row) is the official bias, keys in (x, y) order,
     for a size below img_size, above it, and at it (no resizing)."""
     model = small_model(img_size=64, pretrain_size=64).double()
@@ -430,9 +455,9 @@ def test_fused_cpb_bias_equals_cpb_bias():
             ctx = model.stage_context(stage, hw, torch.device('cpu'))
             with torch.no_grad():
                 expected = CPBBias(attn, ctx).full()  # (heads, N, P), keys row-major
-                fused = attn.fused_cpb_bias(ctx)
-                rows = torch.cat([fused(row, row + 1) for row in range(hw[0])], dim=1)
-                torch.testing.assert_close(fused(0, hw[0]), rows, rtol=0, atol=0)
+                flash = attn.flash_cpb_bias(ctx)
+                rows = torch.cat([flash(row, row + 1) for row in range(hw[0])], dim=1)
+                torch.testing.assert_close(flash(0, hw[0]), rows, rtol=0, atol=0)
             heads, tokens, pool_len = expected.shape
             expected = keys_in_xy_order(expected.reshape(1, heads * tokens, pool_len, 1), ctx.pool_hw)
             torch.testing.assert_close(rows, expected.reshape(heads, tokens, pool_len), rtol=1e-12, atol=1e-12)
@@ -467,9 +492,9 @@ def test_fast_inference_cache_follows_weight_changes():
 
 
 def test_fast_inference_cache_is_not_used_in_training(monkeypatch):
-    """Train mode drops the cache and never takes the fused path, with or without autograd: a poisoned cache changes
+    """Train mode drops the cache and never takes the flash path, with or without autograd: a poisoned cache changes
     nothing there; the position-bias MLPs get the reference path's gradients."""
-    calls = _fused_calls(monkeypatch)
+    calls = _flash_calls(monkeypatch)
     model = small_model(img_size=64, pretrain_size=64).double()
     ref = small_model(img_size=64, pretrain_size=64, attn_impl='reference').double()
     x = torch.randn(1, 3, 65, 97, dtype=torch.float64)
@@ -505,7 +530,7 @@ def test_fast_inference_cache_is_not_used_in_training(monkeypatch):
 def test_fast_inference_switches(monkeypatch):
     """Off with fast_inference=False, with autograd on, in train mode and for the reference implementation; the
     cache keeps a bounded number of entries and follows .to()."""
-    calls = _fused_calls(monkeypatch)
+    calls = _flash_calls(monkeypatch)
     model = small_model(fast_inference=False).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -551,7 +576,8 @@ def test_interpolation_and_extrapolation_modes():
     assert torch.allclose(ctx.seq_length_scale[21], torch.log(torch.tensor([9. + 6])))
 
 
-@pytest.mark.parametrize('extrapolation, size', [(False, (96, 80)), (False, (64, 64)), (True, (65, 97))])
+@pytest.mark.parametrize('extrapolation, size', [(False, (96, 80)), (False, (64, 97)), (False, (64, 64)),
+                                                  (True, (65, 97))])
 def test_cpb_bias_by_query_blocks(extrapolation, size):
     """The bias served in blocks of queries equals the whole bias computed the official way: gathered from the
     MLP's table, resized with F.interpolate on the key axes and then on the query axes (interpolation mode)."""

@@ -7,7 +7,7 @@ fold), ``compiled`` (``torch.compile`` of the fastest eager form; for whole mode
 mmdet's post-processing does not trace), the deployment forms of a backbone (``channels-last``, ``oneDNN``: a
 frozen TorchScript graph with oneDNN fusions, ``onnxruntime``) and ``reference`` (the same network from timm /
 ``fastervit``, with the same weights; ``reference fused`` is timm's own re-parameterised model). For TransNeXt,
-its attention code paths (``reference``, ``efficient``, ``fused``; :data:`ATTENTION_PATHS`) can be the forms
+its attention code paths (``reference``, ``efficient``, ``flash``; :data:`ATTENTION_PATHS`) can be the forms
 instead. A form runs in inference (eval mode, no autograd) or as a training step (train mode, forward and backward
 of the summed outputs). Forms run back to back in alternating order after warm-up, so all of them see the same
 background load, and the medians are compared: these machines are noisy, ratios measured in one run are what to
@@ -18,6 +18,7 @@ import copy
 import math
 import statistics
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -251,18 +252,36 @@ def backbone_forms(backbone: nn.Module, fuse: bool = True) -> List[Form]:
     return forms
 
 
-#: TransNeXt's attention code paths, as benchmark forms: name -> (``attn_impl``, ``fast_inference``). ``fused``
-#: is the default inference form (tables cached per input size, the CPU flash kernel); ``efficient`` rebuilds the
-#: position bias every forward (the training path); ``reference`` is the unfold formulation of the official code.
-ATTENTION_PATHS = {'reference': ('reference', False), 'efficient': ('efficient', False), 'fused': ('efficient', True)}
+#: TransNeXt's attention code paths, as benchmark forms: name -> (``attn_impl``, ``fast_inference``). ``flash``
+#: is the default inference form (tables cached per input size, the CPU flash-attention kernel); ``efficient``
+#: rebuilds the position bias every forward (the training path); ``reference`` is the unfold formulation of the
+#: official code.
+ATTENTION_PATHS = {'reference': ('reference', False), 'efficient': ('efficient', False), 'flash': ('efficient', True)}
+#: Former names of attention paths -> their names now; accepted with a DeprecationWarning for one more release.
+DEPRECATED_ATTENTION_PATHS = {'fused': 'flash'}
+
+
+def attention_path(name: str, stacklevel: int = 2) -> str:
+    """The name of attention path ``name`` in :data:`ATTENTION_PATHS`: ``name`` itself, or for a former name the
+    current one, with a DeprecationWarning (``stacklevel``: ``warnings.warn``'s, 2 names the caller)."""
+    if name in DEPRECATED_ATTENTION_PATHS:
+        new = DEPRECATED_ATTENTION_PATHS[name]
+        warnings.warn(f'The TransNeXt attention path {name!r} is now called {new!r}; {name!r} is deprecated and '
+                      f'will be removed in the next release: use {new!r}.', DeprecationWarning, stacklevel=stacklevel)
+        return new
+    if name not in ATTENTION_PATHS:
+        raise ValueError(f'Unknown attention path {name!r}; choose from {sorted(ATTENTION_PATHS)}.')
+    return name
 
 
 def attention_path_forms(backbone: nn.Module, paths: Sequence[str]) -> List[Form]:
-    """One form per attention path of a TransNeXt backbone (copies with the same weights)."""
+    """One form per attention path of a TransNeXt backbone (copies with the same weights), named ``attn=PATH``
+    (a former path name gives the form of its current name, see :func:`attention_path`)."""
     if not hasattr(backbone, 'set_attn_impl'):
         raise ValueError(f'{type(backbone).__name__} has no attention paths to choose (TransNeXt has).')
     forms = []
     for path in paths:
+        path = attention_path(path, stacklevel=3)
         impl, fast = ATTENTION_PATHS[path]
         module = copy.deepcopy(backbone).set_attn_impl(impl).eval()
         module.fast_inference = fast

@@ -17,7 +17,7 @@ r"""Latency and throughput of mmlightvit backbones and whole models, as a markdo
     # where a whole detector's predict time goes (backbone, neck, RPN, RoI heads, post-processing)
     python tools/analysis/benchmark.py configs/repvit/mask-rcnn_repvit-m1.1_coco.py --profile --batch 1
     # TransNeXt's attention paths at detection sizes, with the CPU peak memory of each (a process per form)
-    python tools/analysis/benchmark.py TransNeXt:tiny --attention-paths efficient fused --memory \
+    python tools/analysis/benchmark.py TransNeXt:tiny --attention-paths efficient flash --memory \
         --shapes 320x512 800x1280 --batch 1 --backbone-options img_size=800
     # a training step (forward + backward) instead of inference
     python tools/analysis/benchmark.py TransNeXt:tiny --attention-paths reference efficient --train --batch 2
@@ -80,9 +80,11 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='config targets: override settings, e.g. model.test_cfg.rcnn.score_thr=0 (with random '
                         'weights a detector keeps no boxes; a threshold of 0 keeps max_per_img, as a trained one)')
-    parser.add_argument('--attention-paths', nargs='+', choices=sorted(bench.ATTENTION_PATHS), metavar='PATH',
+    parser.add_argument('--attention-paths', nargs='+', metavar='PATH',
+                        choices=sorted(bench.ATTENTION_PATHS) + sorted(bench.DEPRECATED_ATTENTION_PATHS),
                         help=f'TransNeXt targets: time these attention paths, of {sorted(bench.ATTENTION_PATHS)}, '
-                        'as the forms (the first is the baseline)')
+                        "as the forms (the first is the baseline; 'fused', the former name of 'flash', still works "
+                        'for one release, with a deprecation warning)')
     parser.add_argument('--backbone-options', nargs='+', action=DictAction, default={},
                         help='FAMILY:ARCH targets: constructor arguments, e.g. img_size=800 extrapolation=True')
     parser.add_argument('--train', action='store_true',
@@ -133,6 +135,8 @@ def parse_args(argv=None):
         parser.error(f'--{arch_only[0].replace("_", "-")} is for backbones: give FAMILY:ARCH targets')
     if args.attention_paths and any(not t.startswith('TransNeXt:') for t in args.targets):
         parser.error('--attention-paths are TransNeXt\'s: give TransNeXt:ARCH targets')
+    if args.attention_paths:  # former names: their current ones, with a deprecation warning
+        args.attention_paths = [bench.attention_path(path) for path in args.attention_paths]
     if args.train and (args.deploy_forms or args.compile):
         parser.error('--train times training steps: the deploy and compiled forms are inference forms')
     if args.settle is None:

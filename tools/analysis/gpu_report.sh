@@ -82,7 +82,7 @@ echo -e "\n## TransNeXt attention paths" >> "$REPORT"
 # The CPU's inference form (cached tables + the CPU flash kernel) exists on the CPU only; on a GPU the reference
 # (unfold) and efficient paths, eager and compiled, fp32 / fp16 / bf16 autocast, at the detection config's sizes.
 if [[ "$QUICK" == 1 ]]; then TN_SHAPES=(64x96); else TN_SHAPES=(320x512 800x1280); fi
-if [[ "$DEVICE" == cuda ]]; then TN_PATHS=(reference efficient); else TN_PATHS=(efficient fused); fi
+if [[ "$DEVICE" == cuda ]]; then TN_PATHS=(reference efficient); else TN_PATHS=(efficient flash); fi
 TN_OPTIONS=(--attention-paths "${TN_PATHS[@]}" --device "$DEVICE" --dtype "${DTYPES[@]}" "${COMPILE[@]}"
     --shapes "${TN_SHAPES[@]}" --batch 1 --backbone-options "img_size=$TN_IMG_SIZE")
 # Fewer rounds than the other parts: the reference path at 800x1280 and the compilation take most of this part.

@@ -22,7 +22,7 @@ Both: border positions of the window are masked with ``-inf`` before the softmax
 ``q_norm @ learnable_tokens + learnable_bias``) is added to the local attention weights *after* the softmax, and
 multiplies zero (padded) values at masked positions, as in the official code.
 
-:func:`fused_aggregated_attention` is a third form of the same math for inference without autograd on the CPU: the
+:func:`flash_aggregated_attention` is a third form of the same math for inference without autograd on the CPU: the
 pooled branch runs a few query rows at a time through the CPU flash-attention kernel (the one behind
 ``F.scaled_dot_product_attention``) with the position bias as its additive mask, so the pooled logits are never
 written to memory; the kernel also returns each query's log-sum-exp, through which the window branch (computed in
@@ -31,7 +31,7 @@ place, offset by offset) joins the one softmax.
 Depends on torch only.
 """
 from functools import partial
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +39,10 @@ from torch.utils.checkpoint import checkpoint
 
 ATTN_IMPLS = ('reference', 'efficient')
 
-#: Budget (elements) of the position-bias mask of one chunk of query rows in the fused inference form
+#: Budget (elements) of the position-bias mask of one chunk of query rows in the flash inference form
 #: (``heads x rows * W x P``): 2**22 floats = 16 MB, about half the L3 cache of a small CPU, where the flash kernel
 #: reads it right after it is written. At least one row per chunk.
-FUSED_CHUNK_ELEMENTS = 2**22
+FLASH_CHUNK_ELEMENTS = 2**22
 
 #: Default budget (elements) of one chunk of joint logits ``B x heads x chunk x (ws**2 + P)`` in the efficient
 #: implementation: 2**24 floats = 64 MB in float32. Below it the pooled branch runs in one piece.
@@ -50,7 +50,7 @@ MAX_CHUNK_ELEMENTS = 2**24
 
 
 #: The CPU flash-attention kernel behind ``F.scaled_dot_product_attention``, called directly because it also returns
-#: the log-sum-exp of every query's logits (``None`` where this torch has no such op: the fused form is then off).
+#: the log-sum-exp of every query's logits (``None`` where this torch has no such op: the flash form is then off).
 _FLASH_ATTENTION_CPU = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None)
 
 
@@ -147,19 +147,20 @@ def gather_cpb_bias(table: torch.Tensor, index_h: torch.Tensor, index_w: torch.T
 
 
 @torch.no_grad()
-def linear_taps(in_size: int, out_size: int, device: Optional[torch.device] = None):
-    """Taps of 1-D linear resizing ``in_size -> out_size`` as ``F.interpolate(mode='bilinear',
-    align_corners=False)`` computes them: ``(index0, index1, weight0, weight1)``, each ``(out_size,)``, so that
-    ``out[i] = weight0[i] * x[index0[i]] + weight1[i] * x[index1[i]]`` (weights in float64)."""
-    dst = torch.arange(out_size, dtype=torch.float64, device=device)
+def linear_taps(in_size: int, out_size: int,
+                device: Optional[torch.device] = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """1-D linear resizing ``in_size -> out_size`` as ``F.interpolate(mode='bilinear', align_corners=False)``
+    computes it, as a list of ``(index, weight)`` taps, each ``(out_size,)`` (weights in float64), so that ``out[i]
+    = sum(weight[i] * x[index[i]] for index, weight in taps)``: one identity tap when the sizes are equal, else
+    two."""
     if in_size == out_size:
-        index = dst.long()
-        return index, index, torch.ones_like(dst), torch.zeros_like(dst)
+        return [(torch.arange(out_size, device=device), torch.ones(out_size, dtype=torch.float64, device=device))]
+    dst = torch.arange(out_size, dtype=torch.float64, device=device)
     src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
     index0 = src.floor().long()
     index1 = index0 + (index0 < in_size - 1).long()
     weight1 = (src - index0).clamp(0, 1)
-    return index0, index1, 1 - weight1, weight1
+    return [(index0, 1 - weight1), (index1, weight1)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -364,16 +365,16 @@ def _window_output(weights, v_local, hw, window_size):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Fused inference form
+# Flash inference form
 
 
-def fused_rows_per_chunk(heads: int, width: int, pool_len: int) -> int:
-    """Query rows per call of the flash kernel in :func:`fused_aggregated_attention` (:data:`FUSED_CHUNK_ELEMENTS`)."""
-    return max(1, FUSED_CHUNK_ELEMENTS // (heads * width * pool_len))
+def flash_rows_per_chunk(heads: int, width: int, pool_len: int) -> int:
+    """Query rows per call of the flash kernel in :func:`flash_aggregated_attention` (:data:`FLASH_CHUNK_ELEMENTS`)."""
+    return max(1, FLASH_CHUNK_ELEMENTS // (heads * width * pool_len))
 
 
-def fused_attention_supported(q: torch.Tensor) -> bool:
-    """Whether :func:`fused_aggregated_attention` runs for queries like ``q``: the CPU flash-attention op exists,
+def flash_attention_supported(q: torch.Tensor) -> bool:
+    """Whether :func:`flash_aggregated_attention` runs for queries like ``q``: the CPU flash-attention op exists,
     ``q`` is a float32 / float64 CPU tensor and autograd is off (the kernel is used for its forward only)."""
     return (_FLASH_ATTENTION_CPU is not None and q.device.type == 'cpu' and q.dtype in (torch.float32, torch.float64)
             and not torch.is_grad_enabled())
@@ -385,9 +386,9 @@ def padded_window_map(t: torch.Tensor, hw: Sequence[int], window_size: int = 3,
     """``(B, heads, H + 2r, W + 2r, d)``: ``t`` (``(B, heads, N, d)``, any strides), times ``scale`` (``(B, heads,
     N, 1)``) when given, as an ``H x W`` map inside a zero border of ``r = window_size // 2``.
 
-    One pass over ``t`` (only the border is zeroed): the keys / values of the fused window branch, whose ``ws**2``
-    shifted neighbourhoods are then views. Passing the keys' ``1 / norm`` as ``scale`` folds their normalisation
-    into the same pass."""
+    One pass over ``t`` (only the border is zeroed): the window branch's keys / values in the flash form, whose
+    ``ws**2`` shifted neighbourhoods are then views. Passing the keys' ``1 / norm`` as ``scale`` folds their
+    normalisation into the same pass."""
     batch, heads, tokens, dim = t.shape
     height, width = int(hw[0]), int(hw[1])
     r = window_size // 2
@@ -407,7 +408,7 @@ def padded_window_map(t: torch.Tensor, hw: Sequence[int], window_size: int = 3,
 
 
 @torch.no_grad()
-def fused_aggregated_attention(q: torch.Tensor,
+def flash_aggregated_attention(q: torch.Tensor,
                                k_local: Optional[torch.Tensor],
                                v_local: Optional[torch.Tensor],
                                k_pool: torch.Tensor,
@@ -418,7 +419,7 @@ def fused_aggregated_attention(q: torch.Tensor,
                                local_extra: Optional[torch.Tensor] = None,
                                window_size: int = 3,
                                padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """:func:`aggregated_attention` for inference (no autograd, CPU, see :func:`fused_attention_supported`), always
+    """:func:`aggregated_attention` for inference (no autograd, CPU, see :func:`flash_attention_supported`), always
     with a pooled branch.
 
     ``k_local`` / ``v_local`` are ``(B, heads, N, d)`` or already padded maps from :func:`padded_window_map`.
@@ -426,7 +427,7 @@ def fused_aggregated_attention(q: torch.Tensor,
     heads * d)`` is free.
 
     The window logits come first (in place, offset by offset, ``ws**2`` values per query) with their log-sum-exp
-    ``lse_local``. The pooled branch then runs a few rows of queries at a time (:data:`FUSED_CHUNK_ELEMENTS`)
+    ``lse_local``. The pooled branch then runs a few rows of queries at a time (:data:`FLASH_CHUNK_ELEMENTS`)
     through the CPU flash-attention kernel, with ``pool_bias_rows(start, end)`` (``(heads, (end - start) * W, P)``:
     the bias of the queries of map rows ``start..end`` to the pooled keys, in the order of ``k_pool`` / ``v_pool``)
     as the additive mask: neither the ``N x P`` logits nor the ``N x P`` bias is ever held in full. The kernel
@@ -465,7 +466,7 @@ def fused_aggregated_attention(q: torch.Tensor,
         lse_local = torch.logsumexp(logits, dim=0)  # (B, heads, N)
         lse = torch.empty_like(lse_local)
 
-    rows_per_chunk = fused_rows_per_chunk(heads, width, k_pool.shape[2])
+    rows_per_chunk = flash_rows_per_chunk(heads, width, k_pool.shape[2])
     for start in range(0, height, rows_per_chunk):
         end = min(start + rows_per_chunk, height)
         queries = slice(start * width, end * width)
