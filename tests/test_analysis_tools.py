@@ -68,11 +68,14 @@ def test_benchmark_deploy_forms_compute_the_same_features():
     rows = _tool('benchmark').main(['RepViT:m0.9', '--deploy-forms', '--shape', '64', '96', '--batch', '1', '2',
                                     '--repeat', '1', '--warmup', '0', '--threads', '1', '--no-macs'])
     forms = {(r.form, r.batch): r for r in rows}
-    deploy = ['channels-last (fused)', 'oneDNN (fused)', 'onnxruntime (fused)']
-    assert set(forms) == {(f, b) for f in ['eager', 'fused', *deploy] for b in (1, 2)}
-    for name in deploy:
-        for batch in (1, 2):  # the traced / exported graphs run the second batch size too
+    deploy = ['channels-last (fused)', 'oneDNN (fused)', 'onnxruntime (fused)', 'openvino (fused)']
+    int8 = ['onnxruntime int8 (fused)', 'openvino int8 (fused)']
+    assert set(forms) == {(f, b) for f in ['eager', 'fused', *deploy, *int8] for b in (1, 2)}
+    for batch in (1, 2):  # the traced / exported graphs run the second batch size too
+        for name in deploy:
             assert forms[(name, batch)].max_rel_diff < 1e-4, name
+        for name in int8:  # calibrated on random inputs: timed faithfully, near the float features
+            assert 0 < forms[(name, batch)].max_rel_diff < 0.5, name
 
 
 def test_time_forms_settles_each_timed_run():
@@ -191,6 +194,26 @@ def test_benchmark_plot_against_metafile_metrics(tmp_path):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     known = tool.metafile_metrics()
     assert known['configs/repvit/mask-rcnn_repvit-m1.1_coco.py'] == ('box AP', 39.8)
+
+
+def test_benchmark_plot_draws_one_series_per_form_and_precision():
+    from mmlightvit.analysis.benchmark import Measurement
+    tool = _tool('benchmark')
+    known = {'configs/repvit/a.py': ('box AP', 39.8), 'configs/edgenext/b.py': ('box AP', 41.0)}
+
+    def row(config, form, ms, dtype='fp32', batch=1):
+        return Measurement(str(ROOT / config), form, (64, 64), batch, dtype, 'cpu', ms, None, None)
+
+    rows = [row('configs/repvit/a.py', 'eager', 9.), row('configs/repvit/a.py', 'fused', 8.),
+            row('configs/edgenext/b.py', 'eager', 7.), row('configs/repvit/a.py', 'openvino int8 (fused)', 3.),
+            row('configs/edgenext/b.py', 'openvino int8 (fused)', 4.), row('configs/repvit/a.py', 'eager', 20., 'bf16'),
+            row('configs/repvit/a.py', 'eager', 1., batch=16), row('configs/other/c.py', 'eager', 1.)]
+    series = tool.plot_series(rows, known)
+    assert series == {
+        'PyTorch': [('configs/edgenext/b.py', 'edgenext', 7., 41.0), ('configs/repvit/a.py', 'repvit', 8., 39.8)],
+        'openvino int8 (fused)': [('configs/repvit/a.py', 'repvit', 3., 39.8),
+                                  ('configs/edgenext/b.py', 'edgenext', 4., 41.0)],
+        'PyTorch bf16': [('configs/repvit/a.py', 'repvit', 20., 39.8)]}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -336,10 +336,15 @@ def onednn_form(form: Form, example: torch.Tensor) -> Form:
     return Form(f'oneDNN ({form.name})', module, optimized)
 
 
-def onnxruntime_form(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str) -> Form:
-    """The backbone form exported to ONNX (dynamic batch and size where the family allows) and run by
-    onnxruntime's CPU provider with PyTorch's thread count; the numpy conversion is part of the timed run."""
-    from mmlightvit.deploy.onnx_export import BackboneFeatures, ExportTarget, export_onnx, ort_session
+def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str) -> List[Form]:
+    """The backbone form exported to ONNX once (dynamic batch and size where the family allows) and run by each CPU
+    runtime with PyTorch's thread count, in float32 and in INT8: ``onnxruntime``, ``onnxruntime int8``,
+    ``openvino``, ``openvino int8``. The numpy conversion is part of each timed run. The INT8 file is onnxruntime's
+    static QDQ quantization calibrated on a few random inputs, which times it faithfully; its accuracy on real
+    images is what ``tools/deploy/quantize_onnx.py`` measures."""
+    from mmlightvit.deploy.onnx_export import BackboneFeatures, ExportTarget, export_onnx
+    from mmlightvit.deploy.quantize import quantize_onnx
+    from mmlightvit.deploy.runtime import BACKENDS, runtime_session
     module = copy.deepcopy(form.module).eval()
     wrapped = BackboneFeatures(module).eval()
     with torch.no_grad():
@@ -347,15 +352,19 @@ def onnxruntime_form(form: Form, shape: Tuple[int, int], backbone_type: str, wor
     target = ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
                           backbone_type=backbone_type,
                           fixed_size_reason=getattr(module, 'fixed_size_export', None))
-    onnx_file = export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
-                            dynamic=target.dynamic_size)
-    session = ort_session(onnx_file)
-    input_name = session.get_inputs()[0].name
+    files = {'': export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
+                             dynamic=target.dynamic_size)}
+    calibration = [{target.input_names[0]: torch.rand(1, 3, *shape).numpy()} for _ in range(4)]
+    files[' int8'] = f'{work_dir}/{backbone_type}_{form.name}_int8.onnx'
+    quantize_onnx(files[''], files[' int8'], calibration)
 
-    def run(x):
-        return tuple(torch.from_numpy(out) for out in session.run(None, {input_name: x.cpu().numpy()}))
+    def runner(session):
+        input_name = session.get_inputs()[0].name
+        return lambda x: tuple(torch.from_numpy(out) for out in session.run(None, {input_name: x.cpu().numpy()}))
 
-    return Form(f'onnxruntime ({form.name})', module, run)
+    return [Form(f'{backend}{precision} ({form.name})', module,
+                 runner(runtime_session(path, backend, threads=torch.get_num_threads())))
+            for backend in BACKENDS for precision, path in files.items()]
 
 
 def model_forms(model: nn.Module, fuse: bool = True) -> List[Form]:

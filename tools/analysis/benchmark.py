@@ -73,7 +73,8 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true', help='add a torch.compile form (first call timed apart)')
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
     parser.add_argument('--deploy-forms', action='store_true',
-                        help='backbones on the CPU: add channels-last, oneDNN (TorchScript) and onnxruntime forms')
+                        help='backbones on the CPU (FAMILY:ARCH, or configs with --backbone-only): add channels-last, '
+                        'oneDNN (TorchScript), onnxruntime and OpenVINO forms, float32 and INT8')
     parser.add_argument('--profile', action='store_true',
                         help='whole models: time the stages of predict (backbone, neck, heads, post-processing)')
     parser.add_argument('--no-macs', action='store_true', help='skip counting MACs (large models take a while)')
@@ -129,7 +130,9 @@ def parse_args(argv=None):
     if args.compare and any(bench.parse_arch_target(t) is None for t in args.targets):
         parser.error('--compare times backbones: give FAMILY:ARCH targets')
     if args.deploy_forms and args.device != 'cpu':
-        parser.error('--deploy-forms are CPU forms (oneDNN, onnxruntime\'s CPU provider)')
+        parser.error('--deploy-forms are CPU forms (oneDNN, onnxruntime\'s and OpenVINO\'s CPU plugins)')
+    if args.deploy_forms and not args.backbone_only and any(bench.parse_arch_target(t) is None for t in args.targets):
+        parser.error('--deploy-forms time backbones: give FAMILY:ARCH targets, or configs with --backbone-only')
     arch_only = [name for name in ('attention_paths', 'backbone_options', 'train') if getattr(args, name)]
     if arch_only and any(bench.parse_arch_target(t) is None for t in args.targets):
         parser.error(f'--{arch_only[0].replace("_", "-")} is for backbones: give FAMILY:ARCH targets')
@@ -173,8 +176,10 @@ def build_target(target: str, args, shape=None):
     if args.backbone_only:
         backbone = build_model(cfg, cfg.model.backbone)
         shape = shape or (224, 224)
-        return bench.backbone_forms(backbone, fuse=not args.no_fuse), (lambda batch: torch.rand(
-            batch, 3, *shape)), shape, False
+        forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
+        if args.deploy_forms:
+            forms += deploy_forms(forms[-1], shape, type(backbone).__name__)
+        return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
     model = build_model(cfg)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training only
@@ -184,12 +189,11 @@ def build_target(target: str, args, shape=None):
 
 
 def deploy_forms(base: bench.Form, shape, backbone_type: str) -> list:
-    """channels-last, oneDNN and onnxruntime forms of ``base`` (the fused backbone where it folds)."""
+    """channels-last, oneDNN and the runtimes' fp32 / INT8 forms of ``base`` (the fused backbone where it folds)."""
     import tempfile
     forms = [bench.channels_last_form(base), bench.onednn_form(base, torch.rand(1, 3, *shape))]
     work_dir = tempfile.mkdtemp(prefix='benchmark-onnx-')
-    forms.append(bench.onnxruntime_form(base, shape, backbone_type, work_dir))
-    return forms
+    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir)
 
 
 def count_target_macs(target: str, forms, shape, whole_model: bool, args) -> int:
@@ -215,37 +219,54 @@ def metafile_metrics(metric: str = None) -> dict:
     return metrics
 
 
+def plot_series(measurements, known: dict) -> dict:
+    """{series: [(config, family, latency ms, metric), ...]} for the configs with a metafile metric (``known``,
+    see :func:`metafile_metrics`): one series per form and precision (``fused``, ``onnxruntime int8 (fused)``,
+    ``fused bf16``, ...), at the smallest batch measured; eager and fused are one series, ``PyTorch``, with the
+    faster of the two."""
+    batch = min(m.batch for m in measurements)
+    series = {}
+    for m in measurements:
+        key = os.path.normpath(os.path.relpath(os.path.abspath(m.target), ROOT))
+        if m.batch != batch or key not in known:
+            continue
+        name = 'PyTorch' if m.form in ('eager', 'fused') else m.form
+        name += '' if m.dtype == 'fp32' else f' {m.dtype}'
+        points = series.setdefault(name, {})
+        if key not in points or m.median_ms < points[key][2]:
+            points[key] = (key, key.split(os.sep)[1], m.median_ms, known[key][1])
+    return {name: sorted(points.values(), key=lambda p: p[2]) for name, points in series.items()}
+
+
 def plot(measurements, path: str, metric: str = None) -> int:
-    """Scatter of latency against the metafile metric, one colour per family; returns the number of points."""
+    """Latency against the metafile metric: one line per form and precision (:func:`plot_series`), one marker
+    per family; returns the number of configs plotted."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     known = metafile_metrics(metric)
-    points = {}
-    for m in measurements:
-        if m.form not in ('eager', 'fused') or m.batch != min(x.batch for x in measurements):
-            continue
-        key = os.path.normpath(os.path.relpath(os.path.abspath(m.target), ROOT))
-        if key in known:
-            family = key.split(os.sep)[1]
-            best = points.get(key)
-            if best is None or m.median_ms < best[1]:
-                points[key] = (family, m.median_ms, known[key][1], known[key][0])
-    if not points:
+    series = plot_series(measurements, known)
+    if not series:
         raise SystemExit(f'--plot: none of the configs has a {metric or "box AP / mIoU"} result in the metafiles')
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for family in sorted({p[0] for p in points.values()}):
-        rows = sorted((p for p in points.values() if p[0] == family), key=lambda p: p[1])
-        ax.plot([p[1] for p in rows], [p[2] for p in rows], marker='o', label=family)
+    families = sorted({p[1] for points in series.values() for p in points})
+    markers = dict(zip(families, 'osD^vP*X'))
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, points in series.items():
+        line, = ax.plot([p[2] for p in points], [p[3] for p in points], label=name, alpha=0.8)
+        for p in points:
+            ax.plot(p[2], p[3], marker=markers[p[1]], color=line.get_color(), linestyle='none')
+    for family in families:  # the marker legend
+        ax.plot([], [], marker=markers[family], color='grey', linestyle='none', label=family)
     first = measurements[0]
-    ax.set_xlabel(f'latency (ms), {first.device}, batch {min(x.batch for x in measurements)}, {first.dtype}')
-    ax.set_ylabel(f'{next(iter(points.values()))[3]} (paper)')
+    ax.set_xlabel(f'latency (ms), {first.device}, batch {min(x.batch for x in measurements)}')
+    first_config = next(iter(series.values()))[0][0]
+    ax.set_ylabel(f'{known[first_config][0]} (paper)')
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize='small')
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
-    return len(points)
+    return len({p[0] for points in series.values() for p in points})
 
 
 def build_forms(target: str, args, shape):
