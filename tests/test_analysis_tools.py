@@ -88,6 +88,10 @@ def test_time_forms_settles_each_timed_run():
     rows = bench.time_forms([form], torch.zeros(1), 'cpu', 'fp32', repeat=3, warmup=1, target='t', shape=(1, 1),
                             batch=1, settle=2)
     assert len(calls) == 1 + 1 + 3 * (2 + 1) and len(rows) == 1
+    # a runtime's form computes in its graph's precision: under autocast it is not timed again
+    runtime = bench.Form('onnxruntime', torch.nn.Identity(), lambda x: x, own_precision=True)
+    assert [r.form for r in bench.time_forms([form, runtime], torch.zeros(1), 'cpu', 'bf16', repeat=1, warmup=0,
+                                             target='t', shape=(1, 1), batch=1)] == ['eager']
     assert _tool('benchmark').parse_args(['RepViT:m0.9', '--deploy-forms']).settle == 1
     assert _tool('benchmark').parse_args(['RepViT:m0.9']).settle == 0
 

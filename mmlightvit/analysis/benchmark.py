@@ -41,6 +41,7 @@ class Form:
     compile_seconds: Optional[float] = None
     whole_model: bool = False  # a detector / segmentor in predict mode (else a backbone)
     train: bool = False  # a training step: train mode, forward and backward of the summed outputs (backbones)
+    own_precision: bool = False  # run by another runtime in the precision of its graph: timed once, as fp32
 
 
 @dataclass
@@ -137,7 +138,9 @@ def time_forms(forms: Sequence[Form], inputs: Any, device: str, dtype: str, repe
     ``macs_per_image`` (the target's count at ``shape``) gives each measurement its achieved rate. ``settle``:
     untimed runs of a form right before each of its timed runs, so that it does not pay for the previous form's
     threads still holding the cores (PyTorch's OpenMP threads spin for a while after each operation; a form run
-    by another runtime, such as onnxruntime, then finds the cores busy)."""
+    by another runtime, such as onnxruntime, then finds the cores busy). Under autocast (``dtype`` fp16 / bf16)
+    the forms with their ``own_precision`` are left out."""
+    forms = [form for form in forms if dtype == 'fp32' or not form.own_precision]
     outputs = {}
     for form in forms:
         start = time.perf_counter()
@@ -363,7 +366,7 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
         return lambda x: tuple(torch.from_numpy(out) for out in session.run(None, {input_name: x.cpu().numpy()}))
 
     return [Form(f'{backend}{precision} ({form.name})', module,
-                 runner(runtime_session(path, backend, threads=torch.get_num_threads())))
+                 runner(runtime_session(path, backend, threads=torch.get_num_threads())), own_precision=True)
             for backend in BACKENDS for precision, path in files.items()]
 
 
