@@ -17,6 +17,7 @@ from mmengine.config import Config
 
 from mmlightvit.models.layers.reparam import fuse_model
 from mmlightvit.models.releases import convert_released_model
+from mmlightvit.registry import build_or_explain
 from mmlightvit.utils.checkpoint import (CheckpointError, backbone_state, check_state_dict, extract_state_dict,
                                          holds_whole_model, read_checkpoint, released_checkpoint_keys)
 
@@ -46,19 +47,12 @@ def build_model(cfg: Config, module_cfg: Optional[dict] = None, seed: Optional[i
     the caller's random state; ``None`` draws from it."""
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmlightvit.engine.setup import explain_missing_type
     init_default_scope(cfg.get('default_scope', 'mmlightvit'))
-    try:
-        if seed is None:
-            return MODELS.build(module_cfg or cfg.model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return MODELS.build(module_cfg or cfg.model)
-    except KeyError as err:
-        explanation = explain_missing_type(err)
-        if explanation is None:
-            raise
-        raise KeyError(explanation) from err
+    if seed is None:
+        return build_or_explain(MODELS.build, module_cfg or cfg.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_or_explain(MODELS.build, module_cfg or cfg.model)
 
 
 def checkpoint_part(model: nn.Module, checkpoint: dict, source: str,
