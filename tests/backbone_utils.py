@@ -1,23 +1,12 @@
 """Helpers shared by the backbone test modules (tests/test_<family>.py, tests/test_backbone_contract.py) and the
-other tests that need BatchNorm with non-trivial statistics."""
+other tests that need BatchNorm with non-trivial statistics; their shared fixture (single_thread) is in
+tests/conftest.py."""
 import importlib.util
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
-
-
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """One intra-op thread for a backbone test module (import this fixture into it): the tiny CPU workloads gain
-    little from more, and on a small machine that is busy with something else multi-threaded kernels slow down
-    many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @torch.no_grad()

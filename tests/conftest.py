@@ -1,5 +1,5 @@
-"""Fixtures shared by the test modules: short demo trainings (trained once per test session), tool runs and config
-reading."""
+"""Fixtures shared by the test modules: short demo trainings (trained once per test session), tool runs, config
+reading, one intra-op thread for the backbone tests."""
 import copy
 import fcntl
 import functools
@@ -74,6 +74,17 @@ def _checked(proc, check) -> subprocess.CompletedProcess:
         assert proc.returncode == 0, (f'{proc.args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
                                       f'{proc.stderr[-5000:]}')
     return proc
+
+
+@pytest.fixture(scope='module')
+def single_thread():
+    """One intra-op thread for a test module that asks for it (``pytestmark = pytest.mark.usefixtures(
+    'single_thread')``: the backbone tests): the tiny CPU workloads gain little from more, and on a small machine
+    that is busy with something else multi-threaded kernels slow down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session', autouse=True)

@@ -1,8 +1,9 @@
 """The backbone contract of :class:`mmlightvit.models.layers.backbone.LightBackbone`, checked once for every family.
 
-Each test is parametrised over the families (``FAMILIES``: class, registered variants, aliases) or over small models
-of them (``CASES``: RepViT M0.9, also with the segmentation outputs; EdgeNeXt XX-Small with LayerNorm and with
-BatchNorm; FasterViT and TransNeXt with fewer blocks). Faithfulness to the reference implementations, layout
+Each test is parametrised over the package's families (``mmlightvit.models.backbones.FAMILIES``, checked against
+``EXPECTED``: registered variants, aliases, custom arch keys, written out here) or over small models of them
+(``CASES``: RepViT M0.9, also with the segmentation outputs; EdgeNeXt XX-Small with LayerNorm and with BatchNorm;
+FasterViT and TransNeXt with fewer blocks). Faithfulness to the reference implementations, layout
 conversion and the ablation switches stay in tests/test_<family>.py.
 """
 import json
@@ -18,41 +19,43 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmlightvit.models.backbones import EdgeNeXt, FasterViT, RepViT, TransNeXt
+from mmlightvit.models import backbones
 from mmlightvit.registry import MODELS
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg,  # noqa: F401
-                                  randomise_bn, single_thread)
+from tests.backbone_utils import assert_same_weights, assert_with_cp_equivalent, load_via_init_cfg, randomise_bn
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 STRIDES = (4, 8, 16, 32)
 
 
 @dataclass(frozen=True)
-class Family:
-    cls: type
+class Expected:
+    """What one family registers, written out as the oracle for the family class's own tables."""
     archs: Tuple[str, ...]  # the registered variant names, in order
     aliases: Dict[str, str]  # alias -> variant name
     unknown: str  # a name that is no variant
     required_keys: Tuple[str, ...]  # of a custom arch dict
 
 
-FAMILIES = {
-    'RepViT': Family(RepViT, ('m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3'),
+# {family class name: class}: the families the package serves (the converter, the reference builder); each needs
+# an EXPECTED entry and a CASES model (test_every_family_is_covered).
+FAMILIES = {cls.__name__: cls for cls in backbones.FAMILIES}
+EXPECTED = {
+    'RepViT': Expected(('m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3'),
                      {'m1_1': 'm1.1', 'M1.1': 'm1.1', 'repvit_m1_1': 'm1.1', 'repvit-m1.1': 'm1.1', 'm11': 'm1.1'},
                      'm9.9', ('widths', 'depths')),
-    'EdgeNeXt': Family(EdgeNeXt, ('xx-small', 'x-small', 'small', 'base', 'xx-small-bn-hs', 'x-small-bn-hs',
-                                  'small-bn-hs'),
-                       {'xxs': 'xx-small', 'XX_Small': 'xx-small', 'edgenext_x_small': 'x-small', 's': 'small',
-                        'B': 'base', 'edgenext_small_bn_hs': 'small-bn-hs', 'xxs-bn-hs': 'xx-small-bn-hs',
-                        'x_small_bn_hs': 'x-small-bn-hs'},
-                       'tiny', ('widths', 'depths', 'num_heads')),
-    'FasterViT': Family(FasterViT, ('0', '1', '2', '3', '4', '5', '6'),
-                        {'faster_vit_0': '0', 'fastervit-1': '1', 'FasterViT_2': '2', 'faster_vit_6_224': '6'}, '7',
-                        ('dim', 'in_dim', 'depths', 'num_heads')),
-    'TransNeXt': Family(TransNeXt, ('micro', 'tiny', 'small', 'base'),
-                        {'m': 'micro', 'T': 'tiny', 'transnext_small': 'small', 'TransNeXt-Base': 'base',
-                         'b': 'base'},
-                        'huge', ('widths', 'depths', 'num_heads')),
+    'EdgeNeXt': Expected(('xx-small', 'x-small', 'small', 'base', 'xx-small-bn-hs', 'x-small-bn-hs', 'small-bn-hs'),
+                         {'xxs': 'xx-small', 'XX_Small': 'xx-small', 'edgenext_x_small': 'x-small', 's': 'small',
+                          'B': 'base', 'edgenext_small_bn_hs': 'small-bn-hs', 'xxs-bn-hs': 'xx-small-bn-hs',
+                          'x_small_bn_hs': 'x-small-bn-hs'},
+                         'tiny', ('widths', 'depths', 'num_heads')),
+    'FasterViT': Expected(('0', '1', '2', '3', '4', '5', '6'),
+                          {'faster_vit_0': '0', 'fastervit-1': '1', 'FasterViT_2': '2', 'faster_vit_6_224': '6'}, '7',
+                          ('dim', 'in_dim', 'depths', 'num_heads')),
+    'TransNeXt': Expected(('micro', 'tiny', 'small', 'base'),
+                          {'m': 'micro', 'T': 'tiny', 'transnext_small': 'small', 'TransNeXt-Base': 'base',
+                           'b': 'base'},
+                          'huge', ('widths', 'depths', 'num_heads')),
 }
 
 
@@ -66,7 +69,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
 
     def build(self, **kwargs) -> nn.Module:
-        return FAMILIES[self.family].cls(self.arch, **self.kwargs, **kwargs)
+        return FAMILIES[self.family](self.arch, **self.kwargs, **kwargs)
 
 
 # FasterViT and TransNeXt with every kind of stage but few blocks (their smallest variants are 31M / 15M
@@ -115,48 +118,54 @@ def loss_of(outs) -> torch.Tensor:
 # Variants
 
 
+def test_every_family_is_covered():
+    """The package's families and this file's oracle name the same families, and each has a small model here."""
+    assert sorted(FAMILIES) == sorted(EXPECTED)
+    assert sorted({case.family for case in CASES}) == sorted(FAMILIES)
+
+
 @per_family
 def test_registered_arch_names(family):
-    f = FAMILIES[family]
-    assert list(f.cls.arch_settings) == list(f.archs)
+    cls, f = FAMILIES[family], EXPECTED[family]
+    assert list(cls.arch_settings) == list(f.archs)
     for name in f.archs:
-        assert f.cls.resolve_arch(name.upper()) == f.cls.arch_settings[name]  # case does not matter
+        assert cls.resolve_arch(name.upper()) == cls.arch_settings[name]  # case does not matter
         with torch.device('meta'):  # no memory even for the 1.36B-parameter FasterViT-6
-            model = f.cls(name)
+            model = cls(name)
         assert len(model.stage_channels) == 4 and model.out_channels == model.stage_channels
         assert model.feature_info == [dict(num_chs=c, reduction=s, module=f'stages.{i}')
                                       for i, (c, s) in enumerate(zip(model.stage_channels, STRIDES))]
 
 
-@pytest.mark.parametrize('family, alias, name', [(family, alias, name) for family, f in FAMILIES.items()
-                                                 for alias, name in f.aliases.items()])
+@pytest.mark.parametrize('family, alias, name', [(family, alias, name) for family in FAMILIES if family in EXPECTED
+                                                 for alias, name in EXPECTED[family].aliases.items()])
 def test_arch_aliases(family, alias, name):
-    cls = FAMILIES[family].cls
+    cls = FAMILIES[family]
     assert cls.resolve_arch(alias) == cls.arch_settings[name]
 
 
 @per_family
 def test_unknown_arch_lists_the_known_names(family):
-    f = FAMILIES[family]
+    cls, f = FAMILIES[family], EXPECTED[family]
     with pytest.raises(ValueError, match=f'Unknown {family} arch {re.escape(repr(f.unknown))}') as err:
-        f.cls(f.unknown)
-    for name in (*f.archs, *f.cls.arch_aliases):
+        cls(f.unknown)
+    for name in (*f.archs, *cls.arch_aliases):
         assert repr(name) in str(err.value)
 
 
 @per_family
 def test_custom_arch_dict_and_registry(family):
     """A dict with a variant's settings builds that variant (through the registry too); a missing key is named."""
-    f = FAMILIES[family]
-    settings = f.cls.arch_settings[f.archs[0]]
+    cls, f = FAMILIES[family], EXPECTED[family]
+    settings = cls.arch_settings[f.archs[0]]
     with torch.device('meta'):
         custom = MODELS.build(dict(type=f'mmlightvit.{family}', arch=dict(settings)))
-        named = f.cls(f.archs[0])
-    assert type(custom) is f.cls
+        named = cls(f.archs[0])
+    assert type(custom) is cls
     assert {k: v.shape for k, v in custom.state_dict().items()} == {k: v.shape for k, v in named.state_dict().items()}
     for key in f.required_keys:
         with pytest.raises(ValueError, match=rf"missing \['{key}'\]"):
-            f.cls({k: v for k, v in settings.items() if k != key})
+            cls({k: v for k, v in settings.items() if k != key})
 
 
 @per_family
@@ -409,13 +418,13 @@ def another_variant(case: Case):
         depths = list(case.arch['depths'])
         depths[2] += 1
         return dict(case.arch, depths=tuple(depths))
-    archs = FAMILIES[case.family].archs
+    archs = EXPECTED[case.family].archs
     return archs[archs.index(case.arch) + 1]
 
 
 @per_case
 def test_official_file_of_another_variant_is_refused_naming_both(tmp_path, case):
-    other = FAMILIES[case.family].cls(another_variant(case), **case.kwargs)
+    other = FAMILIES[case.family](another_variant(case), **case.kwargs)
     path = tmp_path / 'other.pth'
     torch.save(other.to_official_state_dict(), path)
     model = case.build(init_cfg=dict(type='Pretrained', checkpoint=str(path)))
@@ -435,7 +444,7 @@ HEAVY_PACKAGES = ('mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'timm', 'torchvision',
 def heavy_packages_after_import():
     """{backbone module: heavy packages loaded once it is imported}, from one fresh interpreter (the backbones
     package imports all four modules anyway, so one process per module would show nothing more)."""
-    modules = [f.cls.__module__ for f in FAMILIES.values()]
+    modules = [cls.__module__ for cls in FAMILIES.values()]
     code = f'''import importlib, json, sys
 found = {{}}
 for module in {modules!r}:
@@ -451,4 +460,4 @@ print(json.dumps(found))'''
 def test_backbone_module_imports_without_the_heavy_packages(family, heavy_packages_after_import):
     """Importing a backbone module needs torch and mmengine only: no OpenMMLab task packages, timm or the
     reference implementations."""
-    assert heavy_packages_after_import[FAMILIES[family].cls.__module__] == []
+    assert heavy_packages_after_import[FAMILIES[family].__module__] == []

@@ -14,9 +14,10 @@ from mmlightvit.analysis.reference_models import build_reference
 from mmlightvit.apis.model import load_model_weights
 from mmlightvit.models.backbones import EdgeNeXt, RepViT, TransNeXt
 from mmlightvit.utils.checkpoint import CheckpointError
-from tests.backbone_utils import randomise_bn, single_thread  # noqa: F401
+from tests.backbone_utils import randomise_bn
 from tests.conftest import NO_WORKERS, read_config, run_output
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_CONFIGS = sorted((ROOT / 'configs').glob('*/imagenet/*.py'))
 PAPER_CONFIGS = [p for p in IMAGENET_CONFIGS if 'demo' not in p.name]

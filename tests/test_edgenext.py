@@ -16,10 +16,10 @@ from mmlightvit.models.backbones import EdgeNeXt
 from mmlightvit.models.backbones.edgenext import (ConvEncoder, FourierPositionalEncoding, SDTAEncoder,
                                                   infer_edgenext_arch)
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
-                                  randomise_bn, single_thread)
+from tests.backbone_utils import assert_same_weights, converter_main, load_via_init_cfg, num_params, randomise_bn
 from mmlightvit.analysis.reference_models import REFERENCE_MODELS, import_timm
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ['xx-small', 'x-small', 'small', 'base']
 BN_HS_ARCHS = ['xx-small-bn-hs', 'x-small-bn-hs', 'small-bn-hs']

@@ -12,10 +12,10 @@ import torch.nn as nn
 from mmlightvit.models.backbones import FasterViT
 from mmlightvit.models.backbones.fastervit import HATBlock, TokenInitializer, carrier_pool_geometry
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
-                                  randomise_bn, single_thread)
+from tests.backbone_utils import assert_same_weights, converter_main, load_via_init_cfg, num_params, randomise_bn
 from mmlightvit.analysis.reference_models import import_fastervit
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 ARCHS = ['0', '1', '2', '3', '4', '5', '6']
 # Parameter counts (millions) of the models `fastervit` 1.0.0 builds, classifier included (reference table).
 REFERENCE_PARAMS_M = {'0': 31.4, '1': 53.4, '2': 75.9, '3': 159.5, '4': 365.6, '5': 957.5, '6': 1360.3}

@@ -13,10 +13,10 @@ from mmlightvit.models.backbones import RepViT
 from mmlightvit.models.backbones.repvit import RepVggDW, SqueezeExcite, infer_repvit_arch
 from mmlightvit.models.layers import ConvBN, fuse_model
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, converter_main, load_via_init_cfg, num_params,  # noqa: F401
-                                  randomise_bn, single_thread)
+from tests.backbone_utils import assert_same_weights, converter_main, load_via_init_cfg, num_params, randomise_bn
 from mmlightvit.analysis.reference_models import REFERENCE_MODELS, import_timm
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 ARCHS = ['m0.9', 'm1.0', 'm1.1', 'm1.5', 'm2.3']
 TIMM_NAMES = REFERENCE_MODELS['RepViT'][1]  # arch -> timm model name
 # Paper / reference table: deploy (fused) model with a single classifier, in millions.

@@ -18,9 +18,10 @@ from mmlightvit.models.backbones.transnext_attention import (aggregated_attentio
                                                              flash_aggregated_attention, gather_cpb_bias,
                                                              linear_taps, padded_window_map, window_padding_mask)
 from mmlightvit.utils import CheckpointError
-from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main,  # noqa: F401
-                                  load_via_init_cfg, num_params, single_thread)
+from tests.backbone_utils import (assert_same_weights, assert_with_cp_equivalent, converter_main, load_via_init_cfg,
+                                  num_params)
 
+pytestmark = pytest.mark.usefixtures('single_thread')
 ARCHS = ['micro', 'tiny', 'small', 'base']
 # Whole ImageNet classifier = this backbone + head Linear(C4, 1000) (the official classifier has no other
 # parameters: it averages norm4's output). Exact counts of the official classification models

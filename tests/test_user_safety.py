@@ -21,7 +21,8 @@ from mmlightvit.engine import load_config
 from mmlightvit.engine.setup import check_class_counts, dataset_folders
 from mmlightvit.engine.tta import check_tta_pipeline, scaled_tta_pipeline, tta_pipeline
 from mmlightvit.engine.work_dir import WorkDirBusyError, lock_work_dir, prepare_work_dir, release_work_dir
-from mmlightvit.utils.files import OutputPathError, check_output
+from mmlightvit.utils.files import (OutputPathError, check_output, replace_file_atomically,
+                                   replace_folder_atomically)
 
 from tests.conftest import DET_CONFIG, ROOT, SEG_CONFIG, load_tool, run_python
 
@@ -135,6 +136,29 @@ def test_output_guard_resolves_links(tmp_path):
         check_output(str(tmp_path / 'link.pth'), 'dst', inputs=[str(checkpoint)], overwrite=True)
     assert check_output(str(tmp_path / 'new.pth'), 'dst', inputs=[str(checkpoint)]) is None
 
+
+
+def _fails_after(write):
+    def failing(tmp):
+        write(tmp)
+        raise KeyboardInterrupt  # a kill in the middle of a write
+    return failing
+
+
+def test_atomic_writes_leave_the_old_file_or_folder_when_interrupted(tmp_path):
+    """One mechanism for a file and a folder: an interrupted write leaves the previous version and no temporary
+    beside it; a finished one takes its place."""
+    path, folder = tmp_path / 'weights.pth', tmp_path / 'demo'
+    replace_file_atomically(str(path), lambda tmp: Path(tmp).write_text('old'))
+    replace_folder_atomically(str(folder), lambda tmp: (Path(tmp) / 'meta.json').write_text('old'))
+    with pytest.raises(KeyboardInterrupt):
+        replace_file_atomically(str(path), _fails_after(lambda tmp: Path(tmp).write_text('half')))
+    with pytest.raises(KeyboardInterrupt):
+        replace_folder_atomically(str(folder), _fails_after(lambda tmp: (Path(tmp) / 'meta.json').write_text('x')))
+    assert path.read_text() == 'old' and (folder / 'meta.json').read_text() == 'old'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['demo', 'weights.pth']
+    replace_file_atomically(str(path), lambda tmp: Path(tmp).write_text('new'))
+    assert path.read_text() == 'new' and sorted(p.name for p in tmp_path.iterdir()) == ['demo', 'weights.pth']
 
 # ------------------------------------------------------------------------------------------- converters
 @pytest.fixture(scope='module')

@@ -8,7 +8,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/mask-rcnn_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 checkpoint = 'https://github.com/mmaaz60/EdgeNeXt/releases/download/v1.0/edgenext_small.pth'
@@ -23,7 +23,7 @@ model = dict(
     neck=dict(in_channels=[48, 96, 160, 304]))
 
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    optimizer=dict(lr=2e-4),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
         custom_keys={
@@ -35,5 +35,4 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
 train_dataloader = dict(batch_size=2)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

@@ -12,7 +12,7 @@
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/mask-rcnn_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 checkpoint = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_2_224_1k.pth.tar'  # official README
@@ -84,12 +84,10 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
         custom_keys={
             'cpb_mlp': dict(decay_mult=0.),  # position-embedding and attention-bias MLPs
             'gamma': dict(decay_mult=0.),  # layer scales (variants 3-6)
         }))
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

@@ -10,7 +10,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/mask-rcnn_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 checkpoint = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/fastervit_0_224_1k.pth.tar'  # official README
@@ -29,7 +29,6 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512]))
 
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
         custom_keys={
@@ -41,5 +40,4 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
 train_dataloader = dict(batch_size=2)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

@@ -3,7 +3,7 @@
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     '../_base_/datasets/ade20k.py',
-    'mmseg::_base_/schedules/schedule_40k.py',
+    '../_base_/schedules/semantic-fpn_adamw-poly_40k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
@@ -23,14 +23,8 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512]),
     decode_head=dict(num_classes=150))
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4),
-    clip_grad=None)
-param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)]
+optim_wrapper = dict(clip_grad=None)
 train_dataloader = dict(batch_size=4)
-auto_scale_lr = dict(enable=False, base_batch_size=32)
 # The official test resize: keep-ratio into 2048x512, then each side resized (not padded) up to a multiple of 32.
 test_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -3,7 +3,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/mask-rcnn_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 checkpoint = 'https://github.com/THU-MIG/RepViT/releases/download/v1.0/repvit_m1_1_distill_300e.pth'
@@ -18,11 +18,10 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05))
+optim_wrapper = dict(optimizer=dict(lr=2e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=500),
     dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
 train_dataloader = dict(batch_size=2)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

@@ -4,7 +4,7 @@
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     '../_base_/datasets/ade20k.py',
-    'mmseg::_base_/schedules/schedule_40k.py',
+    '../_base_/schedules/semantic-fpn_adamw-poly_40k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
@@ -26,9 +26,6 @@ model = dict(
 
 no_decay = dict(decay_mult=0.)
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4),
     paramwise_cfg=dict(
         custom_keys={
             'query_embedding': no_decay,
@@ -37,6 +34,4 @@ optim_wrapper = dict(
             'temperature': no_decay,
             'norm': no_decay,
         }))
-param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=1e-6, begin=0, end=40000, by_epoch=False)]
 train_dataloader = dict(batch_size=4)
-auto_scale_lr = dict(enable=False, base_batch_size=32)

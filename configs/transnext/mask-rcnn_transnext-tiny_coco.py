@@ -5,7 +5,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/mask-rcnn_adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
 checkpoint = 'https://huggingface.co/DaiShiResearch/transnext-tiny-224-1k/resolve/main/transnext_tiny_224_1k.pth'
@@ -23,7 +23,6 @@ model = dict(
 
 no_decay = dict(decay_mult=0.)
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={
             'query_embedding': no_decay,
@@ -33,5 +32,4 @@ optim_wrapper = dict(
             'norm': no_decay,
         }))
 train_dataloader = dict(batch_size=2)
-auto_scale_lr = dict(enable=False, base_batch_size=16)
 custom_hooks = [dict(type='mmlightvit.RNGStateHook')]

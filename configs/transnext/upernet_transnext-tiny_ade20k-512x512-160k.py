@@ -7,7 +7,7 @@
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     '../_base_/datasets/ade20k.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
+    '../_base_/schedules/upernet_adamw-poly_160k.py',
     'mmseg::_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
@@ -31,9 +31,7 @@ model = dict(
 
 no_decay = dict(decay_mult=0.)
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.05),
+    optimizer=dict(weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={
             'query_embedding': no_decay,
@@ -42,9 +40,4 @@ optim_wrapper = dict(
             'temperature': no_decay,
             'norm': no_decay,
         }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, begin=1500, end=160000, by_epoch=False),
-]
 train_dataloader = dict(batch_size=2)
-auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -15,6 +15,7 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from mmlightvit.models.weights import load_model_weights
+from mmlightvit.registry import build_or_explain
 from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint
 
 
@@ -43,19 +44,12 @@ def build_model(cfg: Config, module_cfg: Optional[dict] = None, seed: Optional[i
     the caller's random state; ``None`` draws from it."""
     from mmengine.registry import MODELS, init_default_scope
 
-    from mmlightvit.engine.setup import explain_missing_type
     init_default_scope(cfg.get('default_scope', 'mmlightvit'))
-    try:
-        if seed is None:
-            return MODELS.build(module_cfg or cfg.model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return MODELS.build(module_cfg or cfg.model)
-    except KeyError as err:
-        explanation = explain_missing_type(err)
-        if explanation is None:
-            raise
-        raise KeyError(explanation) from err
+    if seed is None:
+        return build_or_explain(MODELS.build, module_cfg or cfg.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_or_explain(MODELS.build, module_cfg or cfg.model)
 
 
 def init_model(config: Union[str, Config], checkpoint: str, device: str = 'cpu', fuse: bool = False,

@@ -22,14 +22,15 @@ import json
 import os
 import os.path as osp
 import shutil
-import uuid
 import warnings
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from mmlightvit.registry import DATASETS
+from mmlightvit.utils.files import replace_folder_atomically
 
 from .checked import CheckedSegDataset, CocoDataset, ImageNet
 
@@ -141,14 +142,6 @@ def _is_complete(root: str, markers: Sequence[str]) -> bool:
     return all(osp.isfile(osp.join(root, m)) for m in markers)
 
 
-def _new_tmp_dir(root: str) -> str:
-    root = osp.abspath(root)
-    os.makedirs(osp.dirname(root), exist_ok=True)
-    tmp = osp.join(osp.dirname(root), f'.{osp.basename(root)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
-    os.makedirs(tmp)
-    return tmp
-
-
 def _foreign_files(root: str, layout: Sequence[str]) -> List[str]:
     """Files under ``root`` that the generator does not write (``layout``: fnmatch patterns of relative paths)."""
     foreign = []
@@ -184,7 +177,8 @@ def _check_replaceable(root: str, kind: str, layout: Sequence[str]) -> None:
 
 
 def _publish(tmp: str, root: str, kind: str, layout: Sequence[str], overwrite: bool) -> None:
-    """Move the finished ``tmp`` directory to ``root`` in one rename.
+    """Move the finished ``tmp`` directory to ``root`` in one rename (the ``publish`` step of
+    :func:`~mmlightvit.utils.files.replace_folder_atomically`, which removes what is left of ``tmp``).
 
     If ``root`` already holds a complete set (another process published first) it is kept and ``tmp`` is
     dropped, unless ``overwrite``, which replaces a set this generator wrote and nothing else. An empty ``root``
@@ -206,7 +200,6 @@ def _publish(tmp: str, root: str, kind: str, layout: Sequence[str], overwrite: b
     try:
         os.replace(tmp, root)  # atomic; fails when root is a non-empty directory
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
         if not _is_complete(root, markers):
             raise RuntimeError(f'{root} exists but is not a complete demo dataset (missing one of {markers}); '
                                'remove it or choose another directory') from None
@@ -218,13 +211,7 @@ def _publish(tmp: str, root: str, kind: str, layout: Sequence[str], overwrite: b
 def _generate_atomically(root: str, kind: str, layout: Sequence[str], overwrite: bool, write_fn) -> str:
     if overwrite and osp.isdir(root) and os.listdir(root):
         _check_replaceable(root, kind, layout)  # fail before spending time on generation
-    tmp = _new_tmp_dir(root)
-    try:
-        write_fn(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _publish(tmp, root, kind, layout, overwrite)
+    replace_folder_atomically(root, write_fn, publish=partial(_publish, kind=kind, layout=layout, overwrite=overwrite))
     return root
 
 

@@ -129,18 +129,16 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _write(self, runner, out_dir, filename, *args, **kwargs) -> None:
         """``Runner.save_checkpoint(out_dir, filename, ...)`` through a temporary file and a rename."""
-        tmp_path = temporary_path(osp.join(out_dir, filename))
-        try:
+
+        def save(tmp_path):
             # the class's method: _save_best_checkpoint routes the instance's save_checkpoint here
             type(runner).save_checkpoint(runner, out_dir, osp.basename(tmp_path), *args, **kwargs)
-            if is_main_process():  # Runner.save_checkpoint writes on the main process only
-                with open(tmp_path, 'rb') as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp_path, osp.join(out_dir, filename))
-        except BaseException:
-            if is_main_process() and osp.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+
+        path = osp.join(out_dir, filename)
+        if is_main_process():  # Runner.save_checkpoint writes on the main process only
+            replace_file_atomically(path, save)
+        else:  # a no-op for mmengine's Runner (master_only), called on every rank all the same
+            save(temporary_path(path))
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         # (_save_best_checkpoint calls this with the deferring stand-in of a local backend)

@@ -4,16 +4,15 @@ import json
 import logging
 import os
 import os.path as osp
-import re
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-import mmengine.registry
-from mmengine.registry import RUNNERS, Registry
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmlightvit.registry import build_or_explain
 from mmlightvit.utils.checkpoint import install_safe_checkpoint_loading
 
 from .checkpointing import unwrap_model
@@ -418,43 +417,8 @@ def check_class_counts(cfg: Config) -> None:
                         'the heads were made for through its metainfo=dict(classes=...)).')
 
 
-def explain_missing_type(err: KeyError) -> Optional[str]:
-    """Turn mmengine's 'X is not in the S::model registry' into a list of every registry that was searched."""
-    match = re.search(r'(\S+) is not in the (\S+)::(\S+) registry', str(err.args[0]) if err.args else '')
-    if match is None:
-        return None
-    name, scope, kind = match.groups()
-    roots = [r for r in vars(mmengine.registry).values()
-             if isinstance(r, Registry) and r.name == kind and r.parent is None]
-    if not roots:
-        return None
-    if '.' in name:  # a scope-prefixed name is looked up in that package's registry alone
-        scope = name.split('.', 1)[0]
-    registry = roots[0] if roots[0].scope == scope else roots[0]._children.get(scope, roots[0])
-    searched = []
-    while registry is not None:
-        searched.append(f'{registry.scope}::{registry.name}')
-        registry = registry.parent
-    ours = roots[0]._children.get('mmlightvit')
-    ours_text = ''
-    if ours is not None:
-        ours.import_from_location()
-        ours_text = (f" This project's {kind} types are used with the prefix 'mmlightvit.', e.g. "
-                     f"type='mmlightvit.{next(iter(sorted(ours.module_dict)), 'Name')}'; registered: "
-                     f"{', '.join(sorted(ours.module_dict)) or 'none'}.")
-    return (f'Unknown {kind} type {name!r}: looked in the registries {" -> ".join(searched)} (current scope '
-            f'first, then its parents; sibling packages are only searched with a scope prefix such as '
-            f"'mmdet.' or 'mmseg.').{ours_text}")
-
-
 def build_runner(cfg: Config) -> Runner:
     check_class_counts(cfg)
-    try:
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    except KeyError as err:
-        explanation = explain_missing_type(err)
-        if explanation is None:
-            raise
-        raise KeyError(explanation) from err
+    runner = build_or_explain(RUNNERS.build if 'runner_type' in cfg else Runner.from_cfg, cfg)
     check_feature_channels(unwrap_model(runner.model))
     return runner

@@ -3,13 +3,17 @@ clean-up of temporary files that a killed writer left behind.
 
 * :func:`check_output` - before any work: an output is never one of the inputs, never inside a dataset, never an
   existing file (or a non-empty folder) unless ``overwrite``, and its folder is writable.
-* :func:`replace_file_atomically` - a reader sees the old file or the new one, never half of one.
+* :func:`replace_file_atomically` / :func:`replace_folder_atomically` - a reader sees the old file (folder) or the
+  new one, never half of one: one mechanism for both (a temporary name beside the target, fsync, one rename,
+  the temporary removed on failure).
 * :func:`remove_stale_temporaries` - ``.NAME.tmp-PID`` files whose writer (``PID``) is gone.
 """
 import os
 import os.path as osp
 import re
+import shutil
 import tempfile
+import uuid
 from typing import Callable, Iterable, List, Optional
 
 TEMPORARY_NAME = re.compile(r'^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$')
@@ -20,32 +24,74 @@ class OutputPathError(ValueError):
     """An output path that would overwrite or corrupt something the user owns, or that cannot be written."""
 
 
-def temporary_path(path: str) -> str:
-    """Where :func:`replace_file_atomically` writes ``path`` first: ``.NAME.tmp-PID`` beside it."""
+def temporary_path(path: str, unique: bool = False) -> str:
+    """Where :func:`replace_file_atomically` writes ``path`` first: ``.NAME.tmp-PID`` beside it. ``unique`` adds a
+    random suffix (``.NAME.tmp-PID-XXXXXXXX``): a folder is created there, which must not collide with one that a
+    killed writer of a reused PID left."""
     directory, name = osp.split(osp.abspath(path))
-    return osp.join(directory, f'.{name}.tmp-{os.getpid()}')
+    suffix = f'-{uuid.uuid4().hex[:8]}' if unique else ''
+    return osp.join(directory, f'.{name}.tmp-{os.getpid()}{suffix}')
 
 
 def replace_file_atomically(path: str, write: Callable[[str], None]) -> None:
     """Write ``path`` through ``write(tmp_path)`` and a rename, so a reader sees the old file or the new one."""
-    directory = osp.dirname(osp.abspath(path))
-    tmp = temporary_path(path)
+    _write_then_rename(path, temporary_path(path), write, os.replace)
+
+
+def replace_folder_atomically(path: str, write: Callable[[str], None],
+                              publish: Callable[[str, str], None] = os.replace) -> None:
+    """Fill a new folder through ``write(tmp_folder)`` and move it to ``path`` in one rename, so a reader sees the
+    old folder (or none) or the complete new one.
+
+    ``publish(tmp_folder, path)`` does the move: ``os.replace`` by default, which fails when ``path`` is a
+    non-empty folder; a caller that may replace or keep an existing folder passes its own. Whatever is left of the
+    temporary folder afterwards is removed.
+    """
+    tmp = temporary_path(path, unique=True)
+    os.makedirs(tmp)
+    _write_then_rename(path, tmp, write, publish)
+
+
+def _write_then_rename(path: str, tmp: str, write: Callable[[str], None],
+                       publish: Callable[[str, str], None]) -> None:
+    """The mechanism of both: ``write(tmp)``, fsync what it wrote, ``publish(tmp, path)`` (a rename); ``tmp`` is
+    removed whatever happens, and the rename is made durable (fsync of the folder that holds ``path``)."""
     try:
         write(tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _fsync_tree(tmp)
+        publish(tmp, path)
     finally:
-        if osp.exists(tmp):
+        if osp.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif osp.exists(tmp):
             os.remove(tmp)
-    try:  # make the rename itself durable
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync_folder(osp.dirname(osp.abspath(path)))
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        _fsync(folder)
     except OSError:  # some file systems cannot fsync a directory
         pass
+
+
+def _fsync_tree(path: str) -> None:
+    """fsync a file, or every file and folder under a folder."""
+    if not osp.isdir(path):
+        _fsync(path)
+        return
+    for folder, _, names in os.walk(path):
+        for name in names:
+            _fsync(osp.join(folder, name))
+        _fsync_folder(folder)
 
 
 def process_exists(pid: int) -> bool:
