@@ -171,10 +171,10 @@ def test_custom_arch_dict_and_registry(family):
 @per_family
 def test_per_stage_settings_need_one_entry_per_stage(family):
     """A custom arch with a stage too few is an error naming the family, the setting and what was given."""
-    f = FAMILIES[family]
-    settings = dict(f.cls.arch_settings[f.archs[0]], depths=(1, 1, 1))
+    cls = FAMILIES[family]
+    settings = dict(cls.arch_settings[EXPECTED[family].archs[0]], depths=(1, 1, 1))
     with pytest.raises(ValueError, match=re.escape(f'{family} needs 4 depths (one per stage), got (1, 1, 1).')):
-        f.cls(settings)
+        cls(settings)
 
 
 # ------------------------------------------------------------------------------------------------------------------
