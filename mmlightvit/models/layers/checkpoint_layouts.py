@@ -139,7 +139,7 @@ class CheckpointLayouts:
 
     def optional_keys(self, layout: str) -> List[str]:
         """The keys of this model that a checkpoint in ``layout`` need not hold: the optional output norms
-        (``out_norm_cfg``) are in no foreign layout."""
+        (``out_norm_cfg``), which released backbones lack (a file that has them loads them)."""
         if layout == OWN_LAYOUT:
             return []
         return [key for key in self.state_dict() if re.match(r'norm\d\.', key)]
