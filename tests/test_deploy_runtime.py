@@ -135,6 +135,25 @@ def assert_int8_agrees_with_float(got, expected):
         assert np.mean(ious) >= 0.6, ious
 
 
+def test_an_exported_model_is_tested_without_the_configs_ema_hook(tmp_path):
+    """EMAHook deep-copies the model (a runtime session cannot be copied) to swap averaged parameters in; the
+    exported graph holds them already (the checkpoint's state_dict), so the exported model is tested without it."""
+    from mmengine.config import Config
+
+    from mmlightvit.deploy.runtime import use_exported_model
+    exported_file = tmp_path / 'segmentor.onnx'
+    value = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])
+    model = helper.make_model(helper.make_graph([helper.make_node('Identity', ['x'], ['y'])], 'g', [value],
+                                                [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])]))
+    model.metadata_props.add(key='mmlightvit.kind', value='segmentor')
+    onnx.save(model, str(exported_file))
+    cfg = Config.fromfile(ROOT / 'configs/edgenext/deeplabv3_edgenext-small_ade20k-demo.py')
+    assert [hook['type'] for hook in cfg.custom_hooks] == ['EMAHook', 'mmlightvit.RNGStateHook']
+    use_exported_model(cfg, str(exported_file))
+    assert cfg.model.type == 'mmlightvit.ExportedModel'
+    assert [hook['type'] for hook in cfg.custom_hooks] == ['mmlightvit.RNGStateHook']
+
+
 def test_int8_form_calibrates_on_training_images_and_evaluates(exported, tmp_path):
     out, _ = exported
     int8 = tmp_path / 'mask-rcnn_int8.onnx'
