@@ -16,8 +16,9 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 from mmlightvit.deploy.detection import mmdet_predictions  # noqa: E402
-from mmlightvit.deploy.onnx_export import (ExportError, build_export_target, compare_with_onnxruntime,  # noqa: E402
-                                           export_onnx, format_table, ort_session)
+from mmlightvit.deploy.onnx_export import (ExportError, ExportTarget, build_export_target,  # noqa: E402
+                                           compare_with_onnxruntime, export_onnx, format_table, ort_session,
+                                           replace_adaptive_pooling)
 from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
 from tests.backbone_utils import randomise_bn  # noqa: E402
 from tests.conftest import run_python  # noqa: E402
@@ -111,6 +112,33 @@ def test_segmentor_matches_onnxruntime(repvit_checkpoint, tmp_path):
     onnx_file, _ = export_and_compare(target, tmp_path, batch=1)
     props = {p.key: p.value for p in onnx.load(onnx_file, load_external_data=False).metadata_props}
     assert props['mmlightvit.kind'] == 'segmentor' and 'mmlightvit.preprocess.mean' in props
+
+
+class PyramidPooling(torch.nn.Module):
+    """The pooling of mmseg's pyramid pooling module (UperNet, PSPNet): the map pooled to 1, 2, 3 and 6."""
+
+    def __init__(self):
+        super().__init__()
+        self.pools = torch.nn.ModuleList(torch.nn.AdaptiveAvgPool2d(size) for size in (1, 2, 3, 6))
+
+    def forward(self, x):
+        return tuple(pool(x) for pool in self.pools)
+
+
+def test_adaptive_average_pooling_exports_for_every_input_size(tmp_path):
+    """Traced at 4 x 4, PyTorch's decomposition fixes the windows of the traced size (pooling 4 to 2 becomes a
+    2 x 2 average pooling, 4 to 3 reads windows of 2 unclamped): a 3 x 5 map then reads past its end and a 7 x 11
+    map averages the wrong windows. The replaced pooling computes PyTorch's windows at every size."""
+    model = PyramidPooling().eval()
+    assert replace_adaptive_pooling(model) == 3  # 1 x 1 is a mean, which exports as one
+    onnx_file = export_onnx(ExportTarget(model, 'backbone', ['pool1', 'pool2', 'pool3', 'pool6']),
+                            str(tmp_path / 'pooling.onnx'), (4, 4), batch=2)
+    session = ort_session(onnx_file, 1)
+    reference = PyramidPooling()
+    for height, width in ((4, 4), (3, 5), (7, 11), (13, 2)):
+        image = torch.randn(2, 3, height, width)
+        for got, expected in zip(session.run(None, {'image': image.numpy()}), reference(image)):
+            torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_classifier_matches_onnxruntime(tmp_path):

@@ -22,8 +22,9 @@ default and maintained path of torch >= 2.13. It traces the size arithmetic symb
 input (EdgeNeXt's padding, the segmentor's final resize) stay expressions of the runtime size in the graph. The
 TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter can keep a Python ``if`` or an
 ``int()`` on a size dynamic: what the export size gives is recorded for every size, silently, which is why the
-parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding and
-mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`).
+parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding,
+mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`, and the adaptive average pooling of mmseg's pyramid
+pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`).
 """
 import json
 import os
@@ -136,6 +137,54 @@ def replace_mmseg_upsample(model: nn.Module) -> int:
     return replaced
 
 
+def averaging_matrix(size, out_size: int, like: torch.Tensor) -> torch.Tensor:
+    """``(out_size, size)``: row ``i`` averages positions ``floor(i * size / out_size)`` to
+    ``ceil((i + 1) * size / out_size) - 1``, the window of adaptive average pooling; ``size`` may be symbolic."""
+    index = torch.arange(out_size, device=like.device)
+    start = torch.div(index * size, out_size, rounding_mode='floor')
+    end = torch.div((index + 1) * size + out_size - 1, out_size, rounding_mode='floor')
+    position = torch.arange(size, device=like.device)
+    inside = ((position >= start[:, None]) & (position < end[:, None])).to(like.dtype)
+    return inside / inside.sum(dim=1, keepdim=True)
+
+
+class SizeFreeAdaptiveAvgPool(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` to a fixed output size, whose graph holds for every input size.
+
+    torch.export records PyTorch's decomposition of adaptive average pooling, which decides at the traced size
+    whether the input divides into equal windows (then a plain average pooling with the traced window) and how long
+    the longest window is: at another size the graph averages the wrong windows or reads past the map (mmseg's
+    pyramid pooling module in UperNet / PSPNet). Here the pooling is two products with averaging matrices built from
+    the runtime size (:func:`averaging_matrix`), the windows PyTorch averages.
+    """
+
+    def __init__(self, pool: nn.AdaptiveAvgPool2d):
+        super().__init__()
+        size = pool.output_size
+        self.output_size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = averaging_matrix(x.shape[-2], self.output_size[0], x)
+        columns = averaging_matrix(x.shape[-1], self.output_size[1], x)
+        return rows @ x @ columns.transpose(0, 1)
+
+
+def replace_adaptive_pooling(model: nn.Module) -> int:
+    """Swap every ``nn.AdaptiveAvgPool2d`` to a fixed size other than 1 x 1 (a mean, which exports as one) for
+    :class:`SizeFreeAdaptiveAvgPool`; returns how many were replaced."""
+    replaced = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if not isinstance(child, nn.AdaptiveAvgPool2d):
+                continue
+            size = child.output_size
+            sizes = (size, size) if isinstance(size, int) else tuple(size)
+            if None not in sizes and sizes != (1, 1):
+                setattr(parent, name, SizeFreeAdaptiveAvgPool(child))
+                replaced += 1
+    return replaced
+
+
 @dataclass
 class ExportTarget:
     """An eval-mode module ``image -> tuple of tensors`` and what the export and the check need to know."""
@@ -229,6 +278,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         metadata.update(_dataset_metadata(meta))
     else:
         model = fuse_model(model)
+    replace_adaptive_pooling(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,

@@ -54,10 +54,21 @@ def onnx_translations() -> dict:
     return {torch.ops.mmlightvit.multiclass_nms.default: nms_to_onnx}
 
 
+def with_static_corners(boxes: torch.Tensor) -> torch.Tensor:
+    """``boxes (..., 4)`` rebuilt from their four coordinates, so that the graph states the last dimension as 4.
+
+    NonMaxSuppression needs it: OpenVINO's CPU plugin checks it when it compiles the file. Boxes that come out of a
+    Reshape whose target shape is computed from the input's size (``(N * C, K, 4)`` for per-class NMS) depend on
+    the runtime's shape inference keeping that 4; OpenVINO's does not once its low-precision transformations run
+    (any INT8 file): they leave every such Reshape with no static dimension. A stack of four selected coordinates
+    is 4 wide by construction, whatever the runtime infers about the rest."""
+    return torch.stack([boxes[..., i] for i in range(4)], dim=-1)
+
+
 def nms_keep_mask(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Which of the candidates ``boxes (G, K, 4)`` with ``scores (G, C, K)`` (NOT_A_CANDIDATE where a box is no
     candidate of a class) survive per-class NMS: a bool mask ``(G, C, K)``."""
-    kept = multiclass_nms(boxes, scores, iou_threshold, CANDIDATE_FLOOR)
+    kept = multiclass_nms(with_static_corners(boxes), scores, iou_threshold, CANDIDATE_FLOOR)
     groups, classes, count = scores.shape
     flat_index = (kept[:, 0] * classes + kept[:, 1]) * count + kept[:, 2]
     mask = torch.zeros(groups * classes * count, dtype=torch.bool, device=scores.device)

@@ -192,6 +192,15 @@ def data_preprocessor_config(cfg: Config) -> Optional[dict]:
     return preprocessor
 
 
+def _averages_parameters(hook_cfg) -> bool:
+    """Whether a ``custom_hooks`` entry is an ``EMAHook``. It keeps an averaged copy of the PyTorch model (a deep
+    copy, which a runtime session refuses) and swaps its parameters in to test; an exported model has none, and its
+    graph already holds the averaged weights: EMAHook saves them as the checkpoint's ``state_dict``, which the
+    exporter reads (and which the PyTorch test swaps in)."""
+    kind = hook_cfg.get('type', '') if isinstance(hook_cfg, dict) else ''
+    return getattr(kind, '__name__', str(kind)).rsplit('.', 1)[-1] == 'EMAHook'
+
+
 def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime') -> None:
     """Make ``cfg`` evaluate / run ``onnx_file`` on ``backend`` instead of its PyTorch model (nothing is loaded
     into a model)."""
@@ -220,6 +229,7 @@ def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime'
                            test_cfg=dict(detector_test_cfg) if cfg.get('default_scope') == 'mmdet' else dict(test_cfg),
                            align_corners=bool(decode_head.get('align_corners', False)), backend=backend)
     cfg.load_from = None
+    cfg.custom_hooks = [hook for hook in cfg.get('custom_hooks') or [] if not _averages_parameters(hook)]
     if exported_config and exported_config != osp.basename(cfg.filename or ''):
         print(f'note: {onnx_file} was exported from {exported_config}; its pipeline is taken from '
               f'{osp.basename(cfg.filename or "")}.')
