@@ -42,14 +42,20 @@ def run_python(args, check=True, cwd=ROOT, env=None, fresh=False, timeout=600) -
     fails the test with the output unless ``check`` is False.
 
     A script (``tools/train.py ...``) runs forked from a process that has the stack imported already (see
-    tests/forked_tools.py); ``fresh=True``, and ``-c`` / ``-m``, start a new interpreter: for tests of what a new
-    process imports or registers.
+    tests/forked_tools.py), and so do the scripts it starts with ``sys.executable``; ``fresh=True``, and ``-c`` /
+    ``-m``, start a new interpreter: for tests of what a new process imports or registers.
     """
     args = [str(a) for a in args]
     if fresh or args[0].startswith('-'):
         return run_command([sys.executable, *args], check, cwd, env, timeout)
     proc = FORKED_TOOLS.run(args, cwd, _environment(env), timeout)
     return _checked(proc, check)
+
+
+def forked_python() -> str:
+    """An interpreter for a shell script's ``PYTHON``: an executable that runs ``python SCRIPT ARGS`` (and ``-c`` /
+    ``-``) forked as ``run_python`` does (see tests/forked_tools.py)."""
+    return FORKED_TOOLS.launcher()
 
 
 def run_output(args, **kwargs) -> str:

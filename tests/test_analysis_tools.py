@@ -3,12 +3,11 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import load_tool, run_python
+from tests.conftest import forked_python, load_tool, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DET = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_demo.py'
@@ -380,7 +379,9 @@ def test_analyze_logs_plot_and_summary(ablation, tmp_path):
 def test_gpu_report_script_runs_through_on_the_cpu(tmp_path):
     """tools/analysis/gpu_report.sh, checked on the CPU with tiny sizes (DEVICE=cpu QUICK=1): every part runs and
     the report holds its tables, so a short GPU lease is not spent on a broken script."""
-    env = dict(os.environ, DEVICE='cpu', QUICK='1', TARGETS='RepViT:m0.9', PYTHON=sys.executable)
+    # PYTHON: its Python steps fork from the tests' tool server (tests/forked_tools.py) instead of each importing the
+    # stack anew
+    env = dict(os.environ, DEVICE='cpu', QUICK='1', TARGETS='RepViT:m0.9', PYTHON=forked_python())
     proc = subprocess.run(['bash', 'tools/analysis/gpu_report.sh', str(tmp_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

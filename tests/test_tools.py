@@ -11,7 +11,7 @@ from mmengine.config import Config
 
 from mmlightvit.engine import DatasetNotFoundError, check_dataset_paths
 from mmlightvit.utils import load_checkpoint_file
-from tests.conftest import run_command, run_python
+from tests.conftest import forked_python, run_command, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 ITER_CONFIG = ROOT / 'tests/data/configs/mask-rcnn_tiny-resnet_iter.py'
@@ -66,7 +66,7 @@ def test_dist_test_matches_single_process(trained, tmp_path):
                          str(tmp_path / 'single'), '--out', str(tmp_path / 'single.pkl'), '--cfg-options', *SMALL_TEST])
     dist = run_command(['bash', 'tools/dist_test.sh', str(ITER_CONFIG), checkpoint, '2', '--work-dir',
                         str(tmp_path / 'dist'), '--out', str(tmp_path / 'dist.pkl'), '--cfg-options', *SMALL_TEST],
-                       env={'PYTHON': sys.executable, 'PORT': '29533'})
+                       env={'PYTHON': sys.executable, 'PYTHON_EXEC': forked_python(), 'PORT': '29533'})
     one, two = _predictions(tmp_path / 'single.pkl'), _predictions(tmp_path / 'dist.pkl')
     assert len(one) == 8 and one.keys() == two.keys()
     for img_id, pred in one.items():
@@ -87,8 +87,8 @@ def test_dist_train_on_cpu_through_the_multi_node_path(tmp_path):
     # cluster's launcher would on each node.
     proc = run_command(['bash', 'tools/dist_train.sh', ITER_CONFIG, '2', '--work-dir', tmp_path, '--cfg-options',
                         'train_cfg.max_iters=2'],
-                       env={'PYTHON': sys.executable, 'NNODES': '1', 'NODE_RANK': '0', 'MASTER_ADDR': '127.0.0.1',
-                            'PORT': '29534'})
+                       env={'PYTHON': sys.executable, 'PYTHON_EXEC': forked_python(), 'NNODES': '1', 'NODE_RANK': '0',
+                            'MASTER_ADDR': '127.0.0.1', 'PORT': '29534'})
     checkpoint = load_checkpoint_file(str(tmp_path / 'iter_2.pth'))
     assert checkpoint['meta']['iter'] == 2
     assert 'Distributed training: True' in proc.stdout + proc.stderr
@@ -125,7 +125,7 @@ def fake_slurm(tmp_path):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     record = tmp_path / 'srun-options.txt'
-    env = {'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'SRUN_RECORD': str(record), 'PYTHON': sys.executable,
+    env = {'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'SRUN_RECORD': str(record), 'PYTHON': forked_python(),
            'GPUS': '2', 'GRES': '', 'CPUS_PER_TASK': '1'}
     return env, record
 
