@@ -126,10 +126,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             work_dir = osp.join(args.out_dir, 'test_' + name.lower().replace(' ', '_'))
             results[name] = test_metrics(args.config, weights, work_dir, extra, args.cfg_options)
 
-    size = 'x'.join(str(s) for s in inputs[0].shape)
+    size, threads = 'x'.join(str(s) for s in inputs[0].shape), torch.get_num_threads()
     lines = [f'Config {osp.basename(args.config)}, checkpoint {osp.basename(args.checkpoint)}; input {size} (one '
              f'validation image, preprocessed{", with its size" if SIZE_INPUT_NAME in feed else ""}); '
-             f'{torch.get_num_threads()} threads; CPU: {cpu_description()}; INT8 weights '
+             f'{threads} thread{"s" if threads > 1 else ""}; CPU: {cpu_description()}; INT8 weights '
              f'{"8" if cpu_has_vnni() else "7"}-bit, {len(feeds)} calibration images; median of {args.repeat} runs.',
              '', '| form | latency (ms) | speed-up |' + ''.join(f' {m} | change |' for m in metric_names if results),
              '| --- | --- | --- |' + ' --- | --- |' * (len(metric_names) if results else 0)]
