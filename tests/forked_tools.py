@@ -22,6 +22,7 @@ nested run while the run that asked for it is still going.
 import atexit
 import builtins
 import contextlib
+import io
 import json
 import os
 import runpy
@@ -122,13 +123,26 @@ def _run_main(argv) -> None:
     runpy.run_path(script, run_name='__main__')
 
 
-def _buffering(unbuffered: bool) -> None:
-    """stdout and stderr (the server's objects, over the run's descriptors 1 and 2: what the preloaded modules hold
-    stays the run's output) buffered as a new interpreter buffers them: stdout by blocks unless it is a terminal,
-    stderr by lines; ``unbuffered`` (``python -u``, PYTHONUNBUFFERED) passes each line on as it is written."""
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=unbuffered or stream is sys.stderr or stream.isatty(),
-                           write_through=unbuffered)
+_SERVER_STREAMS = []  # the server's sys.stdin / stdout / stderr: kept, as collecting one would close its descriptor
+
+
+def _standard_streams(unbuffered: bool) -> None:
+    """sys.stdin, stdout and stderr anew over descriptors 0 to 2, buffered as a new interpreter buffers them (a
+    run's buffering is its own, not the server's): stdout by blocks unless it is a terminal, stderr by lines;
+    ``unbuffered`` (``python -u``, PYTHONUNBUFFERED) writes both straight through."""
+    for fd, name in enumerate(('stdin', 'stdout', 'stderr')):
+        old = getattr(sys, name)
+        _SERVER_STREAMS.append(old)
+        raw = io.FileIO(fd, 'w' if fd else 'r', closefd=False)
+        if fd and unbuffered:
+            buffer = raw
+        else:
+            buffer = io.BufferedWriter(raw) if fd else io.BufferedReader(raw)
+        stream = io.TextIOWrapper(buffer, encoding=old.encoding, errors=old.errors, newline='\n',
+                                  line_buffering=not unbuffered and (fd == 2 or raw.isatty()),
+                                  write_through=unbuffered and fd > 0)
+        setattr(sys, name, stream)
+        setattr(sys, f'__{name}__', stream)
 
 
 def _run_child(request: dict, streams, launcher) -> None:
@@ -143,7 +157,7 @@ def _run_child(request: dict, streams, launcher) -> None:
         os.chdir(request['cwd'])
         os.environ.clear()
         os.environ.update(request['env'])
-        _buffering(bool(request.get('unbuffered') or os.environ.get('PYTHONUNBUFFERED')))
+        _standard_streams(bool(request.get('unbuffered') or os.environ.get('PYTHONUNBUFFERED')))
         sys.executable = launcher  # what the run starts as sys.executable is forked as well
         try:
             _run_main(request['argv'])
@@ -155,8 +169,7 @@ def _run_child(request: dict, streams, launcher) -> None:
             code = 1
         atexit._run_exitfuncs()
     finally:
-        # as the interpreter's shutdown does, also where a script has put another file in place of sys.stdout
-        for stream in dict.fromkeys((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)):
+        for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except Exception:  # noqa: S110 - a closed stream has nothing left to write

@@ -3,7 +3,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -124,10 +123,8 @@ def test_benchmark_detector_in_bfloat16_on_cpu():
     assert [(r.form, r.dtype) for r in rows] == [('eager', 'fp32'), ('eager', 'bf16')]
 
 
-def test_benchmark_transnext_attention_paths_with_cpu_memory(monkeypatch):
-    # the paths compute the same features; each form's peak memory comes from a process of its own (started with
-    # sys.executable: forked from the tool server, as when the tool itself runs forked)
-    monkeypatch.setattr(sys, 'executable', forked_python())
+def test_benchmark_transnext_attention_paths_with_cpu_memory():
+    # the paths compute the same features; each form's peak memory comes from a process of its own
     rows = _tool('benchmark').main(['TransNeXt:micro', '--attention-paths', 'reference', 'efficient', 'flash',
                                     '--memory', '--shape', '48', '80', '--batch', '1', '--repeat', '1', '--warmup',
                                     '0', '--threads', '1', '--no-macs', '--backbone-options', 'img_size=64'])

@@ -158,7 +158,7 @@ def test_int8_form_calibrates_on_training_images_and_evaluates(exported, tmp_pat
     out, _ = exported
     int8 = tmp_path / 'mask-rcnn_int8.onnx'
     proc = run_python(['tools/deploy/quantize_onnx.py', str(DET_CONFIG), str(out), '--out', str(int8),
-                       '--calibration-images', '2', '--check-images', '2', '--repeat', '1', '--threads', '1'])
+                       '--calibration-images', '4', '--check-images', '2', '--repeat', '1', '--threads', '1'])
     assert 'wrote' in proc.stdout and 'INT8 vs float32 on 2 validation images' in proc.stdout, proc.stdout
     graph = onnx.load(str(int8))
     ops = [node.op_type for node in graph.graph.node]
@@ -167,7 +167,7 @@ def test_int8_form_calibrates_on_training_images_and_evaluates(exported, tmp_pat
     props = {p.key: p.value for p in graph.metadata_props}
     assert props['mmlightvit.precision'] == 'int8' and props['mmlightvit.kind'] == 'instance-segmentor'
     run = run_python(['tools/test.py', str(DET_CONFIG), str(int8), '--work-dir', str(tmp_path / 'test'),
-                      '--cfg-options', 'test_dataloader.dataset.indices=2'])
+                      '--cfg-options', 'test_dataloader.dataset.indices=4'])
     assert 'coco/segm_mAP:' in metrics(run.stdout)
     # both runtimes compile the INT8 file (OpenVINO's NMS checks that the boxes are (..., 4) when it compiles, which
     # its INT8 transformations once broke) and detect what the float file does
@@ -183,9 +183,8 @@ def test_int8_form_calibrates_on_training_images_and_evaluates(exported, tmp_pat
 
 
 def test_bf16_form_is_tested_by_the_config_evaluator(det_checkpoint, tmp_path):
-    # two images: bfloat16 convolutions are emulated, slowly, on CPUs without AVX-512 BF16 / AMX
     run = run_python(['tools/test.py', str(DET_CONFIG), det_checkpoint, '--bf16', '--work-dir', str(tmp_path),
-                      '--cfg-options', 'test_dataloader.dataset.indices=2'])
+                      '--cfg-options', 'test_dataloader.dataset.indices=4'])
     assert 'coco/segm_mAP:' in metrics(run.stdout)
 
 
