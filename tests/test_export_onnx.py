@@ -34,6 +34,7 @@ CASCADE = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py
 CLASSIFIER = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
 DINO = str(ROOT / 'configs/fastervit/dino-4scale_fastervit-0_coco-demo.py')
 FASTERVIT_SEG = str(ROOT / 'configs/fastervit/fpn_fastervit-0_ade20k-demo.py')
+TRANSNEXT_SEG = str(ROOT / 'configs/transnext/fpn_transnext-micro_ade20k-demo.py')
 # The smallest variants keep the file fast; the FPN's input widths follow the backbone.
 REPVIT_M09 = {'model.backbone.arch': 'm0.9', 'model.neck.in_channels': [48, 96, 192, 384]}
 EDGENEXT_XXS = {'model.backbone.arch': 'xx-small', 'model.neck.in_channels': [24, 48, 88, 168]}
@@ -237,8 +238,48 @@ def test_unsupported_detector_is_refused_with_what_is_supported():
         build_export_target(DINO, 'none', 'model')
 
 
-def test_fastervit_dynamic_size_is_refused_with_the_reason(tmp_path):
-    target = build_export_target(FASTERVIT_SEG, 'none', 'backbone')
-    assert not target.dynamic_size
-    with pytest.raises(ExportError, match='AveragePool.*--static'):
-        export_onnx(target, str(tmp_path / 'x.onnx'))
+# FasterViT and TransNeXt compute their size-dependent tables in the graph: one export at 128 x 128 (FasterViT: a 2 x 2
+# window grid in stage 3; TransNeXt-Micro: its demo img_size, so the position bias is interpolated at other sizes)
+# runs at sizes with other window / carrier-token / pooled grids (64 x 96: one window; 96 x 160: 1 x 2 windows).
+DYNAMIC_EXPORT_SIZE = (128, 128)
+DYNAMIC_CHECK_SIZES = [(64, 96), (96, 160)]
+
+
+@pytest.fixture(scope='module', params=['FasterViT', 'TransNeXt'])
+def size_table_export(request, tmp_path_factory):
+    """The backbone of the family's demo segmentor, exported once with dynamic sizes: (target, onnx file, eager
+    outputs at the export size before the export)."""
+    config = FASTERVIT_SEG if request.param == 'FasterViT' else TRANSNEXT_SEG
+    target = build_export_target(config, 'none', 'backbone')
+    assert target.dynamic_size and target.size_divisor == 1
+    with torch.no_grad():
+        before = target.module(torch.ones(1, 3, *DYNAMIC_EXPORT_SIZE))
+    onnx_file = export_onnx(target, str(tmp_path_factory.mktemp('onnx') / 'backbone.onnx'), DYNAMIC_EXPORT_SIZE)
+    return target, onnx_file, before
+
+
+def test_size_dependent_tables_export_with_dynamic_sizes(size_table_export):
+    target, onnx_file, _ = size_table_export
+    assert_dynamic_input(onnx_file)
+    results = compare_with_onnxruntime(target, onnx_file, DYNAMIC_CHECK_SIZES, tolerance=TOLERANCE, warmup=0,
+                                       repeat=1, threads=1)
+    print(format_table(results, TOLERANCE))
+    assert [r.input_shape[2:] for r in results] == DYNAMIC_CHECK_SIZES
+    for r in results:
+        assert r.passed and r.max_abs_diff > 0, r
+
+
+def test_export_keeps_no_traced_table_for_eager_use(size_table_export):
+    """The tables built in the graph are not cached: eager outputs at the export size are what they were before
+    the export, bit for bit."""
+    target, _, before = size_table_export
+    with torch.no_grad():
+        after = target.module(torch.ones(1, 3, *DYNAMIC_EXPORT_SIZE))
+    assert all(torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_transnext_extrapolation_exports_for_multiples_of_32(tmp_path):
+    """Extrapolation mode builds the position-bias coordinates of the runtime size in the graph, which needs every
+    stage's map to divide into its pooled grid: the target asks for multiples of 32."""
+    target = build_export_target(TRANSNEXT_SEG, 'none', 'backbone', {'model.backbone.extrapolation': True})
+    assert target.size_divisor == 32 and target.padded(72, 100) == (96, 128)

@@ -15,6 +15,7 @@ from mmlightvit.models.backbones import transnext_attention_layers as layers_mod
 from mmlightvit.models.backbones.transnext_attention_layers import (AggregatedAttention, Attention, CPBBias,
                                                                     keys_in_xy_order)
 from mmlightvit.models.backbones.transnext_attention import (aggregated_attention, cpb_axis_tables,
+                                                             cpb_axis_tables_in_graph,
                                                              flash_aggregated_attention, gather_cpb_bias,
                                                              linear_taps, padded_window_map, window_padding_mask)
 from mmlightvit.utils import CheckpointError
@@ -185,6 +186,16 @@ def test_cpb_axis_tables_match_the_2d_unique():
     assert torch.equal(ours, table)
     ours_index = (idx_h[:, None, :, None] * len(vals_w) + idx_w[None, :, None, :]).reshape(hq * wq, hk * wk)
     assert torch.equal(ours_index.reshape(-1), index)
+
+
+@pytest.mark.parametrize('query_len, ratio, pretrain_len', [(56, 8, 56), (32, 8, 16), (20, 4, 56), (14, 2, 14),
+                                                            (7, 1, 7), (8, 8, 8), (100, 4, 56)])
+def test_cpb_axis_tables_in_graph_equal_the_unique_ones(query_len, ratio, pretrain_len):
+    """Without torch.unique (a traced graph with symbolic sizes), for a pooling ratio that divides the axis: the
+    same values and index, bit for bit."""
+    values, index = cpb_axis_tables(query_len, query_len // ratio, pretrain_len)
+    values_graph, index_graph = cpb_axis_tables_in_graph(query_len, ratio, pretrain_len)
+    assert torch.equal(values_graph, values) and torch.equal(index_graph, index)
 
 
 @pytest.mark.parametrize('in_size, out_size', [(4, 7), (7, 4), (5, 5), (1, 3), (3, 1)])

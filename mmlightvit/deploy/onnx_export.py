@@ -12,8 +12,10 @@ What can be exported from a config (``build_export_target``):
 
 The image input of every exported graph is the preprocessed batch (normalised, RGB/BGR as the config's
 ``data_preprocessor`` says, padded as it pads; the graph's metadata records mean, std, channel order and the pad
-divisor). Batch, height and width are dynamic, except for the backbones that declare ``fixed_size_export`` (one
-fixed-size graph per input size).
+divisor). Batch, height and width are dynamic (a backbone may declare ``fixed_size_export``: then one fixed-size
+graph per input size; none of the four does). FasterViT and TransNeXt compute their size-dependent tables (carrier-
+token pooling, window counts, position biases) in the graph from the runtime size; a backbone's
+``export_size_divisor`` (TransNeXt in extrapolation mode: 32) joins the target's size divisor.
 :func:`compare_with_onnxruntime` runs the file with onnxruntime on the CPU at several sizes and reports
 the largest differences from PyTorch and the median latency of both.
 
@@ -27,6 +29,7 @@ mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`, and the adaptiv
 pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`).
 """
 import json
+import math
 import os
 import os.path as osp
 import time
@@ -41,7 +44,7 @@ from mmlightvit.apis.model import build_model, config_without_pretrained
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
-from mmlightvit.models.layers import fuse_model
+from mmlightvit.models.layers import averaging_matrix, fuse_model
 from mmlightvit.models.weights import load_model_weights
 from mmlightvit.utils.checkpoint import read_checkpoint
 
@@ -135,17 +138,6 @@ def replace_mmseg_upsample(model: nn.Module) -> int:
                 setattr(parent, name, IntegerUpsample(child))
                 replaced += 1
     return replaced
-
-
-def averaging_matrix(size, out_size: int, like: torch.Tensor) -> torch.Tensor:
-    """``(out_size, size)``: row ``i`` averages positions ``floor(i * size / out_size)`` to
-    ``ceil((i + 1) * size / out_size) - 1``, the window of adaptive average pooling; ``size`` may be symbolic."""
-    index = torch.arange(out_size, device=like.device)
-    start = torch.div(index * size, out_size, rounding_mode='floor')
-    end = torch.div((index + 1) * size + out_size - 1, out_size, rounding_mode='floor')
-    position = torch.arange(size, device=like.device)
-    inside = ((position >= start[:, None]) & (position < end[:, None])).to(like.dtype)
-    return inside / inside.sum(dim=1, keepdim=True)
 
 
 class SizeFreeAdaptiveAvgPool(nn.Module):
@@ -258,6 +250,8 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     model = build_model(cfg).eval()
     backbone_type = type(model.backbone).__name__
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
+    # what the backbone's exported graph needs the input to be a multiple of (TransNeXt in extrapolation mode: 32)
+    backbone_divisor = int(getattr(model.backbone, 'export_size_divisor', 1))
     use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
@@ -271,7 +265,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         if names is None:  # a backbone without the project's contract: count its outputs
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
-        return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata, fixed_size)
+        return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size)
 
     if use_checkpoint:
         model, meta = _load_weights(model, checkpoint)
@@ -281,11 +275,11 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     replace_adaptive_pooling(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
-        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,
-                            backbone_type, metadata, fixed_size)
+        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'],
+                            backbone_divisor, backbone_type, metadata, fixed_size)
     if type(model).__name__ == 'ImageClassifier':
-        return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], 1, backbone_type, metadata,
-                            fixed_size)
+        return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], backbone_divisor, backbone_type,
+                            metadata, fixed_size)
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
@@ -298,6 +292,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         head = model.rpn_head if module.two_stage else model.bbox_head
         strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
         divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
+    divisor = math.lcm(divisor, backbone_divisor)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
                         [INPUT_NAME, SIZE_INPUT_NAME])
