@@ -311,6 +311,25 @@ def _short_reason(err: BaseException) -> str:
     return ' '.join(lines[:3])[:800] or type(err).__name__
 
 
+def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -> None:
+    """Refuse a graph that holds for a bounded range of heights or widths only. torch.export records a size-dependent
+    branch as a range of the input size, not as an error: e.g. FasterViT traced with a single stage-3 window (input
+    <= 112 px) takes the one-window shapes, and the graph then fails or is wrong for larger inputs. ONNX has no
+    place for the range, so the export stops here instead."""
+    from torch.utils._sympy.numbers import int_oo
+    exported = program.exported_program
+    user_inputs = set(exported.graph_signature.user_inputs)
+    image = next(n for n in exported.graph.nodes if n.op == 'placeholder' and n.name in user_inputs)
+    for axis, name in ((2, 'height'), (3, 'width')):
+        size = image.meta['val'].shape[axis]
+        bounds = exported.range_constraints.get(getattr(getattr(size, 'node', None), 'expr', None))
+        if bounds is not None and bounds.upper is not int_oo:
+            raise ExportError(
+                f'{target.kind} ({target.backbone_type}) traced at {traced[0]}x{traced[1]} gives a graph for input '
+                f'{name}s {bounds.lower}..{bounds.upper} only (a size-dependent branch of the traced size); export '
+                'at a larger --shape.')
+
+
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
@@ -337,6 +356,8 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
     except Exception as err:  # torch.export / decomposition / translation errors
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
                           f'{type(err).__name__}: {_short_reason(err)}') from err
+    if dynamic:
+        _check_size_ranges(target, program, (height, width))
     program.model.metadata_props.update(
         {f'mmlightvit.{k}': v for k, v in dict(target.metadata, kind=target.kind,
                                                  size_divisor=str(target.size_divisor),

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
 from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_layer_scale, count_blocks,
-                      drop_path_rates, init_trunc_normal, is_symbolic, is_tracing, layer_scale_parameter)
+                      drop_path_rates, init_trunc_normal, is_exporting, is_symbolic, is_tracing,
+                      layer_scale_parameter, traced_value)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -409,7 +410,10 @@ class FasterViTStage(nn.Module):
     def forward_blocks(self, x: torch.Tensor, run_blocks: Callable = apply_blocks) -> torch.Tensor:
         ws = self.window_size
         height, width = x.shape[-2:]
-        pad_h, pad_w = (-height % ws, -width % ws) if self.transformer or self.pad_conv else (0, 0)
+        # ``ceil(n / ws) * ws - n`` (= ``-n % ws``): a multiple of ws minus n keeps a traced graph's size
+        # expressions simple (the padded map is exactly ``ws * ceil(n / ws)``)
+        pad_h, pad_w = ((height + ws - 1) // ws * ws - height, (width + ws - 1) // ws * ws - width) \
+            if self.transformer or self.pad_conv else (0, 0)
         # with symbolic sizes, whether padding is needed is unknown until run time: pad (by 0 perhaps) and crop
         padded = is_symbolic(pad_h, pad_w) or pad_h or pad_w
         if padded:
@@ -428,6 +432,13 @@ class FasterViTStage(nn.Module):
         ws = self.window_size
         batch, _, hp, wp = x.shape
         nh, nw = hp // ws, wp // ws
+        if is_exporting() and is_symbolic(nh, nw) and min(traced_value(nh), traced_value(nw)) < 2:
+            # A count of 1 at the traced size is fixed to 1 in the graph (torch.export's 0/1 specialisation of the
+            # window batch): it would fail or be wrong wherever the map has more windows.
+            raise ValueError(
+                f'FasterViT with dynamic sizes must be traced at a size with at least 2 x 2 windows in every '
+                f'transformer stage; this one has {traced_value(nh)} x {traced_value(nw)} windows of {ws} (window 7: '
+                'trace at more than 224 px per side, e.g. --shape 256 256).')
         ct = self.global_tokenizer(x) if self.global_tokenizer is not None else None
         blocks = [partial(block, batch=batch, nh=nh, nw=nw) for block in self.blocks]
         x, ct = run_blocks(blocks, window_partition(x, ws), ct)

@@ -36,3 +36,8 @@ def averaging_matrix(size, out_size, like: torch.Tensor) -> torch.Tensor:
     position = torch.arange(size, device=like.device)
     inside = ((position >= start[:, None]) & (position < end[:, None])).to(like.dtype)
     return inside / inside.sum(dim=1, keepdim=True)
+
+
+def traced_value(size) -> int:
+    """The value a size has at the traced input (a symbolic size's example value; a plain int as it is)."""
+    return size.node.hint if isinstance(size, torch.SymInt) else int(size)
