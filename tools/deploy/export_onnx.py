@@ -15,8 +15,11 @@ and exits with status 1 when a difference exceeds ``--tolerance`` (relative to t
 Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that exists or is an input) exit
 with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never when it is an input.
 
-FasterViT and TransNeXt compute size-dependent tables in Python and export at fixed sizes only: ``--static``
-writes one graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
+Every backbone exports with dynamic height and width; FasterViT and TransNeXt compute their size-dependent tables in
+the graph from the runtime size. FasterViT must be traced with at least 2 x 2 windows in both transformer stages
+(``--shape 256 256``; at 224 its last stage has one window, and the export stops with that message); TransNeXt in
+extrapolation mode takes multiples of 32 (the check sizes are padded to them). ``--static`` writes one fixed-size
+graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
 """
 import argparse
 import os.path as osp
@@ -49,7 +52,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest allowed |ORT - PyTorch| relative to the largest |PyTorch| of each output')
     parser.add_argument('--static', action='store_true',
-                        help='a fixed-size graph of the --shape size (for backbones without dynamic-size export)')
+                        help='a fixed-size graph of the --shape size (one file per size)')
     parser.add_argument('--no-check', action='store_true', help='export only, skip the onnxruntime comparison')
     parser.add_argument('--warmup', type=int, default=2, help='untimed runs before timing')
     parser.add_argument('--repeat', type=int, default=5, help='timed runs (the median is reported)')
