@@ -453,7 +453,7 @@ class TransNeXt(LightBackbone):
             raise ValueError(
                 f'TransNeXt exports its position bias for CPB table grids that are multiples of the pooling ratio: '
                 f'stage {index + 1} has a {grid[0]}x{grid[1]} grid and ratio {sr}; use an img_size that is a '
-                f'multiple of {self.export_size_divisor}.')
+                'multiple of 32.')
 
     @property
     def export_size_divisor(self) -> int:

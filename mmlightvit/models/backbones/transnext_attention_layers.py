@@ -81,7 +81,7 @@ def _cpb_mlp_rows(attn: nn.Module, coords: torch.Tensor) -> torch.Tensor:
 def cpb_mlp(attn: nn.Module, coords: torch.Tensor) -> torch.Tensor:
     """``cpb_fc2(relu(cpb_fc1(coords)))`` row block by row block (same numbers, bounded memory)."""
     rows = coords.shape[0]
-    if rows <= CPB_ROWS_PER_BLOCK:
+    if isinstance(rows, torch.SymInt) or rows <= CPB_ROWS_PER_BLOCK:  # a traced graph: one block (no size guard)
         return _cpb_mlp_rows(attn, coords)
     grad = torch.is_grad_enabled() and any(p.requires_grad for p in attn.cpb_fc1.parameters())
     parts = []
