@@ -240,9 +240,10 @@ def test_unsupported_detector_is_refused_with_what_is_supported():
 
 # FasterViT and TransNeXt compute their size-dependent tables in the graph: one export per family runs at sizes with
 # other window / carrier-token / pooled grids (64 x 96: one window in FasterViT's stages 3 and 4; 96 x 160: 1 x 2).
-# FasterViT is traced with 2 x 2 windows in both transformer stages (256 x 256; a count of 1 would be fixed in the
-# graph), TransNeXt-Micro at its demo img_size (128), so its position bias is interpolated at the other sizes.
-DYNAMIC_EXPORT_SIZES = {'FasterViT': (256, 256), 'TransNeXt': (128, 128)}
+# Asked for 128 x 128, FasterViT is traced at 225 x 225 (its min_trace_size: 2 x 2 windows in both transformer
+# stages, since a count of 1 would be fixed in the graph), TransNeXt-Micro at 128, its demo img_size, so its position
+# bias is interpolated at the other sizes.
+DYNAMIC_EXPORT_SIZE = (128, 128)
 DYNAMIC_CHECK_SIZES = [(64, 96), (96, 160)]
 
 
@@ -253,11 +254,11 @@ def size_table_export(request, tmp_path_factory):
     config = FASTERVIT_SEG if request.param == 'FasterViT' else TRANSNEXT_SEG
     target = build_export_target(config, 'none', 'backbone')
     assert target.dynamic_size and target.size_divisor == 1
-    size = DYNAMIC_EXPORT_SIZES[request.param]
+    assert target.min_trace_size == (225 if request.param == 'FasterViT' else 1)
     with torch.no_grad():
-        before = target.module(torch.ones(1, 3, *size))
-    onnx_file = export_onnx(target, str(tmp_path_factory.mktemp('onnx') / 'backbone.onnx'), size)
-    return target, onnx_file, (size, before)
+        before = target.module(torch.ones(1, 3, *DYNAMIC_EXPORT_SIZE))
+    onnx_file = export_onnx(target, str(tmp_path_factory.mktemp('onnx') / 'backbone.onnx'), DYNAMIC_EXPORT_SIZE)
+    return target, onnx_file, before
 
 
 def test_size_dependent_tables_export_with_dynamic_sizes(size_table_export):
@@ -275,9 +276,9 @@ def test_size_dependent_tables_export_with_dynamic_sizes(size_table_export):
 def test_export_keeps_no_traced_table_for_eager_use(size_table_export):
     """The tables built in the graph are not cached: eager outputs at the export size are what they were before
     the export, bit for bit."""
-    target, _, (size, before) = size_table_export
+    target, _, before = size_table_export
     with torch.no_grad():
-        after = target.module(torch.ones(1, 3, *size))
+        after = target.module(torch.ones(1, 3, *DYNAMIC_EXPORT_SIZE))
     assert all(torch.equal(a, b) for a, b in zip(after, before))
 
 

@@ -187,6 +187,8 @@ class ExportTarget:
     backbone_type: str = ''
     metadata: Dict[str, str] = field(default_factory=dict)
     fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
+    # the smallest height and width a dynamic graph is traced at (the backbone's ``dynamic_export_min_size``)
+    min_trace_size: int = 1
     input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
 
     @property
@@ -252,6 +254,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
     # what the backbone's exported graph needs the input to be a multiple of (TransNeXt in extrapolation mode: 32)
     backbone_divisor = int(getattr(model.backbone, 'export_size_divisor', 1))
+    min_trace_size = int(getattr(model.backbone, 'dynamic_export_min_size', 1))
     use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
@@ -265,7 +268,8 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         if names is None:  # a backbone without the project's contract: count its outputs
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
-        return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size)
+        return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size,
+                            min_trace_size=min_trace_size)
 
     if use_checkpoint:
         model, meta = _load_weights(model, checkpoint)
@@ -276,10 +280,10 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'],
-                            backbone_divisor, backbone_type, metadata, fixed_size)
+                            backbone_divisor, backbone_type, metadata, fixed_size, min_trace_size=min_trace_size)
     if type(model).__name__ == 'ImageClassifier':
         return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], backbone_divisor, backbone_type,
-                            metadata, fixed_size)
+                            metadata, fixed_size, min_trace_size=min_trace_size)
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
@@ -295,7 +299,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     divisor = math.lcm(divisor, backbone_divisor)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
-                        [INPUT_NAME, SIZE_INPUT_NAME])
+                        [INPUT_NAME, SIZE_INPUT_NAME], min_trace_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -333,12 +337,15 @@ def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
-    target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph; otherwise the graph
-    accepts exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason)."""
+    target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph, traced at no less than the
+    target's ``min_trace_size`` per side (FasterViT: 2 x 2 windows in its last stage); otherwise the graph accepts
+    exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason)."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
+    if dynamic:  # the traced size does not limit a dynamic graph
+        shape = [max(side, target.min_trace_size) for side in shape]
     height, width = target.padded(*shape)
     example = target.example_inputs(torch.randn(batch, 3, height, width))
     with torch.no_grad():

@@ -16,8 +16,8 @@ Errors (missing or unsafe checkpoint, a model that cannot be exported, an output
 with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never when it is an input.
 
 Every backbone exports with dynamic height and width; FasterViT and TransNeXt compute their size-dependent tables in
-the graph from the runtime size. FasterViT must be traced with at least 2 x 2 windows in both transformer stages
-(``--shape 256 256``; at 224 its last stage has one window, and the export stops with that message); TransNeXt in
+the graph from the runtime size. FasterViT is traced at 225 px per side or more whatever ``--shape`` says (2 x 2
+windows in both transformer stages: torch.export would fix a window count of 1 in the graph); TransNeXt in
 extrapolation mode takes multiples of 32 (the check sizes are padded to them). ``--static`` writes one fixed-size
 graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
 """

@@ -685,6 +685,12 @@ class FasterViT(LightBackbone):
         self.apply(init_trunc_normal)  # the official initialisation (convs keep PyTorch's default)
         self._init_contract()
 
+    @property
+    def dynamic_export_min_size(self) -> int:
+        """The smallest input side a graph with dynamic sizes is traced at: 2 windows in each transformer stage
+        (stride 16 and 32; 225 for window 7). torch.export fixes a window count of 1 at the traced size."""
+        return max(stride * ws for stride, ws in zip((16, 32), self.window_sizes)) + 1
+
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]
         return stage.forward_blocks(stage.downsample(x), run_blocks=self.run_blocks)
