@@ -153,6 +153,22 @@ def test_carrier_token_pooling_matrices_average_the_same_windows():
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize('size', [(64, 96), (100, 150)])
+def test_graph_form_computes_what_the_eager_form_does(monkeypatch, size):
+    """The forms a graph with symbolic sizes takes (ONNX export: carrier tokens pooled by averaging matrices, every
+    transformer stage padded and cropped even by 0, tables built instead of cached), evaluated eagerly: the same
+    outputs within float rounding (the export test checks the graph itself)."""
+    import mmlightvit.models.backbones.fastervit as fastervit_module
+    model = randomise(FasterViT(TINY)).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+        monkeypatch.setattr(fastervit_module, 'is_symbolic', lambda *sizes: True)
+        monkeypatch.setattr(fastervit_module, 'is_tracing', lambda: True)
+        got = model(x)
+    assert_outputs_close(got, expected, tol=1e-5)
+
+
 def test_custom_arch_options():
     model = FasterViT(TINY)
     assert model.do_propagation and model.layer_scale == 1e-5

@@ -798,3 +798,20 @@ def test_converter_tool(tmp_path):
     with pytest.raises(SystemExit, match='not --arch tiny'):
         main([str(src), str(tmp_path / 'x.pth'), '--arch', 'tiny'])
 
+
+
+@pytest.mark.parametrize('extrapolation, size', [(False, (64, 96)), (False, (72, 100)), (True, (64, 96))])
+def test_graph_tables_compute_what_the_cached_tables_do(monkeypatch, extrapolation, size):
+    """The stage tables of a traced graph (``_context(..., in_graph=True)``: no cache, coordinates without
+    torch.unique, pooling by averaging matrices, the interpolated bias resized with F.interpolate), evaluated
+    eagerly: the backbone's outputs equal the cached path's within float rounding (ONNX export checks the graph
+    itself). Interpolation runs at any size, extrapolation at multiples of 32."""
+    model = small_model(img_size=128, pretrain_size=128, extrapolation=extrapolation, fast_inference=False).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+        monkeypatch.setattr(model, 'stage_context',
+                            lambda index, hw, device: model._context(index, hw, device, in_graph=True))
+        got = model(x)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
