@@ -254,7 +254,7 @@ def size_table_export(request, tmp_path_factory):
     config = FASTERVIT_SEG if request.param == 'FasterViT' else TRANSNEXT_SEG
     target = build_export_target(config, 'none', 'backbone')
     assert target.dynamic_size and target.size_divisor == 1
-    assert target.min_trace_size == (225 if request.param == 'FasterViT' else 1)
+    assert target.min_trace_size == (225 if request.param == 'FasterViT' else 1) and target.min_trace_batch == 2
     with torch.no_grad():
         before = target.module(torch.ones(1, 3, *DYNAMIC_EXPORT_SIZE))
     onnx_file = export_onnx(target, str(tmp_path_factory.mktemp('onnx') / 'backbone.onnx'), DYNAMIC_EXPORT_SIZE)

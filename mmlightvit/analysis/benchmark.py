@@ -355,7 +355,8 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
     target = ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
                           backbone_type=backbone_type,
                           fixed_size_reason=getattr(module, 'fixed_size_export', None),
-                          min_trace_size=getattr(module, 'dynamic_export_min_size', 1))
+                          min_trace_size=getattr(module, 'dynamic_export_min_size', 1),
+                          min_trace_batch=getattr(module, 'dynamic_export_min_batch', 1))
     files = {'': export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
                              dynamic=target.dynamic_size)}
     calibration = [{target.input_names[0]: torch.rand(1, 3, *shape).numpy()} for _ in range(4)]

@@ -189,6 +189,8 @@ class ExportTarget:
     fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
     # the smallest height and width a dynamic graph is traced at (the backbone's ``dynamic_export_min_size``)
     min_trace_size: int = 1
+    # the smallest batch a dynamic graph is traced with (the backbone's ``dynamic_export_min_batch``)
+    min_trace_batch: int = 1
     input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
 
     @property
@@ -255,6 +257,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     # what the backbone's exported graph needs the input to be a multiple of (TransNeXt in extrapolation mode: 32)
     backbone_divisor = int(getattr(model.backbone, 'export_size_divisor', 1))
     min_trace_size = int(getattr(model.backbone, 'dynamic_export_min_size', 1))
+    min_trace_batch = int(getattr(model.backbone, 'dynamic_export_min_batch', 1))
     use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
@@ -269,7 +272,8 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
         return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size,
-                            min_trace_size=min_trace_size)
+                            min_trace_size=min_trace_size,
+                            min_trace_batch=min_trace_batch)
 
     if use_checkpoint:
         model, meta = _load_weights(model, checkpoint)
@@ -280,10 +284,12 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'],
-                            backbone_divisor, backbone_type, metadata, fixed_size, min_trace_size=min_trace_size)
+                            backbone_divisor, backbone_type, metadata, fixed_size, min_trace_size=min_trace_size,
+                            min_trace_batch=min_trace_batch)
     if type(model).__name__ == 'ImageClassifier':
         return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], backbone_divisor, backbone_type,
-                            metadata, fixed_size, min_trace_size=min_trace_size)
+                            metadata, fixed_size, min_trace_size=min_trace_size,
+                            min_trace_batch=min_trace_batch)
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
@@ -299,7 +305,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     divisor = math.lcm(divisor, backbone_divisor)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
-                        [INPUT_NAME, SIZE_INPUT_NAME], min_trace_size)
+                        [INPUT_NAME, SIZE_INPUT_NAME], min_trace_size, min_trace_batch)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,8 +350,9 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
-    if dynamic:  # the traced size does not limit a dynamic graph
+    if dynamic:  # the traced size and batch do not limit a dynamic graph
         shape = [max(side, target.min_trace_size) for side in shape]
+        batch = max(batch, target.min_trace_batch)
     height, width = target.padded(*shape)
     example = target.example_inputs(torch.randn(batch, 3, height, width))
     with torch.no_grad():
