@@ -1,8 +1,9 @@
 """ONNX export (mmlightvit.deploy.onnx_export, tools/deploy/export_onnx.py): the fused RepViT backbone, a Semantic
 FPN segmentor (in process) and the EdgeNeXt backbone (through the tool, end to end) export with dynamic batch /
 height / width and match onnxruntime at two sizes; the detectors' tensor-form post-processing computes what mmdet's
-predict does; bad checkpoints and models that cannot be exported give clear errors. (A whole Mask R-CNN through
-onnxruntime and tools/test.py: tests/test_deploy_runtime.py.)"""
+predict does; FasterViT-0 and TransNeXt-Micro, whose size-dependent tables are computed in the graph, export once with
+dynamic sizes and match at two other sizes; bad checkpoints and models that cannot be exported give clear errors.
+(A whole Mask R-CNN through onnxruntime and tools/test.py: tests/test_deploy_runtime.py.)"""
 from pathlib import Path
 
 import pytest
