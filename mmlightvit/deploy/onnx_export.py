@@ -322,10 +322,11 @@ def _short_reason(err: BaseException) -> str:
 
 
 def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -> None:
-    """Refuse a graph that holds for a bounded range of heights or widths only. torch.export records a size-dependent
-    branch as a range of the input size, not as an error: e.g. FasterViT traced with a single stage-3 window (input
-    <= 112 px) takes the one-window shapes, and the graph then fails or is wrong for larger inputs. ONNX has no
-    place for the range, so the export stops here instead."""
+    """Refuse a graph that holds for a bounded range of heights or widths only. torch.export records a branch on the
+    size (an ``if`` or a comparison taken at the traced size) as a range of the input size, not as an error, and
+    ONNX has no place for the range: the graph would fail or be wrong beyond it, so the export stops here instead.
+    (It does not catch everything: a size of 1 fixed in the graph, e.g. FasterViT's window batch, shows as a
+    bounded batch at most; hence the backbones' ``dynamic_export_min_size`` / ``dynamic_export_min_batch``.)"""
     from torch.utils._sympy.numbers import int_oo
     exported = program.exported_program
     user_inputs = set(exported.graph_signature.user_inputs)
