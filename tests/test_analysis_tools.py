@@ -390,5 +390,6 @@ def test_gpu_report_script_runs_through_on_the_cpu(tmp_path):
     assert '| RepViT:m0.9 | fused | 64 x 96 | 1 | bf16 | cpu |' in report
     assert '| TransNeXt:tiny | attn=flash | 64 x 96 | 1 | fp32 | cpu |' in report
     assert '| configs/repvit/mask-rcnn_repvit-m1.1_coco.py |' in report  # ONNX Runtime against PyTorch
+    assert "## TensorRT\n\nSkipped: TensorRT needs DEVICE=cuda" in report  # no GPU in the check
     train_row = report.split('| s / iter (median) |')[1].splitlines()[2]
     assert all(cell.strip() not in ('', '-') for cell in train_row.strip('|').split('|')), train_row

@@ -3,8 +3,10 @@ FPN segmentor (in process) and the EdgeNeXt backbone (through the tool, end to e
 height / width and match onnxruntime at two sizes; the detectors' tensor-form post-processing computes what mmdet's
 predict does; bad checkpoints and models that cannot be exported give clear errors. (A whole Mask R-CNN through
 onnxruntime and tools/test.py: tests/test_deploy_runtime.py.)"""
+import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')  # torch.onnx's exporter needs it
 
 import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
@@ -19,6 +22,8 @@ from mmlightvit.deploy.detection import mmdet_predictions  # noqa: E402
 from mmlightvit.deploy.onnx_export import (ExportError, ExportTarget, build_export_target,  # noqa: E402
                                            compare_with_onnxruntime, export_onnx, format_table, ort_session,
                                            replace_adaptive_pooling)
+from mmlightvit.deploy.quantize import quantize_onnx  # noqa: E402
+from mmlightvit.deploy.tensorrt import TensorRTError, TensorRTSession  # noqa: E402
 from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
 from tests.backbone_utils import randomise_bn  # noqa: E402
 from tests.conftest import run_python  # noqa: E402
@@ -100,6 +105,37 @@ def test_repvit_backbone_fused_matches_onnxruntime(repvit_checkpoint, tmp_path):
     results = compare_with_onnxruntime(target, onnx_file, CHECK_SIZES[:1], warmup=0, repeat=1, threads=1,
                                        session=session)
     assert not results[0].passed and results[0].max_rel_diff > TOLERANCE
+
+    check_tensorrt_inputs(target, onnx_file, tmp_path)
+
+
+def check_tensorrt_inputs(target, float_file: str, tmp_path) -> None:
+    """What TensorRT builds from (it takes its precision from the graph): the float16 export computes the float32
+    model's features within float16 round-off, and the INT8 file for TensorRT has signed, symmetric activations.
+    Without TensorRT, asking for it says what is missing."""
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = [f.numpy() for f in target.module(x)]
+    half_file = export_onnx(target, str(tmp_path / 'fp16.onnx'), EXPORT_SIZE, half=True)
+    graph = onnx.load(half_file)
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert {p.key: p.value for p in graph.metadata_props}['mmlightvit.precision'] == 'fp16'
+    got = ort_session(half_file, threads=1).run(None, {'image': x.numpy().astype(np.float16)})
+    for out, ref in zip(got, expected):
+        assert out.dtype == np.float16
+        error = np.abs(out.astype(np.float32) - ref).max() / np.abs(ref).max()
+        assert 0 < error < 1e-2, error  # float16 keeps ~3 decimal digits
+
+    int8_file = str(tmp_path / 'int8.onnx')
+    quantize_onnx(float_file, int8_file, [{'image': torch.rand(1, 3, 64, 64).numpy()}], symmetric=True)
+    quantized = onnx.load(int8_file)
+    initializers = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    zero_points = [initializers[node.input[2]] for node in quantized.graph.node if node.op_type == 'QuantizeLinear']
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+    if importlib.util.find_spec('tensorrt') is None:
+        with pytest.raises(TensorRTError, match='TensorRT is not installed'):
+            TensorRTSession(float_file, {'image': ((1, 3, 64, 64), ) * 3})
 
 
 def test_segmentor_matches_onnxruntime(repvit_checkpoint, tmp_path):
@@ -242,3 +278,4 @@ def test_fastervit_dynamic_size_is_refused_with_the_reason(tmp_path):
     assert not target.dynamic_size
     with pytest.raises(ExportError, match='AveragePool.*--static'):
         export_onnx(target, str(tmp_path / 'x.onnx'))
+

@@ -317,16 +317,22 @@ def _short_reason(err: BaseException) -> str:
 
 
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
-                opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
+                opset: int = DEFAULT_OPSET, dynamic: bool = True, half: bool = False) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
     target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph; otherwise the graph
-    accepts exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason)."""
+    accepts exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason).
+    ``half``: a float16 graph (image and weights; the module is converted in place), the form that GPU runtimes
+    such as TensorRT run in float16."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
     height, width = target.padded(*shape)
-    example = target.example_inputs(torch.randn(batch, 3, height, width))
+    image = torch.randn(batch, 3, height, width)
+    if half:
+        target.module.half()
+        image = image.half()
+    example = target.example_inputs(image)
     with torch.no_grad():
         # A forward at the traced size first: backbones that cache size-dependent tables (FasterViT, TransNeXt)
         # then find real tensors for this size, which a fixed-size graph stores as constants.
@@ -345,7 +351,8 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
     program.model.metadata_props.update(
         {f'mmlightvit.{k}': v for k, v in dict(target.metadata, kind=target.kind,
                                                  size_divisor=str(target.size_divisor),
-                                                 dynamic_size=str(dynamic)).items()})
+                                                 dynamic_size=str(dynamic),
+                                                 precision='fp16' if half else 'fp32').items()})
     weight_bytes = sum(p.numel() * p.element_size() for p in target.module.state_dict().values())
     program.save(out_file, external_data=weight_bytes > EXTERNAL_DATA_BYTES)
     return out_file
