@@ -33,10 +33,11 @@ first form, eager or the first attention path), the peak memory of one run (CUDA
 the resident-set peak of the form's first run in a process of its own), the largest output difference against the
 first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s (= GFLOP/s in
 the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU,
-``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms of the
-fused model. ``--compare`` sets our eager model against the reference's and our deployable forms against the
-reference's re-parameterised model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models)
-breaks the eager predict time down by stage. Numbers depend on the machine, its load and the thread count: compare
+``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and the runtimes' float32 and INT8
+forms of the fused model (``--deploy-runtimes``: onnxruntime, OpenVINO, ExecuTorch with XNNPACK). ``--compare``
+sets our eager model against the reference's and our deployable forms against the reference's re-parameterised
+model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models) breaks the eager predict time
+down by stage. Numbers depend on the machine, its load and the thread count: compare
 ratios from one run, not numbers across runs.
 """
 import argparse
@@ -52,6 +53,7 @@ from mmengine.config import DictAction
 from mmlightvit.analysis import benchmark as bench
 from mmlightvit.analysis.complexity import config_scope, default_shape, predict_batch
 from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.deploy.runtime import BACKENDS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -74,7 +76,11 @@ def parse_args(argv=None):
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
     parser.add_argument('--deploy-forms', action='store_true',
                         help='backbones on the CPU (FAMILY:ARCH, or configs with --backbone-only): add channels-last, '
-                        'oneDNN (TorchScript), onnxruntime and OpenVINO forms, float32 and INT8')
+                        'oneDNN (TorchScript), onnxruntime, OpenVINO and ExecuTorch (XNNPACK) forms, float32 and '
+                        'INT8')
+    parser.add_argument('--deploy-runtimes', nargs='+', choices=BACKENDS, default=list(BACKENDS),
+                        help='--deploy-forms: the runtimes timed (default: all; ExecuTorch\'s lowering takes a minute '
+                        'or more per program)')
     parser.add_argument('--profile', action='store_true',
                         help='whole models: time the stages of predict (backbone, neck, heads, post-processing)')
     parser.add_argument('--no-macs', action='store_true', help='skip counting MACs (large models take a while)')
@@ -166,7 +172,7 @@ def build_target(target: str, args, shape=None):
         else:
             forms = bench.backbone_forms(backbone, fuse=fuse)
         if args.deploy_forms:
-            forms += deploy_forms(forms[-1], shape, family)
+            forms += deploy_forms(forms[-1], shape, family, args)
         forms += references
         if args.train:
             forms = bench.as_training_steps(forms)
@@ -178,7 +184,7 @@ def build_target(target: str, args, shape=None):
         shape = shape or (224, 224)
         forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
         if args.deploy_forms:
-            forms += deploy_forms(forms[-1], shape, type(backbone).__name__)
+            forms += deploy_forms(forms[-1], shape, type(backbone).__name__, args)
         return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
     model = build_model(cfg)
     if getattr(model, 'auxiliary_head', None) is not None:
@@ -188,12 +194,13 @@ def build_target(target: str, args, shape=None):
     return forms, (lambda batch: predict_batch(forms[0].module, config_scope(cfg), shape, batch)), shape, True
 
 
-def deploy_forms(base: bench.Form, shape, backbone_type: str) -> list:
+def deploy_forms(base: bench.Form, shape, backbone_type: str, args) -> list:
     """channels-last, oneDNN and the runtimes' fp32 / INT8 forms of ``base`` (the fused backbone where it folds)."""
     import tempfile
     forms = [bench.channels_last_form(base), bench.onednn_form(base, torch.rand(1, 3, *shape))]
-    work_dir = tempfile.mkdtemp(prefix='benchmark-onnx-')
-    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir)
+    work_dir = tempfile.mkdtemp(prefix='benchmark-deploy-')
+    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir, args.deploy_runtimes,
+                                       max_batch=max(args.batch or [16]))
 
 
 def count_target_macs(target: str, forms, shape, whole_model: bool, args) -> int:
