@@ -128,3 +128,4 @@ def test_export_refuses_detectors_and_existing_outputs(fp32_program, classifier,
                            tmp_path / 'rtmdet.pte', '--no-check'], check=False)
     assert detector.returncode == 2 and 'mmlightvit::multiclass_nms' in detector.stderr, detector.stderr
     assert not (tmp_path / 'rtmdet.pte').exists()
+
