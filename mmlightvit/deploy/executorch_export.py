@@ -3,8 +3,8 @@
 What is exported is the same :class:`~mmlightvit.deploy.onnx_export.ExportTarget` the ONNX exporter writes (the
 fused backbone, the segmentor's logits and label map, the classifier's probabilities): ``torch.export`` captures
 it, ``executorch.exir.to_edge_transform_and_lower`` hands every operator XNNPACK implements to the XNNPACK
-delegate (convolutions, matrix products, normalisation, activations, resizes, pooling) and the rest to ExecuTorch's
-portable kernels (the label map's argmax), and ``to_executorch`` writes the ``.pte`` program.
+delegate (convolutions, matrix products, element-wise and activation ops, ...) and leaves the rest to ExecuTorch's
+portable kernels, and ``to_executorch`` writes the ``.pte`` program.
 
 Shapes: batch, height and width are dynamic within bounds (``torch.export.Dim``): ExecuTorch plans the memory of
 the tensors outside the delegate (the inputs and outputs) for the largest shape, so the bounds are kept to what the
