@@ -350,21 +350,36 @@ def _backbone_export_target(form: Form, shape: Tuple[int, int], backbone_type: s
                         backbone_type=backbone_type, fixed_size_reason=getattr(module, 'fixed_size_export', None))
 
 
-def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str) -> List[Form]:
-    """The backbone form exported to ONNX once (dynamic batch and size where the family allows) and run by each CPU
-    runtime with PyTorch's thread count, in float32 and in INT8: ``onnxruntime``, ``onnxruntime int8``,
-    ``openvino``, ``openvino int8``. The numpy conversion is part of each timed run. The INT8 file is onnxruntime's
-    static QDQ quantization calibrated on a few random inputs, which times it faithfully; its accuracy on real
-    images is what ``tools/deploy/quantize_onnx.py`` measures."""
+def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str,
+                  backends: Sequence[str] = ('onnxruntime', 'openvino', 'executorch'),
+                  max_batch: int = 1) -> List[Form]:
+    """The backbone form exported once per file type (dynamic batch and size where the family allows) and run by
+    each CPU runtime in ``backends`` with PyTorch's thread count, in float32 and in INT8: ``onnxruntime``,
+    ``onnxruntime int8``, ``openvino``, ``openvino int8`` (one ONNX file and its QDQ form), ``executorch``,
+    ``executorch int8`` (two ExecuTorch programs lowered to XNNPACK, the second quantized through PT2E; batches up
+    to ``max_batch``). The numpy conversion is part of each timed run. The INT8 forms are calibrated on a few random
+    inputs, which times them faithfully; their accuracy on real images is what ``tools/deploy/quantize_onnx.py``
+    and ``tools/deploy/export_executorch.py --int8`` measure."""
     from mmlightvit.deploy.onnx_export import export_onnx
-    from mmlightvit.deploy.quantize import quantize_onnx
-    from mmlightvit.deploy.runtime import BACKENDS, runtime_session
+    from mmlightvit.deploy.runtime import runtime_session
     target = _backbone_export_target(form, shape, backbone_type)
-    files = {'': export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
-                             dynamic=target.dynamic_size)}
-    calibration = [{target.input_names[0]: torch.rand(1, 3, *shape).numpy()} for _ in range(4)]
-    files[' int8'] = f'{work_dir}/{backbone_type}_{form.name}_int8.onnx'
-    quantize_onnx(files[''], files[' int8'], calibration)
+    calibration = [torch.rand(1, 3, *shape) for _ in range(4)]
+    stem = f'{work_dir}/{backbone_type}_{form.name}'
+    files = {}
+    if {'onnxruntime', 'openvino'} & set(backends):
+        from mmlightvit.deploy.quantize import quantize_onnx
+        onnx_file = export_onnx(target, f'{stem}.onnx', shape=shape, dynamic=target.dynamic_size)
+        quantize_onnx(onnx_file, f'{stem}_int8.onnx', [{target.input_names[0]: x.numpy()} for x in calibration])
+        files.update({backend: (onnx_file, f'{stem}_int8.onnx') for backend in ('onnxruntime', 'openvino')})
+    if 'executorch' in backends:
+        from mmlightvit.deploy.executorch_export import MIN_SIZE, TRACE_BATCH, export_executorch
+        # a fixed-size program where the family needs one, or where the size is below the dynamic bounds
+        dynamic = target.dynamic_size and min(shape) >= MIN_SIZE
+        bounds = dict(max_batch=max(max_batch, TRACE_BATCH), max_size=max(*shape, MIN_SIZE))
+        for precision, path, inputs in (('', f'{stem}.pte', None), (' int8', f'{stem}_int8.pte', calibration)):
+            export_executorch(target, path, shape, dynamic=dynamic, calibration=inputs and [(x, ) for x in inputs],
+                              **bounds)
+        files['executorch'] = (f'{stem}.pte', f'{stem}_int8.pte')
 
     def runner(session):
         input_name = session.get_inputs()[0].name
@@ -372,7 +387,7 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
 
     return [Form(f'{backend}{precision} ({form.name})', target.module.backbone,
                  runner(runtime_session(path, backend, threads=torch.get_num_threads())), own_precision=True)
-            for backend in BACKENDS for precision, path in files.items()]
+            for backend in backends for precision, path in zip(('', ' int8'), files[backend])]
 
 
 def tensorrt_forms(form: Form, shape: Tuple[int, int], batches: Sequence[int], backbone_type: str,

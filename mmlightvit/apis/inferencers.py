@@ -107,14 +107,14 @@ class _ProjectWeights:
                                                'state_dict': model.state_dict()}, cfg)
         return model.to(device).eval()
 
-    def _init_exported_model(self, cfg, onnx_file: str):
-        """An exported whole model (``.onnx``) run by onnxruntime in the config's pipeline, with the class names
-        the exporter recorded."""
+    def _init_exported_model(self, cfg, exported_file: str):
+        """An exported whole model (``.onnx`` run by onnxruntime, ``.pte`` by ExecuTorch) in the config's pipeline,
+        with the class names the exporter recorded."""
         if not cfg:
-            raise ExportedModelError(f'{onnx_file}: an exported model needs the config it was exported from (its '
+            raise ExportedModelError(f'{exported_file}: an exported model needs the config it was exported from (its '
                                      'data pipeline and preprocessing); pass it as the model argument.')
         take_classes_from_data(cfg)
-        use_exported_model(cfg, onnx_file)
+        use_exported_model(cfg, exported_file)
         model = MODELS.build(cfg.model)
         model.cfg = cfg
         meta = {'dataset_meta': model.dataset_meta} if model.dataset_meta else {}

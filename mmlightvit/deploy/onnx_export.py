@@ -316,6 +316,13 @@ def _short_reason(err: BaseException) -> str:
     return ' '.join(lines[:3])[:800] or type(err).__name__
 
 
+def exported_file_metadata(target: ExportTarget, dynamic: bool) -> Dict[str, str]:
+    """What every exported file records about its model (the ``mmlightvit.*`` entries; the runtime reads them):
+    the target's metadata (preprocessing, classes, config, checkpoint), its kind, size divisor and whether its
+    height and width are dynamic."""
+    return dict(target.metadata, kind=target.kind, size_divisor=str(target.size_divisor), dynamic_size=str(dynamic))
+
+
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True, half: bool = False) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
@@ -349,9 +356,7 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
                           f'{type(err).__name__}: {_short_reason(err)}') from err
     program.model.metadata_props.update(
-        {f'mmlightvit.{k}': v for k, v in dict(target.metadata, kind=target.kind,
-                                                 size_divisor=str(target.size_divisor),
-                                                 dynamic_size=str(dynamic),
+        {f'mmlightvit.{k}': v for k, v in dict(exported_file_metadata(target, dynamic),
                                                  precision='fp16' if half else 'fp32').items()})
     weight_bytes = sum(p.numel() * p.element_size() for p in target.module.state_dict().values())
     program.save(out_file, external_data=weight_bytes > EXTERNAL_DATA_BYTES)
@@ -364,12 +369,12 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
 
 @dataclass
 class ParityResult:
-    """onnxruntime vs PyTorch eager at one input size."""
+    """An exported file's runtime (onnxruntime, ExecuTorch, ...) vs PyTorch eager at one input size."""
     input_shape: Tuple[int, ...]
     max_abs_diff: float
-    max_rel_diff: float  # max |ORT - PyTorch| / max |PyTorch| of each output, the largest over outputs
+    max_rel_diff: float  # max |runtime - PyTorch| / max |PyTorch| of each output, the largest over outputs
     torch_ms: float
-    ort_ms: float
+    runtime_ms: float
     passed: bool
     note: str = ''
     label_agreement: Optional[float] = None  # the share of equal values in the integer outputs (labels)
@@ -401,46 +406,57 @@ def ort_session(onnx_file: str, threads: Optional[int] = None):
 
 def compare_with_onnxruntime(target: ExportTarget, onnx_file: str, shapes: Sequence[Sequence[int]],
                              batch: int = 1, tolerance: float = 1e-4, warmup: int = 2, repeat: int = 5,
-                             threads: Optional[int] = None, seed: int = 0, session=None) -> List[ParityResult]:
+                             threads: Optional[int] = None, seed: int = 0, session=None,
+                             feeds: Optional[Sequence[Dict[str, np.ndarray]]] = None,
+                             label_agreement: float = LABEL_AGREEMENT) -> List[ParityResult]:
     """Run ``onnx_file`` and ``target.module`` on the same random inputs at each ``(H, W)`` in ``shapes`` (padded
-    to the target's size divisor) and compare every output.
+    to the target's size divisor), or on each of ``feeds`` (the graph's inputs by name, e.g. preprocessed images
+    from :func:`mmlightvit.deploy.quantize.calibration_feeds`) when given, and compare every output.
 
     A size passes when the output shapes agree and ``max |ORT - PyTorch| <= tolerance * max |PyTorch|`` for each
-    output (the difference relative to the output's scale; the largest ratio is ``max_rel_diff``). Latency is
+    output (the difference relative to the output's scale; the largest ratio is ``max_rel_diff``) and the integer
+    outputs (label maps, labels) agree on at least ``label_agreement`` of their values. Latency is
     the median of ``repeat`` runs after ``warmup`` runs, PyTorch eager (inference mode) and onnxruntime on the
-    CPU with the same number of threads.
+    CPU with the same number of threads. ``session``: another runtime's session of the file with onnxruntime's
+    ``run`` interface (:func:`mmlightvit.deploy.runtime.runtime_session`), compared instead.
     """
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         session = session or ort_session(onnx_file, threads)
-        return [_compare_at(target, session, size, batch, tolerance, warmup, repeat, seed + i)
-                for i, size in enumerate(shapes)]
+        if feeds is None:
+            feeds = [_random_feed(target, size, batch, seed + i) for i, size in enumerate(shapes)]
+        return [_compare_on(target, session, feed, tolerance, label_agreement, warmup, repeat) for feed in feeds]
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int, tolerance: float, warmup: int,
-                repeat: int, seed: int) -> ParityResult:
+def _random_feed(target: ExportTarget, shape: Sequence[int], batch: int, seed: int) -> Dict[str, np.ndarray]:
+    """Random inputs of ``batch`` images of ``shape`` (padded to the target's size divisor)."""
     generator = torch.Generator().manual_seed(seed)
     height, width = shape
-    size = target.padded(height, width)
-    x = torch.randn(batch, 3, *size, generator=generator)
+    x = torch.randn(batch, 3, *target.padded(height, width), generator=generator)
     inputs = target.example_inputs(x, (height, width))  # detectors: the padding is outside the image
-    feed = {name: t.numpy() for name, t in zip(target.input_names, inputs)}
+    return {name: t.numpy() for name, t in zip(target.input_names, inputs)}
+
+
+def _compare_on(target: ExportTarget, session, feed: Dict[str, np.ndarray], tolerance: float,
+                min_agreement: float, warmup: int, repeat: int) -> ParityResult:
+    inputs = [torch.from_numpy(feed[name]) for name in target.input_names]
+    x = inputs[0]
     with torch.inference_mode():
         expected = [t.numpy() for t in target.module(*inputs)]
         torch_ms = median_ms(lambda: target.module(*inputs), warmup, repeat)
     got = session.run(None, feed)
-    ort_ms = median_ms(lambda: session.run(None, feed), warmup, repeat)
+    runtime_ms = median_ms(lambda: session.run(None, feed), warmup, repeat)
     if target.kind in DETECTOR_KINDS and len(got) == len(expected):
         got = _in_reference_order(got, expected)
-    shape_problems = [f'{name}: onnxruntime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
+    shape_problems = [f'{name}: runtime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
                       for name, o, e in zip(target.output_names, got, expected) if o.shape != e.shape]
     if len(got) != len(expected) or shape_problems:
         note = '; '.join(shape_problems) or f'{len(got)} outputs vs {len(expected)}'
-        return ParityResult(tuple(x.shape), float('inf'), float('inf'), torch_ms, ort_ms, False, note)
+        return ParityResult(tuple(x.shape), float('inf'), float('inf'), torch_ms, runtime_ms, False, note)
     # Integer outputs (labels, label maps) are compared by agreement: a logit tie broken the other way flips a
     # pixel's label, and a detection whose label differs is another detection.
     is_label = [np.issubdtype(e.dtype, np.integer) for e in expected]
@@ -451,11 +467,12 @@ def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int,
     agreements = [float((o == e).mean()) if e.size else 1.0 for o, e, lab in zip(got, expected, is_label) if lab]
     agreement = min(agreements) if agreements else None
     finite = all(np.isfinite(o).all() for o, _ in pairs)
-    passed = finite and max(rel_diffs) <= tolerance and (agreement is None or agreement >= LABEL_AGREEMENT)
+    passed = finite and max(rel_diffs) <= tolerance and (agreement is None or agreement >= min_agreement)
     note = '' if finite else 'non-finite output'
-    if agreement is not None and agreement < LABEL_AGREEMENT:
+    if agreement is not None and agreement < min_agreement:
         note = f'labels agree on {agreement:.2%} only'
-    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, ort_ms, passed, note, agreement)
+    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, runtime_ms, passed, note,
+                        agreement)
 
 
 def _in_reference_order(got: List[np.ndarray], expected: List[np.ndarray]) -> List[np.ndarray]:
@@ -473,15 +490,17 @@ def _in_reference_order(got: List[np.ndarray], expected: List[np.ndarray]) -> Li
     return [np.take_along_axis(t, order.reshape(*order.shape, *[1] * (t.ndim - 2)), axis=1) for t in got]
 
 
-def format_table(results: Sequence[ParityResult], tolerance: Optional[float] = None) -> str:
-    """A markdown table: input, max abs / relative difference, median latency of both, pass/fail."""
+def format_table(results: Sequence[ParityResult], tolerance: Optional[float] = None,
+                 runtime: str = 'onnxruntime') -> str:
+    """A markdown table: input, max abs / relative difference, median latency of PyTorch and of ``runtime``,
+    pass/fail."""
     rel_header = 'max rel diff' + (f' (tol {tolerance:g})' if tolerance is not None else '')
-    lines = [f'| input | max abs diff | {rel_header} | labels equal | PyTorch (ms) | onnxruntime (ms) | speed-up | '
+    lines = [f'| input | max abs diff | {rel_header} | labels equal | PyTorch (ms) | {runtime} (ms) | speed-up | '
              'parity |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for r in results:
         shape = 'x'.join(str(s) for s in r.input_shape)
         status = 'ok' if r.passed else 'FAIL' + (f' ({r.note})' if r.note else '')
         labels = '-' if r.label_agreement is None else f'{r.label_agreement:.2%}'
         lines.append(f'| {shape} | {r.max_abs_diff:.2e} | {r.max_rel_diff:.2e} | {labels} | {r.torch_ms:.1f} | '
-                     f'{r.ort_ms:.1f} | {r.torch_ms / max(r.ort_ms, 1e-9):.2f} | {status} |')
+                     f'{r.runtime_ms:.1f} | {r.torch_ms / max(r.runtime_ms, 1e-9):.2f} | {status} |')
     return '\n'.join(lines)

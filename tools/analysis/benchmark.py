@@ -33,13 +33,13 @@ first form, eager or the first attention path), the peak memory of one run (CUDA
 the resident-set peak of the form's first run in a process of its own), the largest output difference against the
 first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s (= GFLOP/s in
 the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU,
-``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions), ``onnxruntime`` and ``openvino``
-forms (float32 and INT8) of the fused model; on CUDA, TensorRT engines of it in float32, float16 and INT8 (built
-for the timed batch sizes at each input size; they need the ``tensorrt`` package). ``--compare`` sets our eager
-model against the reference's and our deployable forms against the reference's re-parameterised model (timm's
-``reparameterize_model``) where it has one. ``--profile`` (whole models) breaks the eager predict time down by
-stage. Numbers depend on the machine, its load and the thread count: compare
-ratios from one run, not numbers across runs.
+``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and the runtimes' float32 and INT8
+forms of the fused model (``--deploy-runtimes``: onnxruntime, OpenVINO, ExecuTorch with XNNPACK); on CUDA, TensorRT
+engines of it in float32, float16 and INT8 (built for the timed batch sizes at each input size; they need the
+``tensorrt`` package). ``--compare`` sets our eager model against the reference's and our deployable forms against
+the reference's re-parameterised model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole
+models) breaks the eager predict time down by stage. Numbers depend on the machine, its load and the thread count:
+compare ratios from one run, not numbers across runs.
 """
 import argparse
 import json
@@ -54,6 +54,7 @@ from mmengine.config import DictAction
 from mmlightvit.analysis import benchmark as bench
 from mmlightvit.analysis.complexity import config_scope, default_shape, predict_batch
 from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.deploy.runtime import BACKENDS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -76,8 +77,11 @@ def parse_args(argv=None):
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
     parser.add_argument('--deploy-forms', action='store_true',
                         help='backbones (FAMILY:ARCH, or configs with --backbone-only): on the CPU add channels-last, '
-                        'oneDNN (TorchScript), onnxruntime and OpenVINO forms, float32 and INT8; on CUDA, TensorRT '
-                        'engines in float32, float16 and INT8')
+                        'oneDNN (TorchScript), onnxruntime, OpenVINO and ExecuTorch (XNNPACK) forms, float32 and INT8; '
+                        'on CUDA, TensorRT engines in float32, float16 and INT8')
+    parser.add_argument('--deploy-runtimes', nargs='+', choices=BACKENDS, default=list(BACKENDS),
+                        help='--deploy-forms on the CPU: the runtimes timed (default: all; ExecuTorch\'s lowering '
+                        'takes a minute or more per program)')
     parser.add_argument('--profile', action='store_true',
                         help='whole models: time the stages of predict (backbone, neck, heads, post-processing)')
     parser.add_argument('--no-macs', action='store_true', help='skip counting MACs (large models take a while)')
@@ -199,11 +203,12 @@ def deploy_forms(base: bench.Form, shape, backbone_type: str, args) -> list:
     """The deployed forms of ``base`` (the fused backbone where it folds): on the CPU channels-last, oneDNN and the
     runtimes' fp32 / INT8 forms; on CUDA the TensorRT engines."""
     import tempfile
-    work_dir = tempfile.mkdtemp(prefix='benchmark-onnx-')
+    work_dir = tempfile.mkdtemp(prefix='benchmark-deploy-')
     if args.device == 'cuda':
         return bench.tensorrt_forms(base, shape, args.batch or [1, 16], backbone_type, work_dir)
     forms = [bench.channels_last_form(base), bench.onednn_form(base, torch.rand(1, 3, *shape))]
-    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir)
+    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir, args.deploy_runtimes,
+                                       max_batch=max(args.batch or [16]))
 
 
 def count_target_macs(target: str, forms, shape, whole_model: bool, args) -> int:
