@@ -7,8 +7,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from mmlightvit.deploy.coreml_export import (check_package_output, convert_corem
                                              read_package, unconvertible_ops)
 from mmlightvit.deploy.onnx_export import ExportError, ExportTarget, build_export_target  # noqa: E402
 from mmlightvit.utils.files import OutputPathError  # noqa: E402
-from tests.conftest import load_tool  # noqa: E402
+from tests.conftest import load_tool, run_output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
@@ -57,7 +55,8 @@ def test_classifier_converts_to_fp16_ml_program(classifier_package):
         'classifier', 'fp16', 'float', '64x64')
     assert json.loads(meta['preprocess.mean']) == pytest.approx([123.675, 116.28, 103.53])
     assert json.loads(meta['preprocess.std']) == pytest.approx([58.395, 57.12, 57.375])
-    assert meta['preprocess.channel_order'] == 'BGR'  # mmpretrain's to_rgb is off in the classifier configs
+    # the demo set's ClsDataPreprocessor flips mmcv's BGR images (to_rgb, which the ONNX metadata records too)
+    assert (meta['preprocess.to_rgb'], meta['preprocess.channel_order']) == ('True', 'RGB')
     assert meta['config'] == Path(CLASSIFIER).name and meta['checkpoint'] == 'none (random weights)'
     assert 'float16' not in ''.join(map(str, summary.inputs + summary.outputs))
     assert summary.size_bytes > 2 * 4e6  # float16 weights of ~4.7M parameters
@@ -92,10 +91,10 @@ def test_backbone_with_enumerated_sizes(tmp_path):
                              enumerated_shapes=[(96, 128), SIZE])
     image, = summary.inputs
     assert (image.name, image.shape, image.accepted) == ('image', (1, 3, 64, 64), '64x64, 96x128')
-    with torch.no_grad():
-        expected = target.module(torch.zeros(1, 3, *SIZE))
-    assert [(f.name, f.shape, f.dtype) for f in summary.outputs] == [
-        (name, tuple(t.shape), 'float32') for name, t in zip(target.output_names, expected)]
+    # output shapes follow the input size, so the specification states none
+    assert [(f.name, f.shape, f.dtype) for f in summary.outputs] == [('feat_s32', (), 'float32')]
+    assert target.output_names == ['feat_s32']  # the classifier's backbone gives its last stage only
+    assert 'feat_s32 float32 (flexible)' in summary.format()
     assert summary.metadata['input_sizes'] == '64x64,96x128' and summary.metadata['dynamic_size'] == 'True'
     assert summary.float32_ops and summary.metadata['compute_precision'] == 'fp32'
 
@@ -149,9 +148,9 @@ def test_overwrite_replaces_a_package_with_int8_weights(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['net.mlpackage']  # no temporary folder left
 
 
-def test_importing_the_module_does_not_import_coremltools():
-    code = ('import sys, mmlightvit, mmlightvit.deploy, mmlightvit.deploy.coreml_export; '
-            "print('coremltools' in sys.modules)")
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == 'False'
+def test_importing_the_module_does_not_import_coremltools(tmp_path):
+    """(Run forked from the tool server, whose preloaded stack is what a fresh tool process imports.)"""
+    script = tmp_path / 'imports.py'
+    script.write_text('import sys\nimport mmlightvit.deploy.coreml_export\n'
+                      "print('coremltools loaded:', 'coremltools' in sys.modules)\n")
+    assert 'coremltools loaded: False' in run_output([script])

@@ -57,7 +57,7 @@ class FeatureSummary:
     accepted: str = ''  # flexible inputs: the enumerated sizes or the ranges
 
     def __str__(self) -> str:
-        text = f'{self.name} {self.dtype} ({"x".join(map(str, self.shape))})'
+        text = f'{self.name} {self.dtype} ({"x".join(map(str, self.shape)) or "flexible"})'
         return text + (f', accepts {self.accepted}' if self.accepted else '')
 
 
