@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 ct = pytest.importorskip('coremltools')
 
@@ -115,6 +116,25 @@ def test_unconvertible_op_is_named(tmp_path):
     with pytest.raises(ExportError, match=r'no converter for aten\.where\.ScalarOther in the backbone \(ScoreFloor\)'):
         convert_coreml(target, str(out), (8, 8))
     assert not out.exists()
+
+
+class StrideFour(nn.Module):
+    """Size arithmetic as the backbones and segmentors do it: a stride-4 pooling of the input rounded up
+    (``(size - 1) // 4 + 1``), then an upsample to 4 times that size."""
+
+    def forward(self, x):
+        height, width = (x.shape[2] - 1) // 4 + 1, (x.shape[3] - 1) // 4 + 1
+        pooled = F.adaptive_avg_pool2d(x, 1).expand(-1, -1, height, width)
+        return (F.interpolate(pooled, size=(height * 4, width * 4)), )
+
+
+def test_flexible_sizes_keep_size_arithmetic_in_integers(tmp_path):
+    """coremltools 9.0 converts Python's ``//`` on sizes to float32; the upsample then refuses its float size.
+    The registered converter keeps it int32, so the enumerated-size package converts."""
+    target = ExportTarget(StrideFour(), 'backbone', ['out'], backbone_type='StrideFour')
+    summary = convert_coreml(target, str(tmp_path / 'stride.mlpackage'), (8, 8), enumerated_shapes=[(10, 14)])
+    assert summary.inputs[0].accepted == '8x8, 10x14' and summary.outputs[0].shape == ()
+    assert summary.op_counts['floor_div'] >= 1 and 'upsample_nearest_neighbor' in str(summary.op_counts)
 
 
 def test_fixed_size_backbone_refuses_flexible_sizes(tmp_path):

@@ -117,6 +117,30 @@ def parse_precision(precision: str) -> str:
     return precision
 
 
+def _register_size_arithmetic() -> None:
+    """Converters for Python's ``//`` and ``%`` on sizes, which a graph with flexible input sizes computes at run
+    time (RepViT's and the segmentors' ``(size - 1) // stride + 1``, EdgeNeXt's padding ``-size % stride``).
+
+    coremltools 9.0 has no converter for ``%`` and converts ``//`` to float32 (as for ``torch.floor_divide`` on
+    tensors), so a size derived from it reaches ops that need int32 (an upsample's output size) as a float and the
+    conversion fails. On Python integers both stay integers. Registered when a conversion runs (not on import);
+    the override only changes these two Python operators."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs, promote_input_dtypes
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
+
+    def floordiv(context, node):
+        x, y = promote_input_dtypes(_get_inputs(context, node, expected=2))
+        context.add(mb.floor_div(x=x, y=y, name=node.name))
+
+    def mod(context, node):  # Python's sign convention (that of the divisor): x - (x // y) * y
+        x, y = promote_input_dtypes(_get_inputs(context, node, expected=2))
+        context.add(mb.sub(x=x, y=mb.mul(x=mb.floor_div(x=x, y=y), y=y), name=node.name))
+
+    register_torch_op(floordiv, torch_alias=['floordiv'], override=True)
+    register_torch_op(mod, torch_alias=['mod'], override=True)
+
+
 def _op_kind(node) -> str:
     """The name coremltools looks a torch.export node up by (its converter registry's key)."""
     from coremltools.converters.mil.frontend.torch.utils import sanitize_op_kind
@@ -128,9 +152,12 @@ def _op_kind(node) -> str:
 
 
 def unconvertible_ops(program: torch.export.ExportedProgram) -> List[str]:
-    """The ops of ``program`` that coremltools has no converter for (as torch names them), sorted."""
+    """The ops of ``program`` that coremltools has no converter for (as torch names them: ``aten.X.overload``,
+    ``operator.X`` for Python's operators on sizes), sorted."""
     from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
-    missing = {str(node.target) for node in program.graph.nodes
+    _register_size_arithmetic()
+    missing = {str(node.target) if hasattr(node.target, 'name') else f'operator.{node.target.__name__}'
+               for node in program.graph.nodes
                if node.op == 'call_function' and _TORCH_OPS_REGISTRY.get_func(_op_kind(node)) is None}
     return sorted(missing)
 
