@@ -13,7 +13,9 @@ latency is measured per size (RepViT's protocol: iPhone 12, iOS 16, batch 1, 224
 * ``enumerated_shapes`` / ``size_range``: the package also accepts other input sizes (``ct.EnumeratedShapes``, a
   list of sizes compiled ahead; or ``ct.RangeDim``, any height and width in a range). Only for targets whose graph
   stays an expression of the input size (``ExportTarget.dynamic_size``): FasterViT and TransNeXt compute
-  size-dependent tables in Python and convert at one size per file.
+  size-dependent tables in Python and convert at one size per file. With coremltools 9.0 RepViT backbones and
+  classifiers convert so; EdgeNeXt (a 2-D padding computed from the size) and the segmentors (a nearest upsample
+  to a size computed at run time) do not.
 
 The image input is the preprocessed tensor, as in the ONNX export; the package's user-defined metadata carries the
 same ``mmlightvit.*`` entries (mean, std, channel order, kind, ...), plus the precision and the input sizes.
