@@ -233,7 +233,7 @@ def convert_coreml(target: ExportTarget, out_file: str, shape: Sequence[int] = (
     start = time.perf_counter()
     program = _trace(target, example, dynamic_shapes)
     export_seconds = time.perf_counter() - start
-    missing = unconvertible_ops(program)
+    missing = unconvertible_ops(program)  # (which registers the converters of Python's size arithmetic first)
     if missing:
         hint = (' Detectors\' post-processing (NMS, RoIAlign) does not convert; --mode backbone converts the '
                 'backbone.' if target.kind in DETECTOR_KINDS else '')
