@@ -234,7 +234,7 @@ def _dataset_metadata(meta: dict) -> Dict[str, str]:
 def _preprocessor_metadata(cfg) -> Dict[str, str]:
     pre = data_preprocessor_config(cfg) or {}
     meta = {}
-    for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr'):
+    for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb'):  # to_rgb: mmpretrain's name
         if pre.get(key) is not None:
             meta[f'preprocess.{key}'] = str(list(pre[key]) if isinstance(pre[key], (list, tuple)) else pre[key])
     return meta
