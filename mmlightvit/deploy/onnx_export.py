@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.deploy.deformable import replace_deformable_attention
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
@@ -279,6 +280,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     else:
         model = fuse_model(model)
     replace_adaptive_pooling(model)
+    replace_deformable_attention(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,
@@ -294,7 +296,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
     # to the coarsest stride: pad as the data preprocessor does, else to the head's coarsest stride.
     divisor = int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1))
-    if divisor == 1:
+    if divisor == 1 and not module.dino:  # DINO's neck maps each level on its own: any size
         head = model.rpn_head if module.two_stage else model.bbox_head
         strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
         divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)

@@ -1,0 +1,124 @@
+"""Multi-scale deformable attention (mmcv's ``MultiScaleDeformableAttention``) with level sizes that stay dynamic
+in an exported graph: DINO's encoder and decoder, Mask2Former's pixel decoder.
+
+mmcv and mmdet carry the levels' sizes as a tensor ``spatial_shapes (L, 2)`` and iterate over it in Python
+(``value.split([H * W for H, W in spatial_shapes])``, the reference grids, the split of the encoder's output):
+each size read from that tensor is data to torch.export, which fails or fixes it to the traced size. Here the
+sizes are ``level_sizes``, a list of ``(height, width)`` taken from the feature maps' shapes (Python integers,
+symbolic during export), and the arithmetic is mmcv's / mmdet's on them:
+
+* :class:`ExportableDeformableAttention` replaces each ``MultiScaleDeformableAttention`` of a model
+  (:func:`replace_deformable_attention`, sharing its weights); mmdet's layers pass ``spatial_shapes`` through to
+  it unread, so they run unchanged with ``level_sizes`` in its place. Given a tensor it is mmcv's module.
+* :func:`encoder_reference_points` is ``DeformableDetrTransformerEncoder.get_encoder_reference_points``;
+  ``torch.arange(n) + 0.5`` is exactly ``torch.linspace(0.5, n - 0.5, n)`` (its step is 1).
+"""
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LevelSizes = List[Tuple[int, int]]
+
+
+def level_sizes(feats: Sequence[torch.Tensor]) -> LevelSizes:
+    """The ``(height, width)`` of each map ``(N, C, H, W)`` of ``feats``, symbolic during export."""
+    return [(feat.shape[-2], feat.shape[-1]) for feat in feats]
+
+
+def size_tensor(sizes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """``sizes`` (integers, symbolic during export) as a tensor of ``like``'s dtype; ``torch.tensor`` would fix
+    symbolic sizes to the traced ones."""
+    return torch.stack([torch.full((), size, dtype=like.dtype, device=like.device) for size in sizes])
+
+
+def deformable_attention_pytorch(value: torch.Tensor, sizes: LevelSizes, sampling_locations: torch.Tensor,
+                                 attention_weights: torch.Tensor) -> torch.Tensor:
+    """mmcv's ``multi_scale_deformable_attn_pytorch`` (bilinear ``grid_sample`` per level) with the level sizes
+    as integers: ``value (N, sum H*W, heads, C)`` -> ``(N, queries, heads * C)``."""
+    batch, _, num_heads, channels = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    value_list = value.split([height * width for height, width in sizes], dim=1)
+    sampling_grids = 2 * sampling_locations - 1
+    sampled = []
+    for level, (height, width) in enumerate(sizes):
+        level_value = value_list[level].flatten(2).transpose(1, 2).reshape(batch * num_heads, channels, height, width)
+        level_grid = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(level_value, level_grid, mode='bilinear', padding_mode='zeros',
+                                     align_corners=False))
+    attention_weights = attention_weights.transpose(1, 2).reshape(batch * num_heads, 1, num_queries,
+                                                                  num_levels * num_points)
+    output = (torch.stack(sampled, dim=-2).flatten(-2) * attention_weights).sum(-1)
+    return output.view(batch, num_heads * channels, num_queries).transpose(1, 2).contiguous()
+
+
+class ExportableDeformableAttention(nn.Module):
+    """mmcv's ``MultiScaleDeformableAttention`` (its weights, its forward) taking ``spatial_shapes`` as
+    :data:`LevelSizes`; see the module docstring. The eval-mode forward (dropout is the identity)."""
+
+    def __init__(self, attention: nn.Module):
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, query: torch.Tensor, key=None, value=None, identity=None, query_pos=None,
+                key_padding_mask=None, reference_points=None, spatial_shapes=None, level_start_index=None,
+                **kwargs) -> torch.Tensor:
+        attn = self.attention
+        if isinstance(spatial_shapes, torch.Tensor):  # mmdet's own call: mmcv's module as it is
+            return attn(query, key, value, identity, query_pos, key_padding_mask, reference_points, spatial_shapes,
+                        level_start_index, **kwargs)
+        value = query if value is None else value
+        identity = query if identity is None else identity
+        if query_pos is not None:
+            query = query + query_pos
+        if not attn.batch_first:
+            query, value = query.permute(1, 0, 2), value.permute(1, 0, 2)
+        batch, num_query, _ = query.shape
+        num_value = value.shape[1]
+        value = attn.value_proj(value)
+        if key_padding_mask is not None:
+            value = value.masked_fill(key_padding_mask[..., None], 0.0)
+        value = value.view(batch, num_value, attn.num_heads, -1)
+        offsets = attn.sampling_offsets(query).view(batch, num_query, attn.num_heads, attn.num_levels,
+                                                    attn.num_points, 2)
+        weights = attn.attention_weights(query).view(batch, num_query, attn.num_heads,
+                                                     attn.num_levels * attn.num_points).softmax(-1)
+        weights = weights.view(batch, num_query, attn.num_heads, attn.num_levels, attn.num_points)
+        if reference_points.shape[-1] == 2:
+            normalizer = torch.stack([size_tensor((width, height), offsets) for height, width in spatial_shapes])
+            locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        else:
+            locations = reference_points[:, :, None, :, None, :2] \
+                + offsets / attn.num_points * reference_points[:, :, None, :, None, 2:] * 0.5
+        output = attn.output_proj(deformable_attention_pytorch(value, spatial_shapes, locations, weights))
+        if not attn.batch_first:
+            output = output.permute(1, 0, 2)
+        return attn.dropout(output) + identity
+
+
+def replace_deformable_attention(model: nn.Module) -> int:
+    """Wrap every mmcv ``MultiScaleDeformableAttention`` of ``model`` in :class:`ExportableDeformableAttention`;
+    returns how many were wrapped."""
+    from mmcv.ops import MultiScaleDeformableAttention
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, MultiScaleDeformableAttention):
+                setattr(parent, name, ExportableDeformableAttention(child))
+                replaced += 1
+    return replaced
+
+
+def encoder_reference_points(sizes: LevelSizes, valid_ratios: torch.Tensor) -> torch.Tensor:
+    """mmdet's ``DeformableDetrTransformerEncoder.get_encoder_reference_points`` for integer level sizes:
+    ``(N, sum H*W, levels, 2)``."""
+    points = []
+    for level, (height, width) in enumerate(sizes):
+        ref_y, ref_x = torch.meshgrid(
+            torch.arange(height, dtype=torch.float32, device=valid_ratios.device) + 0.5,
+            torch.arange(width, dtype=torch.float32, device=valid_ratios.device) + 0.5, indexing='ij')
+        ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, level, 1] * height)
+        ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, level, 0] * width)
+        points.append(torch.stack((ref_x, ref_y), -1))
+    return torch.cat(points, 1)[:, :, None] * valid_ratios[:, None]
