@@ -10,6 +10,7 @@ symbolic during export), and the arithmetic is mmcv's / mmdet's on them:
 * :class:`ExportableDeformableAttention` replaces each ``MultiScaleDeformableAttention`` of a model
   (:func:`replace_deformable_attention`, sharing its weights); mmdet's layers pass ``spatial_shapes`` through to
   it unread, so they run unchanged with ``level_sizes`` in its place. Given a tensor it is mmcv's module.
+* :class:`ExportablePixelDecoder` replaces mmdet's ``MSDeformAttnPixelDecoder`` (Mask2Former) likewise;
 * :func:`encoder_reference_points` is ``DeformableDetrTransformerEncoder.get_encoder_reference_points``;
   ``torch.arange(n) + 0.5`` is exactly ``torch.linspace(0.5, n - 0.5, n)`` (its step is 1).
 """
@@ -97,16 +98,64 @@ class ExportableDeformableAttention(nn.Module):
         return attn.dropout(output) + identity
 
 
+class ExportablePixelDecoder(nn.Module):
+    """mmdet's ``MSDeformAttnPixelDecoder`` (Mask2Former's; its weights, its forward) with the encoder levels' sizes
+    as :data:`LevelSizes`: mmdet splits the encoder's output by sizes read from a tensor."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        decoder = self.decoder
+        batch = feats[0].shape[0]
+        inputs, positions, points, encoder_feats = [], [], [], []
+        for i in range(decoder.num_encoder_levels):
+            level = decoder.num_input_levels - i - 1
+            feat = feats[level]
+            encoder_feats.append(feat)
+            no_padding = feat.new_zeros((batch, ) + feat.shape[-2:], dtype=torch.bool)
+            position = decoder.level_encoding.weight[i].view(1, -1, 1, 1) + decoder.postional_encoding(no_padding)
+            grid = decoder.point_generator.single_level_grid_priors(feat.shape[-2:], level, device=feat.device)
+            # mmdet divides by the level's (width, height) times its stride
+            scale = size_tensor((feat.shape[-1], feat.shape[-2]), grid) * decoder.strides[level]
+            inputs.append(decoder.input_convs[i](feat).flatten(2).permute(0, 2, 1))
+            positions.append(position.flatten(2).permute(0, 2, 1))
+            points.append(grid / scale)
+        sizes = level_sizes(encoder_feats)
+        count = decoder.num_encoder_levels
+        reference_points = torch.cat(points, dim=0)[None, :, None].repeat(batch, 1, count, 1)
+        queries = torch.cat(inputs, dim=1)
+        memory = decoder.encoder(
+            query=queries, query_pos=torch.cat(positions, dim=1),
+            key_padding_mask=queries.new_zeros(queries.shape[:2], dtype=torch.bool), spatial_shapes=sizes,
+            reference_points=reference_points, level_start_index=None,
+            valid_ratios=reference_points.new_ones((batch, count, 2)))
+        memory = memory.permute(0, 2, 1)
+        outs = [x.reshape(batch, -1, height, width)
+                for x, (height, width) in zip(torch.split(memory, [h * w for h, w in sizes], dim=-1), sizes)]
+        for i in range(decoder.num_input_levels - decoder.num_encoder_levels - 1, -1, -1):
+            lateral = decoder.lateral_convs[i](feats[i])
+            merged = lateral + F.interpolate(outs[-1], size=lateral.shape[-2:], mode='bilinear', align_corners=False)
+            outs.append(decoder.output_convs[i](merged))
+        return decoder.mask_feature(outs[-1]), outs[:decoder.num_outs]
+
+
 def replace_deformable_attention(model: nn.Module) -> int:
-    """Wrap every mmcv ``MultiScaleDeformableAttention`` of ``model`` in :class:`ExportableDeformableAttention`;
-    returns how many were wrapped."""
+    """Wrap every mmcv ``MultiScaleDeformableAttention`` of ``model`` in :class:`ExportableDeformableAttention`
+    and every mmdet ``MSDeformAttnPixelDecoder`` in :class:`ExportablePixelDecoder`; returns how many modules were
+    wrapped."""
     from mmcv.ops import MultiScaleDeformableAttention
+    from mmdet.models.layers import MSDeformAttnPixelDecoder
+    wrappers = ((MultiScaleDeformableAttention, ExportableDeformableAttention),
+                (MSDeformAttnPixelDecoder, ExportablePixelDecoder))
     replaced = 0
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if isinstance(child, MultiScaleDeformableAttention):
-                setattr(parent, name, ExportableDeformableAttention(child))
-                replaced += 1
+            for kind, wrapper in wrappers:
+                if type(child) is kind:
+                    setattr(parent, name, wrapper(child))
+                    replaced += 1
     return replaced
 
 

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
 from mmlightvit.deploy.deformable import replace_deformable_attention
@@ -85,11 +86,25 @@ class SegmentorLogits(nn.Module):
         self.segmentor = segmentor
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size there
-        # is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
-        metas = [dict(img_shape=image.shape[2:])]
-        logits = self.segmentor.encode_decode(image, metas)
+        from mmseg.models.decode_heads import Mask2FormerHead
+        if isinstance(self.segmentor.decode_head, Mask2FormerHead):
+            logits = mask2former_logits(self.segmentor.decode_head, self.segmentor.extract_feat(image),
+                                        image.shape[2:])
+        else:
+            # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size
+            # there is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
+            logits = self.segmentor.encode_decode(image, [dict(img_shape=image.shape[2:])])
         return logits, logits.argmax(dim=1)
+
+
+def mask2former_logits(head: nn.Module, feats: Sequence[torch.Tensor], size) -> torch.Tensor:
+    """mmseg's ``Mask2FormerHead.predict``: the last decoder layer's class probabilities (without "no object")
+    times its mask probabilities at ``size``, summed over the queries. ``predict`` itself wraps the metas in data
+    samples, whose deep copy fails on symbolic sizes; the head's forward reads none of them."""
+    all_class_logits, all_mask_logits = head(feats, [])
+    masks = F.interpolate(all_mask_logits[-1], size=size, mode='bilinear', align_corners=False)
+    classes = F.softmax(all_class_logits[-1], dim=-1)[..., :-1]
+    return torch.einsum('bqc, bqhw->bchw', classes, masks.sigmoid())
 
 
 class ClassifierScores(nn.Module):
