@@ -18,6 +18,10 @@ and for instance segmentation ``masks (N, M, S, S)``: each detection's mask prob
 head's resolution. Scaling the boxes to the original image and pasting the masks are the caller's (see
 :mod:`mmlightvit.deploy.runtime`), as mmdet's ``rescale`` step.
 
+DINO has neither threshold nor NMS: its ``max_per_img`` best (query, class) scores are the detections, as in
+mmdet; its transformer is mmdet's, run with the level sizes as integers (:mod:`mmlightvit.deploy.deformable`) and
+the padding masks built from ``image_size`` in the graph.
+
 Where this differs from mmdet: one-stage heads rescale boxes to the original image before NMS in mmdet and here
 after it, which changes which boxes overlap by more than the IoU threshold only when the resize scaled width and
 height differently (keep-ratio rounding: a relative difference of about 1e-3).
@@ -427,9 +431,10 @@ def detr_detections(head, logits: torch.Tensor, boxes: torch.Tensor,
 class DetectorPredictions(nn.Module):
     """An mmdet detector as ``(image, image_size) -> (dets, labels[, masks])``; see the module docstring.
 
-    Supported: one-stage detectors whose head has no score factors (RTMDet, SSD / SSDLite, RetinaNet) and
+    Supported: one-stage detectors whose head has no score factors (RTMDet, SSD / SSDLite, RetinaNet),
     two-stage detectors with a standard or cascade RoI head, with or without masks (Faster / Mask / Cascade
-    Mask R-CNN). Anything else raises :class:`DetectionExportError` naming what is supported.
+    Mask R-CNN), and DINO (:func:`dino_decoder_outputs`, :func:`detr_detections`; every row a detection). Anything
+    else raises :class:`DetectionExportError` naming what is supported.
     """
 
     def __init__(self, detector: nn.Module):

@@ -3,11 +3,11 @@
 What can be exported from a config (``build_export_target``):
 
 * ``backbone``: the backbone alone, re-parameterised (``fuse_model``); outputs are its multi-scale maps;
-* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``)
-  and the label map (their argmax);
-* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, ...): ``(image, image_size)`` ->
-  final detections after NMS, and masks for instance segmentation (:mod:`mmlightvit.deploy.detection`); the
-  graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
+* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``;
+  for Mask2Former its semantic inference, :func:`mask2former_logits`) and the label map (their argmax);
+* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, DINO, ...): ``(image, image_size)``
+  -> final detections (after NMS; DINO's top-k has none), and masks for instance segmentation
+  (:mod:`mmlightvit.deploy.detection`); the graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
 * ``model`` for an mmpretrain ``ImageClassifier``: image -> class probabilities.
 
 The image input of every exported graph is the preprocessed batch (normalised, RGB/BGR as the config's
@@ -24,7 +24,8 @@ TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter ca
 ``int()`` on a size dynamic: what the export size gives is recorded for every size, silently, which is why the
 parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding,
 mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`, and the adaptive average pooling of mmseg's pyramid
-pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`).
+pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`). The multi-scale deformable attention of DINO and
+Mask2Former reads its levels' sizes from a tensor; :mod:`mmlightvit.deploy.deformable` carries them as integers.
 """
 import json
 import os
@@ -306,8 +307,8 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
-        raise ExportError(f'--mode model: {err} (segmentors, classifiers and these detectors export whole; '
-                          'any model exports its backbone with --mode backbone)') from err
+        raise ExportError(f'--mode model: {err} (segmentors, Mask2Former included, classifiers and these '
+                          'detectors export whole; any model exports its backbone with --mode backbone)') from err
     # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
     # to the coarsest stride: pad as the data preprocessor does, else to the head's coarsest stride.
     divisor = int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1))
