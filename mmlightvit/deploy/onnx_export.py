@@ -337,13 +337,18 @@ def _short_reason(err: BaseException) -> str:
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
-    target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph; otherwise the graph
-    accepts exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason)."""
+    target's size divisor; a batch of at least 2 when dynamic). ``dynamic``: batch, height and width are dynamic in
+    the graph; otherwise the graph accepts exactly the traced size (the only option for backbones with a
+    ``fixed_size_export`` reason)."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
     height, width = target.padded(*shape)
+    if dynamic:
+        # torch.export may take a dynamic size whose example is 1 for the constant 1 where it meets broadcasting:
+        # traced with one image, DINO's positional encodings kept a batch of 1 and failed on two.
+        batch = max(batch, 2)
     example = target.example_inputs(torch.randn(batch, 3, height, width))
     with torch.no_grad():
         # A forward at the traced size first: backbones that cache size-dependent tables (FasterViT, TransNeXt)
