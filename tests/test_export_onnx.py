@@ -37,7 +37,6 @@ RTMDET = str(ROOT / 'configs/repvit/rtmdet_repvit-m0.9_coco-demo.py')
 SSDLITE = str(ROOT / 'configs/edgenext/ssdlite_edgenext-small_coco-demo.py')
 CASCADE = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
 CLASSIFIER = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
-DINO = str(ROOT / 'configs/fastervit/dino-4scale_fastervit-0_coco-demo.py')
 FASTERVIT_SEG = str(ROOT / 'configs/fastervit/fpn_fastervit-0_ade20k-demo.py')
 # The smallest variants keep the file fast; the FPN's input widths follow the backbone.
 REPVIT_M09 = {'model.backbone.arch': 'm0.9', 'model.neck.in_channels': [48, 96, 192, 384]}
@@ -266,11 +265,6 @@ def test_detector_post_processing_is_mmdets(config, options):
         torch.testing.assert_close(dets[:count, 4], reference['scores'], rtol=0, atol=1e-6)
         assert not dets[count:].any() and (labels[count:] == -1).all()  # padding
         assert (dets[:, 2] <= image_size[index, 1]).all() and (dets[:, 3] <= image_size[index, 0]).all()
-
-
-def test_unsupported_detector_is_refused_with_what_is_supported():
-    with pytest.raises(ExportError, match='DINO is not supported; supported: one-stage detectors'):
-        build_export_target(DINO, 'none', 'model')
 
 
 def test_fastervit_dynamic_size_is_refused_with_the_reason(tmp_path):

@@ -3,11 +3,11 @@
 What can be exported from a config (``build_export_target``):
 
 * ``backbone``: the backbone alone, re-parameterised (``fuse_model``); outputs are its multi-scale maps;
-* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``)
-  and the label map (their argmax);
-* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, ...): ``(image, image_size)`` ->
-  final detections after NMS, and masks for instance segmentation (:mod:`mmlightvit.deploy.detection`); the
-  graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
+* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``;
+  for Mask2Former its semantic inference, :func:`mask2former_logits`) and the label map (their argmax);
+* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, DINO, ...): ``(image, image_size)``
+  -> final detections (after NMS; DINO's top-k has none), and masks for instance segmentation
+  (:mod:`mmlightvit.deploy.detection`); the graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
 * ``model`` for an mmpretrain ``ImageClassifier``: image -> class probabilities.
 
 The image input of every exported graph is the preprocessed batch (normalised, RGB/BGR as the config's
@@ -24,7 +24,8 @@ TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter ca
 ``int()`` on a size dynamic: what the export size gives is recorded for every size, silently, which is why the
 parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding,
 mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`, and the adaptive average pooling of mmseg's pyramid
-pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`).
+pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`). The multi-scale deformable attention of DINO and
+Mask2Former reads its levels' sizes from a tensor; :mod:`mmlightvit.deploy.deformable` carries them as integers.
 """
 import json
 import os
@@ -36,8 +37,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.deploy.deformable import replace_deformable_attention
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
@@ -84,11 +87,25 @@ class SegmentorLogits(nn.Module):
         self.segmentor = segmentor
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size there
-        # is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
-        metas = [dict(img_shape=image.shape[2:])]
-        logits = self.segmentor.encode_decode(image, metas)
+        from mmseg.models.decode_heads import Mask2FormerHead
+        if isinstance(self.segmentor.decode_head, Mask2FormerHead):
+            logits = mask2former_logits(self.segmentor.decode_head, self.segmentor.extract_feat(image),
+                                        image.shape[2:])
+        else:
+            # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size
+            # there is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
+            logits = self.segmentor.encode_decode(image, [dict(img_shape=image.shape[2:])])
         return logits, logits.argmax(dim=1)
+
+
+def mask2former_logits(head: nn.Module, feats: Sequence[torch.Tensor], size) -> torch.Tensor:
+    """mmseg's ``Mask2FormerHead.predict``: the last decoder layer's class probabilities (without "no object")
+    times its mask probabilities at ``size``, summed over the queries. ``predict`` itself wraps the metas in data
+    samples, whose deep copy fails on symbolic sizes; the head's forward reads none of them."""
+    all_class_logits, all_mask_logits = head(feats, [])
+    masks = F.interpolate(all_mask_logits[-1], size=size, mode='bilinear', align_corners=False)
+    classes = F.softmax(all_class_logits[-1], dim=-1)[..., :-1]
+    return torch.einsum('bqc, bqhw->bchw', classes, masks.sigmoid())
 
 
 class ClassifierScores(nn.Module):
@@ -279,6 +296,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     else:
         model = fuse_model(model)
     replace_adaptive_pooling(model)
+    replace_deformable_attention(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,
@@ -289,12 +307,12 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
-        raise ExportError(f'--mode model: {err} (segmentors, classifiers and these detectors export whole; '
-                          'any model exports its backbone with --mode backbone)') from err
+        raise ExportError(f'--mode model: {err} (segmentors, Mask2Former included, classifiers and these '
+                          'detectors export whole; any model exports its backbone with --mode backbone)') from err
     # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
     # to the coarsest stride: pad as the data preprocessor does, else to the head's coarsest stride.
     divisor = int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1))
-    if divisor == 1:
+    if divisor == 1 and not module.dino:  # DINO's neck maps each level on its own: any size
         head = model.rpn_head if module.two_stage else model.bbox_head
         strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
         divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
@@ -326,15 +344,19 @@ def exported_file_metadata(target: ExportTarget, dynamic: bool) -> Dict[str, str
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True, half: bool = False) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
-    target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph; otherwise the graph
-    accepts exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason).
-    ``half``: a float16 graph (image and weights; the module is converted in place), the form that GPU runtimes
-    such as TensorRT run in float16."""
+    target's size divisor; a batch of at least 2 when dynamic). ``dynamic``: batch, height and width are dynamic in
+    the graph; otherwise the graph accepts exactly the traced size (the only option for backbones with a
+    ``fixed_size_export`` reason). ``half``: a float16 graph (image and weights; the module is converted in place),
+    the form that GPU runtimes such as TensorRT run in float16."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
     height, width = target.padded(*shape)
+    if dynamic:
+        # torch.export may take a dynamic size whose example is 1 for the constant 1 where it meets broadcasting:
+        # traced with one image, DINO's positional encodings kept a batch of 1 and failed on two.
+        batch = max(batch, 2)
     image = torch.randn(batch, 3, height, width)
     if half:
         target.module.half()

@@ -5,15 +5,16 @@
 
 CHECKPOINT is a detector / segmentor checkpoint (what tools/train.py writes, fused or not), a backbone checkpoint
 (``--mode backbone`` only), or ``none`` for the random initial weights. ``--mode backbone`` exports the fused
-backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size and
-the label map), detector (image and each image's unpadded size -> final detections after NMS, and masks for
-instance segmentation; see mmlightvit/deploy/detection.py) or classifier (image -> class probabilities). The graph's
-image input is the preprocessed batch; batch, height and width are dynamic. ``tools/test.py CONFIG OUT`` evaluates
-the exported whole model. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
-each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the differences and median latencies
-and exits with status 1 when a difference exceeds ``--tolerance`` (relative to the output's largest magnitude).
-Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that exists or is an input) exit
-with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never when it is an input.
+backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (Mask2Former included; image -> logits at
+the input size and the label map), detector (image and each image's unpadded size -> final detections after NMS, or
+DINO's top-k, and masks for instance segmentation; see mmlightvit/deploy/detection.py) or classifier (image -> class
+probabilities). The graph's image input is the preprocessed batch; batch, height and width are dynamic.
+``tools/test.py CONFIG OUT`` evaluates the exported whole model. After the export, onnxruntime (CPU) and PyTorch run
+the same random inputs at each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the
+differences and median latencies and exits with status 1 when a difference exceeds ``--tolerance`` (relative to the
+output's largest magnitude). Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that
+exists or is an input) exit with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never
+when it is an input.
 
 FasterViT and TransNeXt compute size-dependent tables in Python and export at fixed sizes only: ``--static``
 writes one graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
