@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from mmlightvit.deploy.onnx_export import ExportError, ExportTarget, exported_file_metadata
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, ExportedModelError
+from mmlightvit.utils.checkpoint import sha256_of
 from mmlightvit.utils.files import replace_file_atomically
 
 #: The file name ending of an ExecuTorch program, and of its metadata beside it.
@@ -204,14 +205,6 @@ def _write_json(path: str, value: dict) -> None:
         f.write('\n')
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_pte_metadata(pte_file: str) -> Dict[str, str]:
     """The metadata of ``pte_file`` from its sidecar (what :func:`export_executorch` wrote), after checking that
     the file is an ExecuTorch program and that the sidecar describes this very file."""
@@ -233,7 +226,7 @@ def read_pte_metadata(pte_file: str) -> Dict[str, str]:
     if not isinstance(content, dict) or content.get('format') != SIDECAR_FORMAT:
         raise ExportedModelError(f'{sidecar!r} is no mmlightvit ExecuTorch metadata file (format '
                                  f'{SIDECAR_FORMAT!r} expected).')
-    if content.get('pte_sha256') != _file_sha256(pte_file):
+    if content.get('pte_sha256') != sha256_of(pte_file):
         raise ExportedModelError(f'{sidecar!r} describes another program than {pte_file!r} (their SHA-256 differ): '
                                  'the .pte was replaced without its metadata. Export it again.')
     return {str(k): str(v) for k, v in content.get('metadata', {}).items()}
