@@ -276,12 +276,6 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     backbone_type = type(model.backbone).__name__
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
     use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
-    if not use_checkpoint:
-        # the initial weights training starts from: parameters that modules create uninitialised and fill in
-        # init_weights (DINO's level embeddings) would otherwise hold whatever the memory held (NaN at times)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model.init_weights()
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
 
