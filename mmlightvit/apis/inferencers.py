@@ -19,6 +19,7 @@ from mmseg.apis import MMSegInferencer
 from mmlightvit.engine.setup import take_classes_from_data
 from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.utils.checkpoint import CheckpointError, checkpoint_classes, read_checkpoint
+from mmlightvit.utils.config import read_config
 from .model import drop_pretrained, load_model_weights
 from .model_index import find_model
 
@@ -143,7 +144,7 @@ def build_inferencer(model: Union[str, Config], weights: Optional[str] = None, d
     elif os.fspath(model).endswith('.py'):
         if not os.path.isfile(model):
             raise FileNotFoundError(f'{model}: no such config file.')
-        cfg = Config.fromfile(model)
+        cfg = read_config(model)
     else:
         entry = find_model(os.fspath(model))
         cfg, weights = Config.fromfile(entry.config), weights or entry.weights

@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from mmlightvit.deploy.onnx_export import ExportError, ExportTarget, _short_reason
+from mmlightvit.deploy.onnx_export import ExportError, ExportTarget, short_reason
 from mmlightvit.deploy.runtime import DETECTOR_KINDS
 from mmlightvit.utils.files import OutputPathError, check_output, replace_folder_atomically
 
@@ -205,7 +205,7 @@ def _trace(target: ExportTarget, example: tuple, dynamic_shapes) -> torch.export
         return torch.export.export(target.module, example, dynamic_shapes=dynamic_shapes).run_decompositions({})
     except Exception as err:  # guards on the size (a Python `if` on it), untraceable code
         raise ExportError(f'torch.export of {target.kind} ({target.backbone_type}) failed: '
-                          f'{type(err).__name__}: {_short_reason(err)}') from err
+                          f'{type(err).__name__}: {short_reason(err)}') from err
 
 
 def convert_coreml(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), precision: str = 'fp32',

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmlightvit.deploy.onnx_export import ExportError, ExportTarget, exported_file_metadata
+from mmlightvit.deploy.onnx_export import ExportError, ExportTarget, exported_file_metadata, short_reason
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, ExportedModelError
 from mmlightvit.utils.checkpoint import sha256_of
 from mmlightvit.utils.files import replace_file_atomically
@@ -82,11 +82,6 @@ def _dynamic_shapes(target: ExportTarget, max_batch: int, max_size: int):
         height = Dim('height', min=MIN_SIZE, max=max_size)
         width = Dim('width', min=MIN_SIZE, max=max_size)
     return ({0: batch, 2: height, 3: width}, )
-
-
-def _short_reason(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return ' '.join(lines[:4])[:800] or type(err).__name__
 
 
 class ChannelAffine(nn.Module):
@@ -176,7 +171,7 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
         buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
     except Exception as err:  # torch.export / quantization / lowering errors
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ExecuTorch failed: '
-                          f'{type(err).__name__}: {_short_reason(err)}') from err
+                          f'{type(err).__name__}: {short_reason(err, max_lines=4)}') from err
     metadata = exported_file_metadata(target, dynamic)
     metadata.update(backend='executorch (XNNPACK)', input_names=json.dumps(target.input_names),
                     output_names=json.dumps(target.output_names), precision='int8' if calibration else 'fp32')

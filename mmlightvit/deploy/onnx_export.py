@@ -272,10 +272,10 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     cfg = config_without_pretrained(config, cfg_options)
     if cfg.model.get('backbone') is None:
         raise ExportError(f'{config}: the model has no backbone to export.')
-    model = build_model(cfg).eval()
+    use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
+    model = build_model(cfg, init_weights=not use_checkpoint).eval()
     backbone_type = type(model.backbone).__name__
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
-    use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
 
@@ -325,13 +325,13 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
 # Export
 
 
-def _short_reason(err: BaseException) -> str:
-    """The informative part of a torch.onnx error (the exporter wraps it in pages of advice)."""
+def short_reason(err: BaseException, max_lines: int = 3) -> str:
+    """The informative part of an exporter's or converter's error (torch.onnx wraps it in pages of advice)."""
     text = str(err)
     if '## Exception summary' in text:
         text = text.split('## Exception summary', 1)[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return ' '.join(lines[:3])[:800] or type(err).__name__
+    return ' '.join(lines[:max_lines])[:800] or type(err).__name__
 
 
 def exported_file_metadata(target: ExportTarget, dynamic: bool) -> Dict[str, str]:
@@ -376,7 +376,7 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
             custom_translation_table=onnx_translations())
     except Exception as err:  # torch.export / decomposition / translation errors
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
-                          f'{type(err).__name__}: {_short_reason(err)}') from err
+                          f'{type(err).__name__}: {short_reason(err)}') from err
     program.model.metadata_props.update(
         {f'mmlightvit.{k}': v for k, v in dict(exported_file_metadata(target, dynamic),
                                                  precision='fp16' if half else 'fp32').items()})

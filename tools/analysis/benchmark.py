@@ -185,13 +185,13 @@ def build_target(target: str, args, shape=None):
 
     cfg = config_without_pretrained(target, args.cfg_options)
     if args.backbone_only:
-        backbone = build_model(cfg, cfg.model.backbone)
+        backbone = build_model(cfg, cfg.model.backbone, init_weights=True)
         shape = shape or (224, 224)
         forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
         if args.deploy_forms:
             forms += deploy_forms(forms[-1], shape, type(backbone).__name__, args)
         return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
-    model = build_model(cfg)
+    model = build_model(cfg, init_weights=True)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training only
     shape = shape or default_shape(cfg)

@@ -20,27 +20,21 @@ output that exists or is not a .mlpackage path) exit with status 2. ``--out`` is
 import argparse
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from mmengine.config import DictAction
-
+from mmlightvit.deploy.cli import add_model_arguments, size_pairs
 from mmlightvit.deploy.coreml_export import PRECISIONS, check_package_output, convert_coreml
-from mmlightvit.deploy.onnx_export import MODES, ExportError, build_export_target
+from mmlightvit.deploy.onnx_export import ExportError, build_export_target
 from mmlightvit.utils.cli import USER_ERRORS
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parsed arguments; ``enumerated_shapes`` becomes a list of (H, W) pairs."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='model config (mmdet / mmseg / mmpretrain, with a mmlightvit backbone)')
-    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random initial weights")
-    parser.add_argument('--mode', choices=MODES, default='backbone',
-                        help='backbone: the fused backbone alone; model: the whole classifier / segmentor')
-    parser.add_argument('--out', help='output .mlpackage (default: work_dirs/coreml/CONFIG_MODE_HxW_PRECISION'
-                        '.mlpackage)')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace OUT if it is an existing Core ML package (never an input or another folder)')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='input height and width (batch 1)')
+    add_model_arguments(parser, 'classifier / segmentor',
+                        'output .mlpackage (default: work_dirs/coreml/CONFIG_MODE_HxW_PRECISION.mlpackage)',
+                        'replace OUT if it is an existing Core ML package (never an input or another folder)',
+                        'input height and width (batch 1)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='compute precision: fp32, or fp16 (what the Neural Engine runs)')
     parser.add_argument('--int8-weights', action='store_true',
@@ -49,20 +43,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='pairs H W the package accepts besides --shape (ct.EnumeratedShapes)')
     parser.add_argument('--size-range', type=int, nargs=2, metavar=('MIN', 'MAX'),
                         help='accept any height and width in MIN..MAX (ct.RangeDim)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     args = parser.parse_args(argv)
-    if args.enumerated_shapes is not None and len(args.enumerated_shapes) % 2:
-        parser.error(f'--enumerated-shapes takes pairs H W, got {len(args.enumerated_shapes)} numbers.')
-    if min(args.shape) <= 0 or min(args.enumerated_shapes or [1]) <= 0 or min(args.size_range or [1]) <= 0:
-        parser.error('--shape, --enumerated-shapes and --size-range must be positive.')
+    args.enumerated_shapes = size_pairs(parser, args.enumerated_shapes, '--enumerated-shapes')
+    if min(args.shape) <= 0 or min(args.size_range or [1]) <= 0:
+        parser.error('--shape and --size-range must be positive.')
     if args.enumerated_shapes and args.size_range:
         parser.error('give --enumerated-shapes or --size-range, not both.')
     return args
-
-
-def enumerated_shapes(args) -> Optional[List[Tuple[int, int]]]:
-    values = args.enumerated_shapes
-    return None if values is None else [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
 
 
 def default_out(config: str, mode: str, shape: Sequence[int], precision: str) -> str:
@@ -78,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         target = build_export_target(args.config, args.checkpoint, args.mode, args.cfg_options)
         print(f'{target.kind} ({target.backbone_type}), outputs: {", ".join(target.output_names)}')
         summary = convert_coreml(target, out, tuple(args.shape), args.precision, args.int8_weights,
-                                 enumerated_shapes(args), tuple(args.size_range) if args.size_range else None)
+                                 args.enumerated_shapes, tuple(args.size_range) if args.size_range else None)
     except USER_ERRORS + (ExportError, ) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

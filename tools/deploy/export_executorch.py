@@ -29,13 +29,12 @@ for (see mmlightvit/deploy/executorch_export.py). FasterViT and TransNeXt export
 import argparse
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
-from mmengine.config import DictAction
 
-from mmlightvit.deploy.onnx_export import (MODES, ExportError, build_export_target, compare_with_onnxruntime,
-                                           format_table)
+from mmlightvit.deploy.cli import add_check_arguments, add_model_arguments, check_shapes
+from mmlightvit.deploy.onnx_export import ExportError, build_export_target, compare_with_onnxruntime, format_table
 from mmlightvit.deploy.runtime import ExportedModelError
 from mmlightvit.utils.cli import USER_ERRORS
 from mmlightvit.utils.files import check_output
@@ -46,56 +45,30 @@ INT8_LABEL_AGREEMENT = 0.9
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parsed arguments; ``check_shapes`` becomes the list of (H, W) sizes to compare at."""
     from mmlightvit.deploy.executorch_export import DEFAULT_MAX_BATCH, DEFAULT_MAX_SIZE
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='model config (mmseg / mmpretrain, or any config with --mode backbone)')
-    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random initial weights")
-    parser.add_argument('--mode', choices=MODES, default='backbone',
-                        help='backbone: the fused backbone alone; model: the whole segmentor / classifier')
-    parser.add_argument('--out', help='output .pte file (default: work_dirs/executorch/CONFIG_MODE[_int8].pte)')
-    parser.add_argument('--overwrite', action='store_true', help='replace OUT and its sidecar if they exist')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='input size used for tracing (the program stays dynamic; with --static, its size)')
-    parser.add_argument('--check-shapes', type=int, nargs='+', metavar='H W',
-                        help='float32: pairs of H W at which ExecuTorch is compared with PyTorch (default: 224 224 '
-                        '200 328; with --static: the --shape)')
-    parser.add_argument('--batch', type=int, default=1, help='batch size of the float32 check inputs')
+    add_model_arguments(parser, 'segmentor / classifier',
+                        'output .pte file (default: work_dirs/executorch/CONFIG_MODE[_int8].pte)',
+                        'replace OUT and its sidecar if they exist (never an input)')
+    add_check_arguments(parser, 'ExecuTorch')
     parser.add_argument('--max-batch', type=int, default=DEFAULT_MAX_BATCH, help='largest batch the program runs')
     parser.add_argument('--max-size', type=int, default=DEFAULT_MAX_SIZE,
                         help='largest input height and width the program runs (ExecuTorch plans memory for it)')
-    parser.add_argument('--static', action='store_true',
-                        help='a program of the --shape size and batch 1 only (backbones without dynamic export)')
     parser.add_argument('--int8', action='store_true', help='post-training static INT8 quantization (XNNPACK)')
     parser.add_argument('--calib-images', type=int, default=32, help='--int8: training images to calibrate on')
-    parser.add_argument('--check-images', type=int, default=4, help='--int8: validation images to compare on')
+    parser.add_argument('--check-images', type=int, default=4,
+                        help='--int8: validation images to compare on (instead of random inputs)')
     parser.add_argument('--tolerance', type=float,
                         help=f'largest allowed |ExecuTorch - PyTorch| relative to the largest |PyTorch| of each '
                         f'output (default {FLOAT_TOLERANCE:g}; --int8: {INT8_TOLERANCE:g})')
-    parser.add_argument('--no-check', action='store_true', help='export only, skip the comparison')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed runs before timing')
-    parser.add_argument('--repeat', type=int, default=5, help='timed runs (the median is reported)')
-    parser.add_argument('--threads', type=int, help='CPU threads of PyTorch and ExecuTorch (default: PyTorch\'s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     args = parser.parse_args(argv)
-    if args.check_shapes is not None and len(args.check_shapes) % 2:
-        parser.error(f'--check-shapes takes pairs H W, got {len(args.check_shapes)} numbers.')
-    if min(args.shape) <= 0 or min(args.check_shapes or [1]) <= 0 or min(args.batch, args.max_batch) <= 0:
-        parser.error('--shape, --check-shapes, --batch and --max-batch must be positive.')
-    if args.calib_images <= 0 or args.check_images < 0:
-        parser.error('--calib-images must be positive, --check-images not negative.')
-    if args.static and args.check_shapes is not None and set(check_shapes(args)) != {tuple(args.shape)}:
-        parser.error('--static exports a program of the --shape size only: leave out --check-shapes.')
+    args.check_shapes = check_shapes(parser, args)
+    if args.max_batch <= 0 or args.calib_images <= 0 or args.check_images < 0:
+        parser.error('--max-batch and --calib-images must be positive, --check-images not negative.')
     if args.tolerance is None:
         args.tolerance = INT8_TOLERANCE if args.int8 else FLOAT_TOLERANCE
     return args
-
-
-def check_shapes(args) -> List[Tuple[int, int]]:
-    """The sizes at which the float32 program is compared with PyTorch."""
-    if args.check_shapes is None:
-        return [tuple(args.shape)] if args.static else [(224, 224), (200, 328)]
-    values = args.check_shapes
-    return [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
 
 
 def default_out(config: str, mode: str, int8: bool) -> str:
@@ -105,13 +78,10 @@ def default_out(config: str, mode: str, int8: bool) -> str:
 
 def image_feeds(args, input_names: List[str], count: int, split: str) -> list:
     """``count`` preprocessed images of the config's ``split`` (see ``calibration_feeds``)."""
-    from mmengine.config import Config
-
     from mmlightvit.deploy.quantize import calibration_feeds
     from mmlightvit.engine.setup import take_classes_from_data
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    from mmlightvit.utils.config import read_config
+    cfg = read_config(args.config, args.cfg_options)
     take_classes_from_data(cfg)
     return calibration_feeds(cfg, count, input_names, split)
 
@@ -151,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.no_check and (check_feeds or not args.int8):
             session = ExecuTorchSession(out, args.threads)
             agreement = INT8_LABEL_AGREEMENT if args.int8 else 0.999
-            results = compare_with_onnxruntime(target, out, check_shapes(args), args.batch, args.tolerance,
+            results = compare_with_onnxruntime(target, out, args.check_shapes, args.batch, args.tolerance,
                                                args.warmup, args.repeat, args.threads, session=session,
                                                feeds=check_feeds, label_agreement=agreement)
     except USER_ERRORS + (ExportError, ExportedModelError, ValueError) as err:
