@@ -221,6 +221,23 @@ def test_static_export_writes_the_asked_size_to_the_asked_file(tmp_path):
         export.parse_args([config, 'none', '--shape', '0', '96'])
 
 
+@pytest.mark.parametrize('tool, suffix', [('export_onnx', 'onnx'), ('export_executorch', 'pte'),
+                                          ('export_coreml', 'mlpackage')])
+def test_export_tools_name_a_config_that_does_not_parse(tool, suffix, tmp_path, capsys):
+    """A config with a syntax error, or inheriting one that does not exist: one line naming the file, status 2,
+    nothing written."""
+    main = load_tool(f'tools/deploy/{tool}.py').main
+    broken, orphan = tmp_path / 'broken.py', tmp_path / 'orphan.py'
+    broken.write_text('model = dict(\n')
+    orphan.write_text("_base_ = ['./missing_base.py']\n")
+    out = str(tmp_path / f'out.{suffix}')
+    for config, reason in ((broken, 'has a syntax error'), (orphan, 'inherits a config that does not exist')):
+        assert main([str(config), 'none', '--out', out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f'error: {config} ') and reason in err and 'Traceback' not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['broken.py', 'orphan.py']
+
+
 # ------------------------------------------------------------------------------------------- image demo
 def test_image_demo_keeps_every_input_and_every_prediction(det_checkpoint, tmp_path, capsys):
     demo = load_tool('tools/image_demo.py')

@@ -2,7 +2,8 @@
 
 CHECKPOINT may also be a whole model exported by tools/deploy/export_onnx.py --mode model (``*.onnx``): onnxruntime
 (or OpenVINO, ``--backend openvino``) then runs it inside the config's data pipeline and evaluator
-(mmlightvit.deploy.runtime), for the same metrics.
+(mmlightvit.deploy.runtime), for the same metrics; or by tools/deploy/export_executorch.py --mode model (``*.pte``,
+its metadata in ``*.pte.json`` beside it), which ExecuTorch (XNNPACK) runs. The file type picks the runtime.
 """
 import argparse
 import os
@@ -24,10 +25,11 @@ from mmlightvit.utils.files import check_output
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx)')
+    parser.add_argument('checkpoint', help='checkpoint file, or an exported model (.onnx, .pte)')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
-    parser.add_argument('--backend', choices=BACKENDS, default='onnxruntime',
-                        help='the runtime of an exported model (.onnx): onnxruntime or openvino (CPU)')
+    parser.add_argument('--backend', choices=BACKENDS,
+                        help='the runtime of an exported model (CPU): onnxruntime (default) or openvino for .onnx, '
+                        'executorch for .pte (its only runtime, the default)')
     parser.add_argument('--bf16', action='store_true',
                         help='the BF16 form: test the model under bfloat16 autocast (a detector: its backbone and '
                         'neck; mmcv\'s CPU kernels in the heads take float32)')

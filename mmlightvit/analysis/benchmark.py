@@ -339,37 +339,88 @@ def onednn_form(form: Form, example: torch.Tensor) -> Form:
     return Form(f'oneDNN ({form.name})', module, optimized)
 
 
-def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str) -> List[Form]:
-    """The backbone form exported to ONNX once (dynamic batch and size where the family allows) and run by each CPU
-    runtime with PyTorch's thread count, in float32 and in INT8: ``onnxruntime``, ``onnxruntime int8``,
-    ``openvino``, ``openvino int8``. The numpy conversion is part of each timed run. The INT8 file is onnxruntime's
-    static QDQ quantization calibrated on a few random inputs, which times it faithfully; its accuracy on real
-    images is what ``tools/deploy/quantize_onnx.py`` measures."""
-    from mmlightvit.deploy.onnx_export import BackboneFeatures, ExportTarget, export_onnx
-    from mmlightvit.deploy.quantize import quantize_onnx
-    from mmlightvit.deploy.runtime import BACKENDS, runtime_session
-    module = copy.deepcopy(form.module).eval()
+def _backbone_export_target(form: Form, shape: Tuple[int, int], backbone_type: str):
+    """The export target of a backbone form (a copy of its module) and its size-dynamic flag."""
+    from mmlightvit.deploy.onnx_export import BackboneFeatures, ExportTarget
+    module = copy.deepcopy(form.module).cpu().float().eval()
     wrapped = BackboneFeatures(module).eval()
     with torch.no_grad():
         num_outputs = len(wrapped(torch.zeros(1, 3, *shape)))
-    target = ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
-                          backbone_type=backbone_type,
-                          fixed_size_reason=getattr(module, 'fixed_size_export', None),
-                          min_trace_size=getattr(module, 'dynamic_export_min_size', 1),
-                          min_trace_batch=getattr(module, 'dynamic_export_min_batch', 1))
-    files = {'': export_onnx(target, f'{work_dir}/{backbone_type}_{form.name}.onnx', shape=shape,
-                             dynamic=target.dynamic_size)}
-    calibration = [{target.input_names[0]: torch.rand(1, 3, *shape).numpy()} for _ in range(4)]
-    files[' int8'] = f'{work_dir}/{backbone_type}_{form.name}_int8.onnx'
-    quantize_onnx(files[''], files[' int8'], calibration)
+    return ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
+                        backbone_type=backbone_type, fixed_size_reason=getattr(module, 'fixed_size_export', None),
+                        min_trace_size=getattr(module, 'dynamic_export_min_size', 1))
+
+
+def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str,
+                  backends: Sequence[str] = ('onnxruntime', 'openvino', 'executorch'),
+                  max_batch: int = 1) -> List[Form]:
+    """The backbone form exported once per file type (dynamic batch and size where the family allows) and run by
+    each CPU runtime in ``backends`` with PyTorch's thread count, in float32 and in INT8: ``onnxruntime``,
+    ``onnxruntime int8``, ``openvino``, ``openvino int8`` (one ONNX file and its QDQ form), ``executorch``,
+    ``executorch int8`` (two ExecuTorch programs lowered to XNNPACK, the second quantized through PT2E; batches up
+    to ``max_batch``). The numpy conversion is part of each timed run. The INT8 forms are calibrated on a few random
+    inputs, which times them faithfully; their accuracy on real images is what ``tools/deploy/quantize_onnx.py``
+    and ``tools/deploy/export_executorch.py --int8`` measure."""
+    from mmlightvit.deploy.onnx_export import export_onnx
+    from mmlightvit.deploy.runtime import runtime_session
+    target = _backbone_export_target(form, shape, backbone_type)
+    calibration = [torch.rand(1, 3, *shape) for _ in range(4)]
+    stem = f'{work_dir}/{backbone_type}_{form.name}'
+    files = {}
+    if {'onnxruntime', 'openvino'} & set(backends):
+        from mmlightvit.deploy.quantize import quantize_onnx
+        onnx_file = export_onnx(target, f'{stem}.onnx', shape=shape, dynamic=target.dynamic_size)
+        quantize_onnx(onnx_file, f'{stem}_int8.onnx', [{target.input_names[0]: x.numpy()} for x in calibration])
+        files.update({backend: (onnx_file, f'{stem}_int8.onnx') for backend in ('onnxruntime', 'openvino')})
+    if 'executorch' in backends:
+        from mmlightvit.deploy.executorch_export import MIN_SIZE, TRACE_BATCH, export_executorch
+        # a fixed-size program where the family needs one, or where the size is below the dynamic bounds
+        dynamic = target.dynamic_size and min(shape) >= MIN_SIZE
+        bounds = dict(max_batch=max(max_batch, TRACE_BATCH), max_size=max(*shape, MIN_SIZE))
+        for precision, path, inputs in (('', f'{stem}.pte', None), (' int8', f'{stem}_int8.pte', calibration)):
+            export_executorch(target, path, shape, dynamic=dynamic, calibration=inputs and [(x, ) for x in inputs],
+                              **bounds)
+        files['executorch'] = (f'{stem}.pte', f'{stem}_int8.pte')
 
     def runner(session):
         input_name = session.get_inputs()[0].name
         return lambda x: tuple(torch.from_numpy(out) for out in session.run(None, {input_name: x.cpu().numpy()}))
 
-    return [Form(f'{backend}{precision} ({form.name})', module,
+    return [Form(f'{backend}{precision} ({form.name})', target.module.backbone,
                  runner(runtime_session(path, backend, threads=torch.get_num_threads())), own_precision=True)
-            for backend in BACKENDS for precision, path in files.items()]
+            for backend in backends for precision, path in zip(('', ' int8'), files[backend])]
+
+
+def tensorrt_forms(form: Form, shape: Tuple[int, int], batches: Sequence[int], backbone_type: str,
+                   work_dir: str) -> List[Form]:
+    """The backbone form as TensorRT engines (CUDA): ``tensorrt`` (float32), ``tensorrt fp16`` and ``tensorrt int8``
+    (the symmetric QDQ file, calibrated on a few random inputs, which times it faithfully), each built for
+    ``batches`` at ``shape`` and fed CUDA tensors. Raises :class:`~mmlightvit.deploy.tensorrt.TensorRTError` where
+    TensorRT or a GPU is missing."""
+    from mmlightvit.deploy.onnx_export import export_onnx
+    from mmlightvit.deploy.quantize import quantize_onnx
+    from mmlightvit.deploy.tensorrt import TensorRTSession, import_tensorrt
+    import_tensorrt()  # before any export: say early that it cannot run here
+    target = _backbone_export_target(form, shape, backbone_type)
+    low, high = min(batches), max(batches)
+    if not target.dynamic_size and low != high:
+        raise ValueError(f'{backbone_type} exports at fixed sizes ({target.fixed_size_reason}): time its TensorRT '
+                         'forms one batch size at a time.')
+    stem = f'{work_dir}/{backbone_type}_{form.name}'
+    files = {'': export_onnx(target, f'{stem}.onnx', shape=shape, batch=high, dynamic=target.dynamic_size)}
+    calibration = [{target.input_names[0]: torch.rand(1, 3, *shape).numpy()} for _ in range(4)]
+    files[' int8'] = f'{stem}_int8.onnx'
+    quantize_onnx(files[''], files[' int8'], calibration, symmetric=True)
+    files[' fp16'] = export_onnx(_backbone_export_target(form, shape, backbone_type), f'{stem}_fp16.onnx',
+                                 shape=shape, batch=high, dynamic=target.dynamic_size, half=True)
+    profile = {target.input_names[0]: ((low, 3, *shape), (high, 3, *shape), (high, 3, *shape))}
+    forms = []
+    for precision, path in files.items():
+        session = TensorRTSession(path, profile)
+        forms.append(Form(f'tensorrt{precision} ({form.name})', form.module,
+                          lambda x, session=session: tuple(session.run_tensors({session.input_names[0]: x})),
+                          own_precision=True))
+    return forms
 
 
 def model_forms(model: nn.Module, fuse: bool = True) -> List[Form]:

@@ -19,6 +19,7 @@ from mmseg.apis import MMSegInferencer
 from mmlightvit.engine.setup import take_classes_from_data
 from mmlightvit.deploy.runtime import ExportedModelError, is_exported_model, use_exported_model
 from mmlightvit.utils.checkpoint import CheckpointError, checkpoint_classes, read_checkpoint
+from mmlightvit.utils.config import read_config
 from .model import drop_pretrained, load_model_weights
 from .model_index import find_model
 
@@ -107,14 +108,14 @@ class _ProjectWeights:
                                                'state_dict': model.state_dict()}, cfg)
         return model.to(device).eval()
 
-    def _init_exported_model(self, cfg, onnx_file: str):
-        """An exported whole model (``.onnx``) run by onnxruntime in the config's pipeline, with the class names
-        the exporter recorded."""
+    def _init_exported_model(self, cfg, exported_file: str):
+        """An exported whole model (``.onnx`` run by onnxruntime, ``.pte`` by ExecuTorch) in the config's pipeline,
+        with the class names the exporter recorded."""
         if not cfg:
-            raise ExportedModelError(f'{onnx_file}: an exported model needs the config it was exported from (its '
+            raise ExportedModelError(f'{exported_file}: an exported model needs the config it was exported from (its '
                                      'data pipeline and preprocessing); pass it as the model argument.')
         take_classes_from_data(cfg)
-        use_exported_model(cfg, onnx_file)
+        use_exported_model(cfg, exported_file)
         model = MODELS.build(cfg.model)
         model.cfg = cfg
         meta = {'dataset_meta': model.dataset_meta} if model.dataset_meta else {}
@@ -143,7 +144,7 @@ def build_inferencer(model: Union[str, Config], weights: Optional[str] = None, d
     elif os.fspath(model).endswith('.py'):
         if not os.path.isfile(model):
             raise FileNotFoundError(f'{model}: no such config file.')
-        cfg = Config.fromfile(model)
+        cfg = read_config(model)
     else:
         entry = find_model(os.fspath(model))
         cfg, weights = Config.fromfile(entry.config), weights or entry.weights

@@ -17,6 +17,7 @@ from mmengine.config import Config
 from mmlightvit.models.weights import load_model_weights
 from mmlightvit.registry import build_or_explain
 from mmlightvit.utils.checkpoint import CheckpointError, read_checkpoint
+from mmlightvit.utils.config import read_config
 
 
 def drop_pretrained(cfg) -> None:
@@ -31,25 +32,38 @@ def drop_pretrained(cfg) -> None:
 
 def config_without_pretrained(config: Union[str, Config], cfg_options: Optional[dict] = None) -> Config:
     """A copy of ``config`` (a path or a Config; the caller's is not changed) with :func:`drop_pretrained`."""
-    cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    if isinstance(config, str):
+        cfg = read_config(config, cfg_options)
+    else:
+        cfg = copy.deepcopy(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
     drop_pretrained(cfg)
     return cfg
 
 
-def build_model(cfg: Config, module_cfg: Optional[dict] = None, seed: Optional[int] = 0) -> nn.Module:
+def build_model(cfg: Config, module_cfg: Optional[dict] = None, seed: Optional[int] = 0,
+                init_weights: bool = False) -> nn.Module:
     """Build ``module_cfg`` (default: the config's model) in the config's scope. ``seed``: random weights that are
     the same on every run (a detector with random weights then keeps the same proposals), drawn without touching
-    the caller's random state; ``None`` draws from it."""
+    the caller's random state; ``None`` draws from it. ``init_weights``: also run the modules' ``init_weights``,
+    which gives the weights training starts from; a model that will not load a checkpoint needs it, because some
+    modules create parameters uninitialised and fill them there (DINO's level embeddings would otherwise hold
+    whatever the memory held, NaN at times)."""
     from mmengine.registry import MODELS, init_default_scope
+
+    def build() -> nn.Module:
+        model = build_or_explain(MODELS.build, module_cfg or cfg.model)
+        if init_weights:
+            model.init_weights()
+        return model
 
     init_default_scope(cfg.get('default_scope', 'mmlightvit'))
     if seed is None:
-        return build_or_explain(MODELS.build, module_cfg or cfg.model)
+        return build()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_or_explain(MODELS.build, module_cfg or cfg.model)
+        return build()
 
 
 def init_model(config: Union[str, Config], checkpoint: str, device: str = 'cpu', fuse: bool = False,

@@ -18,6 +18,10 @@ and for instance segmentation ``masks (N, M, S, S)``: each detection's mask prob
 head's resolution. Scaling the boxes to the original image and pasting the masks are the caller's (see
 :mod:`mmlightvit.deploy.runtime`), as mmdet's ``rescale`` step.
 
+DINO has neither threshold nor NMS: its ``max_per_img`` best (query, class) scores are the detections, as in
+mmdet; its transformer is mmdet's, run with the level sizes as integers (:mod:`mmlightvit.deploy.deformable`) and
+the padding masks built from ``image_size`` in the graph.
+
 Where this differs from mmdet: one-stage heads rescale boxes to the original image before NMS in mmdet and here
 after it, which changes which boxes overlap by more than the IoU threshold only when the resize scaled width and
 height differently (keep-ratio rounding: a relative difference of about 1e-3).
@@ -26,8 +30,10 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from mmlightvit.deploy.deformable import LevelSizes, encoder_reference_points, level_sizes
 from mmlightvit.deploy.ops import NOT_A_CANDIDATE, nms_keep_mask
 
 
@@ -321,23 +327,126 @@ def roi_masks(heads: TwoStageHeads, feats, dets: torch.Tensor, labels: torch.Ten
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# DETR-like detectors (DINO)
+
+
+def padding_masks(image: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W)`` of ``image``, 1.0 where the batch pads an image (outside its ``image_size``), else 0.0: the
+    masks ``DeformableDETR.pre_transformer`` builds from each ``img_shape``."""
+    rows = torch.arange(image.shape[2], device=image.device).view(1, -1, 1) >= image_size[:, 0].view(-1, 1, 1)
+    columns = torch.arange(image.shape[3], device=image.device).view(1, 1, -1) >= image_size[:, 1].view(-1, 1, 1)
+    return (rows | columns).to(image.dtype)
+
+
+def encoder_output_proposals(detector, memory: torch.Tensor, level_masks: Sequence[torch.Tensor],
+                             sizes: LevelSizes) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``DeformableDETR.gen_encoder_output_proposals`` with padding masks, for integer level sizes (a grid of
+    ``arange``, which equals its ``linspace``): the transformed memory and the proposals (inverse sigmoid of
+    ``cx, cy, w, h``; ``inf`` where padded or near the border)."""
+    batch = memory.shape[0]
+    proposals = []
+    for level, ((height, width), mask) in enumerate(zip(sizes, level_masks)):
+        valid_height = (~mask[:, :, 0]).sum(1, keepdim=True)
+        valid_width = (~mask[:, 0, :]).sum(1, keepdim=True)
+        scale = torch.cat([valid_width, valid_height], 1).view(batch, 1, 1, 2)
+        grid_y, grid_x = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=memory.device),
+                                        torch.arange(width, dtype=torch.float32, device=memory.device),
+                                        indexing='ij')
+        grid = torch.cat([grid_x.unsqueeze(-1), grid_y.unsqueeze(-1)], -1)
+        grid = (grid.unsqueeze(0).expand(batch, -1, -1, -1) + 0.5) / scale
+        size = torch.ones_like(grid) * 0.05 * (2.0**level)
+        proposals.append(torch.cat((grid, size), -1).view(batch, -1, 4))
+    proposals = torch.cat(proposals, 1)
+    inside = ((proposals > 0.01) & (proposals < 0.99)).sum(-1, keepdim=True) == proposals.shape[-1]
+    padded = torch.cat([mask.flatten(1) for mask in level_masks], 1).unsqueeze(-1)
+    proposals = torch.log(proposals / (1 - proposals)).masked_fill(padded, float('inf'))
+    proposals = proposals.masked_fill(~inside, float('inf'))
+    memory = memory.masked_fill(padded, 0.0).masked_fill(~inside, 0.0)
+    return detector.memory_trans_norm(detector.memory_trans_fc(memory)), proposals
+
+
+def dino_decoder_outputs(detector, feats: Sequence[torch.Tensor], image: torch.Tensor,
+                         image_size: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """DINO's ``forward_transformer`` and head at test time: class logits ``(N, Q, C)`` and boxes
+    ``(N, Q, 4)`` (normalised ``cx, cy, w, h``) of the last decoder layer.
+
+    mmdet uses padding masks only when some image of the batch is padded; with none padded the masks are all
+    zero and give the same numbers, so they are always used here (from ``image_size``, which the graph reads at
+    run time)."""
+    masks = padding_masks(image, image_size)
+    level_masks = [F.interpolate(masks[None], size=feat.shape[-2:]).to(torch.bool).squeeze(0) for feat in feats]
+    sizes = level_sizes(feats)
+    # pre_transformer
+    query = torch.cat([feat.flatten(2).permute(0, 2, 1) for feat in feats], 1)
+    query_pos = torch.cat([detector.positional_encoding(mask).flatten(2).permute(0, 2, 1)
+                           + detector.level_embed[level].view(1, 1, -1) for level, mask in enumerate(level_masks)], 1)
+    mask_flat = torch.cat([mask.flatten(1) for mask in level_masks], 1)
+    valid_ratios = torch.stack([detector.get_valid_ratio(mask) for mask in level_masks], 1)
+    # forward_encoder
+    reference_points = encoder_reference_points(sizes, valid_ratios)
+    memory = query
+    for layer in detector.encoder.layers:
+        memory = layer(query=memory, query_pos=query_pos, key_padding_mask=mask_flat, spatial_shapes=sizes,
+                       level_start_index=None, valid_ratios=valid_ratios, reference_points=reference_points)
+    # pre_decoder: the best num_queries encoder proposals seed the decoder's reference boxes
+    head, num_layers = detector.bbox_head, detector.decoder.num_layers
+    output_memory, proposals = encoder_output_proposals(detector, memory, level_masks, sizes)
+    proposal_logits = head.cls_branches[num_layers](output_memory)
+    proposal_boxes = head.reg_branches[num_layers](output_memory) + proposals
+    top = proposal_logits.max(-1)[0].topk(detector.num_queries, dim=1)[1]
+    reference_points = proposal_boxes.gather(1, top.unsqueeze(-1).repeat(1, 1, 4)).sigmoid()
+    queries = detector.query_embedding.weight[:, None, :].repeat(1, memory.shape[0], 1).transpose(0, 1)
+    # forward_decoder without its `len(query)` test (for training), which would fix the batch size
+    hidden_states, references = detector.decoder(
+        query=queries, value=memory, key_padding_mask=mask_flat, self_attn_mask=None,
+        reference_points=reference_points, spatial_shapes=sizes, level_start_index=None, valid_ratios=valid_ratios,
+        reg_branches=head.reg_branches)
+    all_logits, all_boxes = head(hidden_states, list(references))
+    return all_logits[-1], all_boxes[-1]
+
+
+def detr_detections(head, logits: torch.Tensor, boxes: torch.Tensor,
+                    image_size: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``DETRHead._predict_by_feat_single`` for the batch (no rescale): the best ``max_per_img`` (query, class)
+    scores, boxes scaled to and clipped by each image's size. Every row is a detection (no NMS, no threshold)."""
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+    count = head.test_cfg.get('max_per_img', logits.shape[1])
+    if head.loss_cls.use_sigmoid:
+        scores, index = logits.sigmoid().flatten(1).topk(top_count(count, logits.shape[1] * head.num_classes), dim=1)
+        labels = index % head.num_classes
+        query = torch.div(index, head.num_classes, rounding_mode='floor')
+    else:
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)
+        scores, query = scores.topk(top_count(count, scores.shape[1]), dim=1)
+        labels = labels.gather(1, query)
+    size = image_size.flip(-1).to(boxes.dtype).repeat(1, 2).unsqueeze(1)  # (w, h, w, h) per image
+    xyxy = clip_to_images(bbox_cxcywh_to_xyxy(gather_rows(boxes, query)) * size, image_size)
+    return torch.cat([xyxy, scores.unsqueeze(-1)], -1), labels
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Whole detectors
 
 
 class DetectorPredictions(nn.Module):
     """An mmdet detector as ``(image, image_size) -> (dets, labels[, masks])``; see the module docstring.
 
-    Supported: one-stage detectors whose head has no score factors (RTMDet, SSD / SSDLite, RetinaNet) and
+    Supported: one-stage detectors whose head has no score factors (RTMDet, SSD / SSDLite, RetinaNet),
     two-stage detectors with a standard or cascade RoI head, with or without masks (Faster / Mask / Cascade
-    Mask R-CNN). Anything else raises :class:`DetectionExportError` naming what is supported.
+    Mask R-CNN), and DINO (:func:`dino_decoder_outputs`, :func:`detr_detections`; every row a detection). Anything
+    else raises :class:`DetectionExportError` naming what is supported.
     """
 
     def __init__(self, detector: nn.Module):
         super().__init__()
-        from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
+        from mmdet.models.detectors import DINO, SingleStageDetector, TwoStageDetector
         self.detector = detector
         self.two_stage = isinstance(detector, TwoStageDetector)
-        if self.two_stage:
+        self.dino = isinstance(detector, DINO)
+        if self.dino:
+            self.with_mask = False
+            require_plain_classifier(detector.bbox_head)
+        elif self.two_stage:
             if not detector.with_rpn:
                 raise DetectionExportError('Two-stage detectors without an RPN are not supported.')
             self.heads = TwoStageHeads(detector.roi_head)
@@ -347,7 +456,7 @@ class DetectorPredictions(nn.Module):
         else:
             raise DetectionExportError(
                 f'{type(detector).__name__} is not supported; supported: one-stage detectors (RTMDet, SSD, '
-                'RetinaNet) and two-stage detectors (Faster / Mask / Cascade Mask R-CNN).')
+                'RetinaNet), two-stage detectors (Faster / Mask / Cascade Mask R-CNN) and DINO.')
 
     @property
     def output_names(self) -> List[str]:
@@ -356,6 +465,9 @@ class DetectorPredictions(nn.Module):
     def forward(self, image: torch.Tensor, image_size: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         detector = self.detector
         feats = detector.extract_feat(image)
+        if self.dino:
+            logits, boxes = dino_decoder_outputs(detector, feats, image, image_size)
+            return detr_detections(detector.bbox_head, logits, boxes, image_size)
         if not self.two_stage:
             return dense_head_detections(detector.bbox_head, feats, image_size, detector.bbox_head.test_cfg)
         proposals, is_proposal = rpn_proposals(detector.rpn_head, feats, image_size, detector.test_cfg.rpn)

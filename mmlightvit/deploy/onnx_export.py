@@ -3,11 +3,11 @@
 What can be exported from a config (``build_export_target``):
 
 * ``backbone``: the backbone alone, re-parameterised (``fuse_model``); outputs are its multi-scale maps;
-* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``)
-  and the label map (their argmax);
-* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, ...): ``(image, image_size)`` ->
-  final detections after NMS, and masks for instance segmentation (:mod:`mmlightvit.deploy.detection`); the
-  graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
+* ``model`` for an mmseg ``EncoderDecoder``: image -> segmentation logits at the input size (``encode_decode``;
+  for Mask2Former its semantic inference, :func:`mask2former_logits`) and the label map (their argmax);
+* ``model`` for an mmdet detector (Mask / Cascade Mask R-CNN, RTMDet, SSDLite, DINO, ...): ``(image, image_size)``
+  -> final detections (after NMS; DINO's top-k has none), and masks for instance segmentation
+  (:mod:`mmlightvit.deploy.detection`); the graph holds standard ONNX ``NonMaxSuppression`` and ``RoiAlign``;
 * ``model`` for an mmpretrain ``ImageClassifier``: image -> class probabilities.
 
 The image input of every exported graph is the preprocessed batch (normalised, RGB/BGR as the config's
@@ -26,7 +26,8 @@ TorchScript exporter (``dynamo=False``) is deprecated there. Neither exporter ca
 ``int()`` on a size dynamic: what the export size gives is recorded for every size, silently, which is why the
 parity check runs at a second size with different height and width (it caught EdgeNeXt's conditional padding,
 mmseg's ``Upsample``, replaced here by :class:`IntegerUpsample`, and the adaptive average pooling of mmseg's pyramid
-pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`).
+pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`). The multi-scale deformable attention of DINO and
+Mask2Former reads its levels' sizes from a tensor; :mod:`mmlightvit.deploy.deformable` carries them as integers.
 """
 import json
 import math
@@ -39,8 +40,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.deploy.deformable import replace_deformable_attention
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
@@ -87,11 +90,25 @@ class SegmentorLogits(nn.Module):
         self.segmentor = segmentor
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size there
-        # is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
-        metas = [dict(img_shape=image.shape[2:])]
-        logits = self.segmentor.encode_decode(image, metas)
+        from mmseg.models.decode_heads import Mask2FormerHead
+        if isinstance(self.segmentor.decode_head, Mask2FormerHead):
+            logits = mask2former_logits(self.segmentor.decode_head, self.segmentor.extract_feat(image),
+                                        image.shape[2:])
+        else:
+            # The decode head resizes its logits to metas[0]['img_shape'] and reads no other meta; a torch.Size
+            # there is used as is (mmseg's slide inference passes one), so the size stays symbolic during export.
+            logits = self.segmentor.encode_decode(image, [dict(img_shape=image.shape[2:])])
         return logits, logits.argmax(dim=1)
+
+
+def mask2former_logits(head: nn.Module, feats: Sequence[torch.Tensor], size) -> torch.Tensor:
+    """mmseg's ``Mask2FormerHead.predict``: the last decoder layer's class probabilities (without "no object")
+    times its mask probabilities at ``size``, summed over the queries. ``predict`` itself wraps the metas in data
+    samples, whose deep copy fails on symbolic sizes; the head's forward reads none of them."""
+    all_class_logits, all_mask_logits = head(feats, [])
+    masks = F.interpolate(all_mask_logits[-1], size=size, mode='bilinear', align_corners=False)
+    classes = F.softmax(all_class_logits[-1], dim=-1)[..., :-1]
+    return torch.einsum('bqc, bqhw->bchw', classes, masks.sigmoid())
 
 
 class ClassifierScores(nn.Module):
@@ -189,8 +206,6 @@ class ExportTarget:
     fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
     # the smallest height and width a dynamic graph is traced at (the backbone's ``dynamic_export_min_size``)
     min_trace_size: int = 1
-    # the smallest batch a dynamic graph is traced with (the backbone's ``dynamic_export_min_batch``)
-    min_trace_batch: int = 1
     input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
 
     @property
@@ -230,7 +245,7 @@ def _dataset_metadata(meta: dict) -> Dict[str, str]:
 def _preprocessor_metadata(cfg) -> Dict[str, str]:
     pre = data_preprocessor_config(cfg) or {}
     meta = {}
-    for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr'):
+    for key in ('mean', 'std', 'bgr_to_rgb', 'rgb_to_bgr', 'to_rgb'):  # to_rgb: mmpretrain's name
         if pre.get(key) is not None:
             meta[f'preprocess.{key}'] = str(list(pre[key]) if isinstance(pre[key], (list, tuple)) else pre[key])
     return meta
@@ -251,14 +266,13 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     cfg = config_without_pretrained(config, cfg_options)
     if cfg.model.get('backbone') is None:
         raise ExportError(f'{config}: the model has no backbone to export.')
-    model = build_model(cfg).eval()
+    use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
+    model = build_model(cfg, init_weights=not use_checkpoint).eval()
     backbone_type = type(model.backbone).__name__
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
     # what the backbone's exported graph needs the input to be a multiple of (TransNeXt in extrapolation mode: 32)
     backbone_divisor = int(getattr(model.backbone, 'export_size_divisor', 1))
     min_trace_size = int(getattr(model.backbone, 'dynamic_export_min_size', 1))
-    min_trace_batch = int(getattr(model.backbone, 'dynamic_export_min_batch', 1))
-    use_checkpoint = checkpoint is not None and str(checkpoint).lower() != 'none'
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
 
@@ -272,8 +286,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
         return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size,
-                            min_trace_size=min_trace_size,
-                            min_trace_batch=min_trace_batch)
+                            min_trace_size=min_trace_size)
 
     if use_checkpoint:
         model, meta = _load_weights(model, checkpoint)
@@ -281,44 +294,50 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     else:
         model = fuse_model(model)
     replace_adaptive_pooling(model)
+    replace_deformable_attention(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'],
-                            backbone_divisor, backbone_type, metadata, fixed_size, min_trace_size=min_trace_size,
-                            min_trace_batch=min_trace_batch)
+                            backbone_divisor, backbone_type, metadata, fixed_size, min_trace_size=min_trace_size)
     if type(model).__name__ == 'ImageClassifier':
         return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], backbone_divisor, backbone_type,
-                            metadata, fixed_size, min_trace_size=min_trace_size,
-                            min_trace_batch=min_trace_batch)
+                            metadata, fixed_size, min_trace_size=min_trace_size)
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
-        raise ExportError(f'--mode model: {err} (segmentors, classifiers and these detectors export whole; '
-                          'any model exports its backbone with --mode backbone)') from err
+        raise ExportError(f'--mode model: {err} (segmentors, Mask2Former included, classifiers and these '
+                          'detectors export whole; any model exports its backbone with --mode backbone)') from err
     # The neck upsamples by 2 and adds / concatenates with the next level, so the input must halve exactly down
     # to the coarsest stride: pad as the data preprocessor does, else to the head's coarsest stride.
     divisor = int(cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1))
-    if divisor == 1:
+    if divisor == 1 and not module.dino:  # DINO's neck maps each level on its own: any size
         head = model.rpn_head if module.two_stage else model.bbox_head
         strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
         divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
     divisor = math.lcm(divisor, backbone_divisor)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
-                        [INPUT_NAME, SIZE_INPUT_NAME], min_trace_size, min_trace_batch)
+                        [INPUT_NAME, SIZE_INPUT_NAME], min_trace_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Export
 
 
-def _short_reason(err: BaseException) -> str:
-    """The informative part of a torch.onnx error (the exporter wraps it in pages of advice)."""
+def short_reason(err: BaseException, max_lines: int = 3) -> str:
+    """The informative part of an exporter's or converter's error (torch.onnx wraps it in pages of advice)."""
     text = str(err)
     if '## Exception summary' in text:
         text = text.split('## Exception summary', 1)[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return ' '.join(lines[:3])[:800] or type(err).__name__
+    return ' '.join(lines[:max_lines])[:800] or type(err).__name__
+
+
+def exported_file_metadata(target: ExportTarget, dynamic: bool) -> Dict[str, str]:
+    """What every exported file records about its model (the ``mmlightvit.*`` entries; the runtime reads them):
+    the target's metadata (preprocessing, classes, config, checkpoint), its kind, size divisor and whether its
+    height and width are dynamic."""
+    return dict(target.metadata, kind=target.kind, size_divisor=str(target.size_divisor), dynamic_size=str(dynamic))
 
 
 def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -> None:
@@ -326,7 +345,7 @@ def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -
     size (an ``if`` or a comparison taken at the traced size) as a range of the input size, not as an error, and
     ONNX has no place for the range: the graph would fail or be wrong beyond it, so the export stops here instead.
     (It does not catch everything: a size of 1 fixed in the graph, e.g. FasterViT's window batch, shows as a
-    bounded batch at most; hence the backbones' ``dynamic_export_min_size`` / ``dynamic_export_min_batch``.)"""
+    bounded batch at most; hence the backbones' ``dynamic_export_min_size`` and the trace batch of 2.)"""
     from torch.utils._sympy.numbers import int_oo
     exported = program.exported_program
     user_inputs = set(exported.graph_signature.user_inputs)
@@ -342,20 +361,30 @@ def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -
 
 
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
-                opset: int = DEFAULT_OPSET, dynamic: bool = True) -> str:
+                opset: int = DEFAULT_OPSET, dynamic: bool = True, half: bool = False) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
-    target's size divisor). ``dynamic``: batch, height and width are dynamic in the graph, traced at no less than the
-    target's ``min_trace_size`` per side (FasterViT: 2 x 2 windows in its last stage); otherwise the graph accepts
-    exactly the traced size (the only option for backbones with a ``fixed_size_export`` reason)."""
+    target's size divisor; a batch of at least 2 when dynamic). ``dynamic``: batch, height and width are dynamic in
+    the graph, traced at no less than the target's ``min_trace_size`` per side (FasterViT: 2 x 2 windows in both
+    transformer stages); otherwise the graph accepts exactly the traced size (the only option for backbones with a
+    ``fixed_size_export`` reason). ``half``: a float16 graph (image and weights; the module is converted in place),
+    the form that GPU runtimes such as TensorRT run in float16."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
-    if dynamic:  # the traced size and batch do not limit a dynamic graph
+    if dynamic:
+        # the traced size does not limit a dynamic graph; a window count of 1 at the traced size would be fixed
         shape = [max(side, target.min_trace_size) for side in shape]
-        batch = max(batch, target.min_trace_batch)
+        # torch.export may take a dynamic size whose example is 1 for the constant 1 where it meets broadcasting:
+        # traced with one image, DINO's positional encodings kept a batch of 1 and failed on two (so did
+        # FasterViT's window batch and TransNeXt's token batch).
+        batch = max(batch, 2)
     height, width = target.padded(*shape)
-    example = target.example_inputs(torch.randn(batch, 3, height, width))
+    image = torch.randn(batch, 3, height, width)
+    if half:
+        target.module.half()
+        image = image.half()
+    example = target.example_inputs(image)
     with torch.no_grad():
         # A forward at the traced size first: backbones that cache size-dependent tables (FasterViT, TransNeXt)
         # then find real tensors for this size, which a fixed-size graph stores as constants.
@@ -370,13 +399,12 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
             custom_translation_table=onnx_translations())
     except Exception as err:  # torch.export / decomposition / translation errors
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
-                          f'{type(err).__name__}: {_short_reason(err)}') from err
+                          f'{type(err).__name__}: {short_reason(err)}') from err
     if dynamic:
         _check_size_ranges(target, program, (height, width))
     program.model.metadata_props.update(
-        {f'mmlightvit.{k}': v for k, v in dict(target.metadata, kind=target.kind,
-                                                 size_divisor=str(target.size_divisor),
-                                                 dynamic_size=str(dynamic)).items()})
+        {f'mmlightvit.{k}': v for k, v in dict(exported_file_metadata(target, dynamic),
+                                                 precision='fp16' if half else 'fp32').items()})
     weight_bytes = sum(p.numel() * p.element_size() for p in target.module.state_dict().values())
     program.save(out_file, external_data=weight_bytes > EXTERNAL_DATA_BYTES)
     return out_file
@@ -388,12 +416,12 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
 
 @dataclass
 class ParityResult:
-    """onnxruntime vs PyTorch eager at one input size."""
+    """An exported file's runtime (onnxruntime, ExecuTorch, ...) vs PyTorch eager at one input size."""
     input_shape: Tuple[int, ...]
     max_abs_diff: float
-    max_rel_diff: float  # max |ORT - PyTorch| / max |PyTorch| of each output, the largest over outputs
+    max_rel_diff: float  # max |runtime - PyTorch| / max |PyTorch| of each output, the largest over outputs
     torch_ms: float
-    ort_ms: float
+    runtime_ms: float
     passed: bool
     note: str = ''
     label_agreement: Optional[float] = None  # the share of equal values in the integer outputs (labels)
@@ -425,46 +453,57 @@ def ort_session(onnx_file: str, threads: Optional[int] = None):
 
 def compare_with_onnxruntime(target: ExportTarget, onnx_file: str, shapes: Sequence[Sequence[int]],
                              batch: int = 1, tolerance: float = 1e-4, warmup: int = 2, repeat: int = 5,
-                             threads: Optional[int] = None, seed: int = 0, session=None) -> List[ParityResult]:
+                             threads: Optional[int] = None, seed: int = 0, session=None,
+                             feeds: Optional[Sequence[Dict[str, np.ndarray]]] = None,
+                             label_agreement: float = LABEL_AGREEMENT) -> List[ParityResult]:
     """Run ``onnx_file`` and ``target.module`` on the same random inputs at each ``(H, W)`` in ``shapes`` (padded
-    to the target's size divisor) and compare every output.
+    to the target's size divisor), or on each of ``feeds`` (the graph's inputs by name, e.g. preprocessed images
+    from :func:`mmlightvit.deploy.quantize.calibration_feeds`) when given, and compare every output.
 
     A size passes when the output shapes agree and ``max |ORT - PyTorch| <= tolerance * max |PyTorch|`` for each
-    output (the difference relative to the output's scale; the largest ratio is ``max_rel_diff``). Latency is
+    output (the difference relative to the output's scale; the largest ratio is ``max_rel_diff``) and the integer
+    outputs (label maps, labels) agree on at least ``label_agreement`` of their values. Latency is
     the median of ``repeat`` runs after ``warmup`` runs, PyTorch eager (inference mode) and onnxruntime on the
-    CPU with the same number of threads.
+    CPU with the same number of threads. ``session``: another runtime's session of the file with onnxruntime's
+    ``run`` interface (:func:`mmlightvit.deploy.runtime.runtime_session`), compared instead.
     """
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         session = session or ort_session(onnx_file, threads)
-        return [_compare_at(target, session, size, batch, tolerance, warmup, repeat, seed + i)
-                for i, size in enumerate(shapes)]
+        if feeds is None:
+            feeds = [_random_feed(target, size, batch, seed + i) for i, size in enumerate(shapes)]
+        return [_compare_on(target, session, feed, tolerance, label_agreement, warmup, repeat) for feed in feeds]
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int, tolerance: float, warmup: int,
-                repeat: int, seed: int) -> ParityResult:
+def _random_feed(target: ExportTarget, shape: Sequence[int], batch: int, seed: int) -> Dict[str, np.ndarray]:
+    """Random inputs of ``batch`` images of ``shape`` (padded to the target's size divisor)."""
     generator = torch.Generator().manual_seed(seed)
     height, width = shape
-    size = target.padded(height, width)
-    x = torch.randn(batch, 3, *size, generator=generator)
+    x = torch.randn(batch, 3, *target.padded(height, width), generator=generator)
     inputs = target.example_inputs(x, (height, width))  # detectors: the padding is outside the image
-    feed = {name: t.numpy() for name, t in zip(target.input_names, inputs)}
+    return {name: t.numpy() for name, t in zip(target.input_names, inputs)}
+
+
+def _compare_on(target: ExportTarget, session, feed: Dict[str, np.ndarray], tolerance: float,
+                min_agreement: float, warmup: int, repeat: int) -> ParityResult:
+    inputs = [torch.from_numpy(feed[name]) for name in target.input_names]
+    x = inputs[0]
     with torch.inference_mode():
         expected = [t.numpy() for t in target.module(*inputs)]
         torch_ms = median_ms(lambda: target.module(*inputs), warmup, repeat)
     got = session.run(None, feed)
-    ort_ms = median_ms(lambda: session.run(None, feed), warmup, repeat)
+    runtime_ms = median_ms(lambda: session.run(None, feed), warmup, repeat)
     if target.kind in DETECTOR_KINDS and len(got) == len(expected):
         got = _in_reference_order(got, expected)
-    shape_problems = [f'{name}: onnxruntime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
+    shape_problems = [f'{name}: runtime {tuple(o.shape)} vs PyTorch {tuple(e.shape)}'
                       for name, o, e in zip(target.output_names, got, expected) if o.shape != e.shape]
     if len(got) != len(expected) or shape_problems:
         note = '; '.join(shape_problems) or f'{len(got)} outputs vs {len(expected)}'
-        return ParityResult(tuple(x.shape), float('inf'), float('inf'), torch_ms, ort_ms, False, note)
+        return ParityResult(tuple(x.shape), float('inf'), float('inf'), torch_ms, runtime_ms, False, note)
     # Integer outputs (labels, label maps) are compared by agreement: a logit tie broken the other way flips a
     # pixel's label, and a detection whose label differs is another detection.
     is_label = [np.issubdtype(e.dtype, np.integer) for e in expected]
@@ -475,11 +514,12 @@ def _compare_at(target: ExportTarget, session, shape: Sequence[int], batch: int,
     agreements = [float((o == e).mean()) if e.size else 1.0 for o, e, lab in zip(got, expected, is_label) if lab]
     agreement = min(agreements) if agreements else None
     finite = all(np.isfinite(o).all() for o, _ in pairs)
-    passed = finite and max(rel_diffs) <= tolerance and (agreement is None or agreement >= LABEL_AGREEMENT)
+    passed = finite and max(rel_diffs) <= tolerance and (agreement is None or agreement >= min_agreement)
     note = '' if finite else 'non-finite output'
-    if agreement is not None and agreement < LABEL_AGREEMENT:
+    if agreement is not None and agreement < min_agreement:
         note = f'labels agree on {agreement:.2%} only'
-    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, ort_ms, passed, note, agreement)
+    return ParityResult(tuple(x.shape), max(abs_diffs), max(rel_diffs), torch_ms, runtime_ms, passed, note,
+                        agreement)
 
 
 def _in_reference_order(got: List[np.ndarray], expected: List[np.ndarray]) -> List[np.ndarray]:
@@ -497,15 +537,17 @@ def _in_reference_order(got: List[np.ndarray], expected: List[np.ndarray]) -> Li
     return [np.take_along_axis(t, order.reshape(*order.shape, *[1] * (t.ndim - 2)), axis=1) for t in got]
 
 
-def format_table(results: Sequence[ParityResult], tolerance: Optional[float] = None) -> str:
-    """A markdown table: input, max abs / relative difference, median latency of both, pass/fail."""
+def format_table(results: Sequence[ParityResult], tolerance: Optional[float] = None,
+                 runtime: str = 'onnxruntime') -> str:
+    """A markdown table: input, max abs / relative difference, median latency of PyTorch and of ``runtime``,
+    pass/fail."""
     rel_header = 'max rel diff' + (f' (tol {tolerance:g})' if tolerance is not None else '')
-    lines = [f'| input | max abs diff | {rel_header} | labels equal | PyTorch (ms) | onnxruntime (ms) | speed-up | '
+    lines = [f'| input | max abs diff | {rel_header} | labels equal | PyTorch (ms) | {runtime} (ms) | speed-up | '
              'parity |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for r in results:
         shape = 'x'.join(str(s) for s in r.input_shape)
         status = 'ok' if r.passed else 'FAIL' + (f' ({r.note})' if r.note else '')
         labels = '-' if r.label_agreement is None else f'{r.label_agreement:.2%}'
         lines.append(f'| {shape} | {r.max_abs_diff:.2e} | {r.max_rel_diff:.2e} | {labels} | {r.torch_ms:.1f} | '
-                     f'{r.ort_ms:.1f} | {r.torch_ms / max(r.ort_ms, 1e-9):.2f} | {status} |')
+                     f'{r.runtime_ms:.1f} | {r.torch_ms / max(r.runtime_ms, 1e-9):.2f} | {status} |')
     return '\n'.join(lines)

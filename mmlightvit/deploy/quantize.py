@@ -86,15 +86,19 @@ class _FeedReader:
 
 
 def quantize_onnx(onnx_file: str, out_file: str, feeds: List[Dict[str, np.ndarray]], per_channel: bool = True,
-                  reduce_range='auto') -> dict:
-    """Write the INT8 form of ``onnx_file`` to ``out_file``, calibrated on ``feeds``; returns what was chosen."""
+                  reduce_range='auto', symmetric: bool = False) -> dict:
+    """Write the INT8 form of ``onnx_file`` to ``out_file``, calibrated on ``feeds``; returns what was chosen.
+    ``symmetric``: activations signed INT8 with zero point 0 (and full 8-bit weights), the form TensorRT's explicit
+    quantization takes; otherwise the CPU form above."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    reduce = (not cpu_has_vnni()) if reduce_range == 'auto' else bool(reduce_range)
+    reduce = False if symmetric else (not cpu_has_vnni()) if reduce_range == 'auto' else bool(reduce_range)
+    activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
     quantize_static(onnx_file, out_file, _FeedReader(feeds), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel, reduce_range=reduce,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=activation, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={'ActivationSymmetric': symmetric, 'WeightSymmetric': True},
                     use_external_data_format=os.path.getsize(onnx_file) > (1 << 30))
     # the exported model's metadata (kind, preprocessing, classes) carries over, with the precision added
     source = onnx.load(onnx_file, load_external_data=False)
@@ -103,9 +107,10 @@ def quantize_onnx(onnx_file: str, out_file: str, feeds: List[Dict[str, np.ndarra
     props.update({'mmlightvit.precision': 'int8', 'mmlightvit.quantization':
                   f'onnxruntime QDQ static, {len(feeds)} calibration images, ops {",".join(QUANTIZED_OPS)}, '
                   f'weights int8 {"per channel" if per_channel else "per tensor"}'
-                  f'{" (7-bit range)" if reduce else ""}, activations uint8 (min-max)'})
+                  f'{" (7-bit range)" if reduce else ""}, '
+                  f'activations {"int8 symmetric" if symmetric else "uint8"} (min-max)'})
     del quantized.metadata_props[:]
     for key, value in props.items():
         quantized.metadata_props.add(key=key, value=value)
     onnx.save(quantized, out_file)
-    return dict(calibration_images=len(feeds), per_channel=per_channel, reduce_range=reduce)
+    return dict(calibration_images=len(feeds), per_channel=per_channel, reduce_range=reduce, symmetric=symmetric)

@@ -1,11 +1,13 @@
-"""An exported model (``.onnx``) run by onnxruntime or OpenVINO inside the config's own data pipeline and evaluator.
+"""An exported model run inside the config's own data pipeline and evaluator: an ``.onnx`` file by onnxruntime or
+OpenVINO, an ExecuTorch program (``.pte``, with its metadata in ``FILE.pte.json``) by ExecuTorch's XNNPACK backend.
 
-``tools/test.py CONFIG model.onnx`` and ``tools/image_demo.py ... --weights model.onnx`` replace the config's model
-with :class:`ExportedModel` (:func:`use_exported_model`): the config's data preprocessor makes the batch, onnxruntime
-runs the graph that ``tools/deploy/export_onnx.py --mode model`` wrote, and the steps mmdet / mmseg / mmpretrain
-take after the network (scaling boxes to the original image, pasting masks, resizing logits to the original image,
-the softmax label) turn its outputs into the same data samples the PyTorch model gives, so the config's metrics and
-visualisers work unchanged.
+``tools/test.py CONFIG model.onnx`` and ``tools/image_demo.py ... --weights model.onnx`` (or ``model.pte``) replace
+the config's model with :class:`ExportedModel` (:func:`use_exported_model`): the config's data preprocessor makes the
+batch, the runtime runs the graph that ``tools/deploy/export_onnx.py --mode model`` (``export_executorch.py``)
+wrote, and the steps mmdet / mmseg / mmpretrain take after the network (scaling boxes to the original image,
+pasting masks, resizing logits to the original image, the softmax label) turn its outputs into the same data samples
+the PyTorch model gives, so the config's metrics and visualisers work unchanged. The file type picks the runtime
+(:func:`exported_backend`).
 """
 import json
 import os.path as osp
@@ -25,8 +27,11 @@ KINDS_OF_SCOPE = {'mmdet': ('detector', 'instance-segmentor'), 'mmseg': ('segmen
                   'mmpretrain': ('classifier', )}
 DETECTOR_KINDS = KINDS_OF_SCOPE['mmdet']
 RUNNABLE_KINDS = sum(KINDS_OF_SCOPE.values(), ())
-#: The runtimes an exported file runs on (both on the CPU).
-BACKENDS = ('onnxruntime', 'openvino')
+#: The runtimes an exported file runs on (all on the CPU): an ``.onnx`` file on the first two (onnxruntime unless
+#: another is asked for), a ``.pte`` on ExecuTorch.
+BACKENDS = ('onnxruntime', 'openvino', 'executorch')
+#: The backends of each exported file type, the default first.
+BACKENDS_OF_SUFFIX = {'.onnx': ('onnxruntime', 'openvino'), '.pte': ('executorch', )}
 
 
 class OpenVINOSession:
@@ -46,13 +51,68 @@ class OpenVINOSession:
         return [np.asarray(results[port]) for port in self.model.outputs]
 
 
-def runtime_session(onnx_file: str, backend: str = 'onnxruntime', threads: Optional[int] = None):
-    """A CPU session of ``backend`` (see :data:`BACKENDS`) over ``onnx_file``."""
+class ExecuTorchSession:
+    """An ExecuTorch program (``.pte``, XNNPACK delegate) with onnxruntime's ``InferenceSession`` interface
+    (``get_inputs``, ``get_outputs``, ``run``); the input and output names come from its sidecar metadata.
+
+    ``threads``: the size of ExecuTorch's thread pool (one per process, shared by every program; default PyTorch's
+    thread count).
+    """
+
+    def __init__(self, pte_file: str, threads: Optional[int] = None):
+        from mmlightvit.deploy.executorch_export import input_bounds
+        self.metadata = exported_metadata(pte_file)
+        self.input_names = json.loads(self.metadata.get('input_names', '["image"]'))
+        self.output_names = json.loads(self.metadata.get('output_names', '[]'))
+        self.fixed_shape, self.bounds = input_bounds(self.metadata)
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+        wanted = threads or torch.get_num_threads()
+        if portable_lib._threadpool_get_thread_count() != wanted:
+            portable_lib._unsafe_reset_threadpool(wanted)
+        try:
+            self.method = Runtime.get().load_program(pte_file).load_method('forward')
+        except Exception as err:  # the runtime's loader errors (a damaged program, an operator without kernel)
+            raise ExportedModelError(f'ExecuTorch cannot load {pte_file!r}: {type(err).__name__}: {err}') from err
+        if self.method is None:
+            raise ExportedModelError(f'{pte_file!r} has no forward method.')
+        self.pte_file = pte_file
+
+    def get_inputs(self):
+        return [SimpleNamespace(name=name) for name in self.input_names]
+
+    def get_outputs(self):
+        return [SimpleNamespace(name=name) for name in self.output_names]
+
+    def run(self, output_names, feed: dict) -> List[np.ndarray]:
+        inputs = [torch.from_numpy(np.ascontiguousarray(feed[name])) for name in self.input_names]
+        self._check_shape(tuple(inputs[0].shape))
+        return [output.numpy() for output in self.method.execute(inputs)]
+
+    def _check_shape(self, shape: tuple) -> None:
+        """An input outside the exported bounds fails inside ExecuTorch with an error code only: say it here."""
+        if self.fixed_shape is not None:
+            if list(shape) != self.fixed_shape:
+                raise ExportedModelError(f'{self.pte_file} was exported for inputs of shape {self.fixed_shape} only; '
+                                         f'got {list(shape)}.')
+            return
+        max_batch, min_size, max_size = self.bounds
+        if not (1 <= shape[0] <= max_batch and min(shape[2:]) >= min_size and max(shape[2:]) <= max_size):
+            raise ExportedModelError(
+                f'{self.pte_file} runs batches of 1 to {max_batch} images of {min_size} to {max_size} pixels a side '
+                f'(the bounds it was exported with); got an input of shape {list(shape)}. Export it with a larger '
+                '--max-batch / --max-size, or resize the images.')
+
+
+def runtime_session(exported_file: str, backend: str = 'onnxruntime', threads: Optional[int] = None):
+    """A CPU session of ``backend`` (see :data:`BACKENDS`) over ``exported_file``."""
     if backend == 'onnxruntime':
         from mmlightvit.deploy.onnx_export import ort_session
-        return ort_session(onnx_file, threads)
+        return ort_session(exported_file, threads)
     if backend == 'openvino':
-        return OpenVINOSession(onnx_file, threads)
+        return OpenVINOSession(exported_file, threads)
+    if backend == 'executorch':
+        return ExecuTorchSession(exported_file, threads)
     raise ExportedModelError(f'Unknown backend {backend!r}; known: {", ".join(BACKENDS)}.')
 
 
@@ -60,15 +120,39 @@ class ExportedModelError(ValueError):
     """An exported file that cannot serve this config, with the reason."""
 
 
+def _suffix(path: str) -> str:
+    return osp.splitext(str(path))[1].lower()
+
+
 def is_exported_model(path: str) -> bool:
-    return str(path).lower().endswith('.onnx')
+    return _suffix(path) in BACKENDS_OF_SUFFIX
 
 
-def exported_metadata(onnx_file: str) -> dict:
-    """The ``mmlightvit.*`` metadata the exporter wrote into ``onnx_file`` (without the prefix)."""
+def exported_backend(path: str, backend: Optional[str] = None) -> str:
+    """The runtime of the exported file ``path``: ``backend`` when given (checked against the file type), else the
+    file type's default (onnxruntime for ``.onnx``, ExecuTorch for ``.pte``)."""
+    suffix = _suffix(path)
+    if suffix not in BACKENDS_OF_SUFFIX:
+        raise ExportedModelError(f'{path!r} is no exported model; known file types: '
+                                 f'{", ".join(BACKENDS_OF_SUFFIX)}.')
+    if backend is None:
+        return BACKENDS_OF_SUFFIX[suffix][0]
+    if backend not in BACKENDS_OF_SUFFIX[suffix]:
+        raise ExportedModelError(f'--backend {backend} cannot run a {suffix} file; it runs on '
+                                 f'{" or ".join(BACKENDS_OF_SUFFIX[suffix])}.')
+    return backend
+
+
+def exported_metadata(exported_file: str) -> dict:
+    """The ``mmlightvit.*`` metadata the exporter wrote (without the prefix): into the ONNX graph, or into the
+    sidecar ``FILE.pte.json`` of an ExecuTorch program."""
+    if not osp.isfile(exported_file):
+        raise FileNotFoundError(f'Exported model {exported_file!r} does not exist.')
+    if _suffix(exported_file) == '.pte':
+        from mmlightvit.deploy.executorch_export import read_pte_metadata
+        return read_pte_metadata(exported_file)
     import onnx
-    if not osp.isfile(onnx_file):
-        raise FileNotFoundError(f'Exported model {onnx_file!r} does not exist.')
+    onnx_file = exported_file
     try:
         model = onnx.load(onnx_file, load_external_data=False)
     except Exception as err:  # protobuf decode errors of a damaged or foreign file
@@ -78,33 +162,34 @@ def exported_metadata(onnx_file: str) -> dict:
 
 @MODELS.register_module()
 class ExportedModel(BaseModel):
-    """Runs ``onnx_file`` with onnxruntime or OpenVINO on the CPU; see the module docstring.
+    """Runs ``exported_file`` with onnxruntime, OpenVINO or ExecuTorch on the CPU; see the module docstring.
 
     Args:
-        onnx_file: a whole model exported by ``tools/deploy/export_onnx.py --mode model``.
+        exported_file: a whole model exported by ``tools/deploy/export_onnx.py --mode model`` (``.onnx``) or
+            ``tools/deploy/export_executorch.py --mode model`` (``.pte``).
         data_preprocessor: the config's ``model.data_preprocessor``.
         test_cfg: the config's ``model.test_cfg`` (mask threshold of instance segmentation, mmseg's mode).
         align_corners: the segmentor's decode head setting, for the resize of logits to the original image.
-        backend: ``'onnxruntime'`` or ``'openvino'``.
+        backend: one of :data:`BACKENDS` that runs the file type (None: its default, see :func:`exported_backend`).
         threads: the runtime's threads (default: PyTorch's thread count).
     """
 
-    def __init__(self, onnx_file: str, data_preprocessor: dict, test_cfg: Optional[dict] = None,
-                 align_corners: bool = False, backend: str = 'onnxruntime', threads: Optional[int] = None):
+    def __init__(self, exported_file: str, data_preprocessor: dict, test_cfg: Optional[dict] = None,
+                 align_corners: bool = False, backend: Optional[str] = None, threads: Optional[int] = None):
         super().__init__(data_preprocessor=data_preprocessor)
-        self.metadata = exported_metadata(onnx_file)
+        self.metadata = exported_metadata(exported_file)
         self.kind = self.metadata.get('kind')
         if self.kind not in RUNNABLE_KINDS:
             raise ExportedModelError(
-                f'{onnx_file!r} holds a {self.kind or "model without mmlightvit metadata"}; tools/test.py and the '
+                f'{exported_file!r} holds a {self.kind or "model without mmlightvit metadata"}; tools/test.py and the '
                 f'inference API run whole models exported with --mode model ({", ".join(RUNNABLE_KINDS)}).')
-        self.onnx_file = onnx_file
+        self.exported_file = exported_file
         # the class names (and palette) of the checkpoint the graph was exported from, for visualisation
         self.dataset_meta = json.loads(self.metadata['dataset_meta']) if 'dataset_meta' in self.metadata else None
         self.test_cfg = ConfigDict(test_cfg or {})
         self.align_corners = align_corners
-        self.backend = backend
-        self.session = runtime_session(onnx_file, backend, threads)
+        self.backend = exported_backend(exported_file, backend)
+        self.session = runtime_session(exported_file, self.backend, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self._paster = None
 
@@ -201,17 +286,18 @@ def _averages_parameters(hook_cfg) -> bool:
     return getattr(kind, '__name__', str(kind)).rsplit('.', 1)[-1] == 'EMAHook'
 
 
-def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime') -> None:
-    """Make ``cfg`` evaluate / run ``onnx_file`` on ``backend`` instead of its PyTorch model (nothing is loaded
-    into a model)."""
-    if backend not in BACKENDS:
+def use_exported_model(cfg: Config, exported_file: str, backend: Optional[str] = None) -> None:
+    """Make ``cfg`` evaluate / run ``exported_file`` on ``backend`` (None: the file type's default runtime, see
+    :func:`exported_backend`) instead of its PyTorch model (nothing is loaded into a model)."""
+    if backend is not None and backend not in BACKENDS:
         raise ExportedModelError(f'Unknown backend {backend!r}; known: {", ".join(BACKENDS)}.')
+    backend = exported_backend(exported_file, backend)
     model = cfg.model
-    metadata = exported_metadata(onnx_file)
+    metadata = exported_metadata(exported_file)
     exported_config = metadata.get('config')
     scope = cfg.get('default_scope')
     if metadata.get('kind') in RUNNABLE_KINDS and metadata['kind'] not in KINDS_OF_SCOPE.get(scope, RUNNABLE_KINDS):
-        raise ExportedModelError(f'{onnx_file} holds an exported {metadata["kind"]} (from {exported_config}), '
+        raise ExportedModelError(f'{exported_file} holds an exported {metadata["kind"]} (from {exported_config}), '
                                  f'which cannot serve {osp.basename(cfg.filename or "this config")} ({scope}).')
     if model.get('type') in ('mmlightvit.ExportedModel', 'ExportedModel'):
         return
@@ -224,12 +310,12 @@ def use_exported_model(cfg: Config, onnx_file: str, backend: str = 'onnxruntime'
                 "(set --cfg-options model.test_cfg.mode=whole, or test the PyTorch model).")
     detector_test_cfg = test_cfg.get('rcnn', test_cfg) if isinstance(test_cfg, dict) else {}
     decode_head = model.get('decode_head') or {}
-    cfg.model = ConfigDict(type='mmlightvit.ExportedModel', onnx_file=onnx_file,
+    cfg.model = ConfigDict(type='mmlightvit.ExportedModel', exported_file=exported_file,
                            data_preprocessor=data_preprocessor_config(cfg),
                            test_cfg=dict(detector_test_cfg) if cfg.get('default_scope') == 'mmdet' else dict(test_cfg),
                            align_corners=bool(decode_head.get('align_corners', False)), backend=backend)
     cfg.load_from = None
     cfg.custom_hooks = [hook for hook in cfg.get('custom_hooks') or [] if not _averages_parameters(hook)]
     if exported_config and exported_config != osp.basename(cfg.filename or ''):
-        print(f'note: {onnx_file} was exported from {exported_config}; its pipeline is taken from '
+        print(f'note: {exported_file} was exported from {exported_config}; its pipeline is taken from '
               f'{osp.basename(cfg.filename or "")}.')

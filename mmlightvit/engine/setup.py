@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 from mmlightvit.registry import build_or_explain
 from mmlightvit.utils.checkpoint import install_safe_checkpoint_loading
+from mmlightvit.utils.config import ConfigError, read_config
 
 from .checkpointing import unwrap_model
 from .reproducibility import SEEDED_SAMPLERS
@@ -146,20 +147,9 @@ def align_evaluator_annotations(cfg: Config, cfg_options: Optional[dict] = None)
                       logger='current', level=logging.WARNING)
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be read."""
-
-
 def load_config(config: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
-    if not osp.isfile(config) and '::' not in config:
-        raise ConfigError(f'{config}: no such config file.')
-    try:
-        cfg = Config.fromfile(config)
-    except SyntaxError as err:
-        raise ConfigError(f'{config} (or a config it inherits) has a syntax error: {err}') from err
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = read_config(config, cfg_options)
     align_evaluator_annotations(cfg, cfg_options)
     take_classes_from_data(cfg)
     cfg.launcher = launcher

@@ -3,10 +3,11 @@ import sys
 from contextlib import contextmanager
 
 from .checkpoint import CheckpointError
+from .config import ConfigError
 from .files import OutputPathError
 
-# Errors whose message is the whole story: bad paths, unusable checkpoints, missing files.
-USER_ERRORS = (OutputPathError, CheckpointError, FileNotFoundError)
+# Errors whose message is the whole story: bad paths, unusable checkpoints or configs, missing files.
+USER_ERRORS = (OutputPathError, CheckpointError, ConfigError, FileNotFoundError)
 
 
 @contextmanager

@@ -33,11 +33,13 @@ first form, eager or the first attention path), the peak memory of one run (CUDA
 the resident-set peak of the form's first run in a process of its own), the largest output difference against the
 first form, and the target's MACs (the project's counter, at the input size) with the achieved GMAC/s (= GFLOP/s in
 the project's convention, one multiply-add = one FLOP). ``--deploy-forms`` adds, for backbones on the CPU,
-``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and ``onnxruntime`` forms of the
-fused model. ``--compare`` sets our eager model against the reference's and our deployable forms against the
-reference's re-parameterised model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole models)
-breaks the eager predict time down by stage. Numbers depend on the machine, its load and the thread count: compare
-ratios from one run, not numbers across runs.
+``channels-last``, ``oneDNN`` (a frozen TorchScript graph with oneDNN fusions) and the runtimes' float32 and INT8
+forms of the fused model (``--deploy-runtimes``: onnxruntime, OpenVINO, ExecuTorch with XNNPACK); on CUDA, TensorRT
+engines of it in float32, float16 and INT8 (built for the timed batch sizes at each input size; they need the
+``tensorrt`` package). ``--compare`` sets our eager model against the reference's and our deployable forms against
+the reference's re-parameterised model (timm's ``reparameterize_model``) where it has one. ``--profile`` (whole
+models) breaks the eager predict time down by stage. Numbers depend on the machine, its load and the thread count:
+compare ratios from one run, not numbers across runs.
 """
 import argparse
 import json
@@ -52,6 +54,7 @@ from mmengine.config import DictAction
 from mmlightvit.analysis import benchmark as bench
 from mmlightvit.analysis.complexity import config_scope, default_shape, predict_batch
 from mmlightvit.apis.model import build_model, config_without_pretrained
+from mmlightvit.deploy.runtime import BACKENDS
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -73,8 +76,12 @@ def parse_args(argv=None):
     parser.add_argument('--compile', action='store_true', help='add a torch.compile form (first call timed apart)')
     parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
     parser.add_argument('--deploy-forms', action='store_true',
-                        help='backbones on the CPU (FAMILY:ARCH, or configs with --backbone-only): add channels-last, '
-                        'oneDNN (TorchScript), onnxruntime and OpenVINO forms, float32 and INT8')
+                        help='backbones (FAMILY:ARCH, or configs with --backbone-only): on the CPU add channels-last, '
+                        'oneDNN (TorchScript), onnxruntime, OpenVINO and ExecuTorch (XNNPACK) forms, float32 and INT8; '
+                        'on CUDA, TensorRT engines in float32, float16 and INT8')
+    parser.add_argument('--deploy-runtimes', nargs='+', choices=BACKENDS, default=list(BACKENDS),
+                        help='--deploy-forms on the CPU: the runtimes timed (default: all; ExecuTorch\'s lowering '
+                        'takes a minute or more per program)')
     parser.add_argument('--profile', action='store_true',
                         help='whole models: time the stages of predict (backbone, neck, heads, post-processing)')
     parser.add_argument('--no-macs', action='store_true', help='skip counting MACs (large models take a while)')
@@ -129,8 +136,12 @@ def parse_args(argv=None):
         parser.error('fp16 autocast is for CUDA; on the CPU use --dtype bf16')
     if args.compare and any(bench.parse_arch_target(t) is None for t in args.targets):
         parser.error('--compare times backbones: give FAMILY:ARCH targets')
-    if args.deploy_forms and args.device != 'cpu':
-        parser.error('--deploy-forms are CPU forms (oneDNN, onnxruntime\'s and OpenVINO\'s CPU plugins)')
+    if args.deploy_forms and args.device == 'cuda':
+        from mmlightvit.deploy.tensorrt import TensorRTError, import_tensorrt
+        try:
+            import_tensorrt()
+        except TensorRTError as err:
+            parser.error(f'--deploy-forms on CUDA are TensorRT engines: {err}')
     if args.deploy_forms and not args.backbone_only and any(bench.parse_arch_target(t) is None for t in args.targets):
         parser.error('--deploy-forms time backbones: give FAMILY:ARCH targets, or configs with --backbone-only')
     arch_only = [name for name in ('attention_paths', 'backbone_options', 'train') if getattr(args, name)]
@@ -166,7 +177,7 @@ def build_target(target: str, args, shape=None):
         else:
             forms = bench.backbone_forms(backbone, fuse=fuse)
         if args.deploy_forms:
-            forms += deploy_forms(forms[-1], shape, family)
+            forms += deploy_forms(forms[-1], shape, family, args)
         forms += references
         if args.train:
             forms = bench.as_training_steps(forms)
@@ -174,13 +185,13 @@ def build_target(target: str, args, shape=None):
 
     cfg = config_without_pretrained(target, args.cfg_options)
     if args.backbone_only:
-        backbone = build_model(cfg, cfg.model.backbone)
+        backbone = build_model(cfg, cfg.model.backbone, init_weights=True)
         shape = shape or (224, 224)
         forms = bench.backbone_forms(backbone, fuse=not args.no_fuse)
         if args.deploy_forms:
-            forms += deploy_forms(forms[-1], shape, type(backbone).__name__)
+            forms += deploy_forms(forms[-1], shape, type(backbone).__name__, args)
         return forms, (lambda batch: torch.rand(batch, 3, *shape)), shape, False
-    model = build_model(cfg)
+    model = build_model(cfg, init_weights=True)
     if getattr(model, 'auxiliary_head', None) is not None:
         model.auxiliary_head = None  # training only
     shape = shape or default_shape(cfg)
@@ -188,12 +199,16 @@ def build_target(target: str, args, shape=None):
     return forms, (lambda batch: predict_batch(forms[0].module, config_scope(cfg), shape, batch)), shape, True
 
 
-def deploy_forms(base: bench.Form, shape, backbone_type: str) -> list:
-    """channels-last, oneDNN and the runtimes' fp32 / INT8 forms of ``base`` (the fused backbone where it folds)."""
+def deploy_forms(base: bench.Form, shape, backbone_type: str, args) -> list:
+    """The deployed forms of ``base`` (the fused backbone where it folds): on the CPU channels-last, oneDNN and the
+    runtimes' fp32 / INT8 forms; on CUDA the TensorRT engines."""
     import tempfile
+    work_dir = tempfile.mkdtemp(prefix='benchmark-deploy-')
+    if args.device == 'cuda':
+        return bench.tensorrt_forms(base, shape, args.batch or [1, 16], backbone_type, work_dir)
     forms = [bench.channels_last_form(base), bench.onednn_form(base, torch.rand(1, 3, *shape))]
-    work_dir = tempfile.mkdtemp(prefix='benchmark-onnx-')
-    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir)
+    return forms + bench.runtime_forms(base, shape, backbone_type, work_dir, args.deploy_runtimes,
+                                       max_batch=max(args.batch or [16]))
 
 
 def count_target_macs(target: str, forms, shape, whole_model: bool, args) -> int:

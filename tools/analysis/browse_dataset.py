@@ -11,7 +11,10 @@ import os
 import os.path as osp
 
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
+
+from mmlightvit.utils.cli import exit_on_user_error
+from mmlightvit.utils.config import read_config
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
 
@@ -55,9 +58,7 @@ def main(argv=None):
 
     from mmlightvit.engine import check_dataset_paths
     from mmlightvit.engine.setup import take_classes_from_data
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)
     take_classes_from_data(cfg)
     loader = SPLITS[args.split]
     if not cfg.get(loader):
@@ -81,4 +82,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    with exit_on_user_error():
+        main()

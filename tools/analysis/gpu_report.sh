@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's GPU numbers in one run: backbone latency and peak memory of one variant per family (fp32 / fp16 /
 # bf16 autocast; eager, fused and torch.compile), TransNeXt-Tiny's attention paths at detection sizes (the same
-# dtypes, eager and compiled), ONNX Runtime on CUDA where its CUDA provider exists, and a short
+# dtypes, eager and compiled), ONNX Runtime on CUDA where its CUDA provider exists, TensorRT engines (float32,
+# float16, INT8) of the same backbones where the tensorrt package is installed, and a short
 # real mixed-precision training + evaluation of the demo Mask R-CNN (RepViT-M1.1). Writes OUT_DIR/gpu_report.md.
 #
 #   bash tools/analysis/gpu_report.sh [OUT_DIR]          # default work_dirs/gpu_report
@@ -145,6 +146,21 @@ for config in configs:
         onnx_ms, torch_ms = median_ms(lambda: session.run(None, feeds)), median_ms(lambda: model(tensor))
     print(f'| {config} | {onnx_ms:.2f} | {torch_ms:.2f} |')
 PY
+
+echo -e "\n## TensorRT" >> "$REPORT"
+# The backbones as TensorRT engines (float32, float16, INT8 from the symmetric QDQ file) beside PyTorch's fp32 and
+# fp16 autocast forms, batch 1, at 224x224 and at the detection size.
+if [[ "$DEVICE" == cuda ]] && "$PYTHON" -c "import tensorrt" 2>/dev/null; then
+    TRT_OPTIONS=(--deploy-forms --device cuda --dtype fp32 fp16 --shapes 224x224 "${SHAPE[0]}x${SHAPE[1]}" --batch 1)
+    if part tensorrt "$PYTHON" tools/analysis/benchmark.py "${TARGETS[@]}" "${TRT_OPTIONS[@]}" \
+            --repeat "$REPEAT" --warmup "$WARMUP" --out "$OUT_DIR/tensorrt.md"; then
+        printf '\n`benchmark.py %s %s`\n\n' "${TARGETS[*]}" "${TRT_OPTIONS[*]}" >> "$REPORT"
+        cat "$OUT_DIR/tensorrt.md" >> "$REPORT"
+    fi
+else
+    echo -e "\nSkipped: TensorRT needs DEVICE=cuda and the tensorrt package" \
+        "(\`pip install tensorrt\`, the build for the CUDA of this torch)." >> "$REPORT"
+fi
 
 echo -e "\n## Mixed-precision training (demo Mask R-CNN, RepViT-M1.1)" >> "$REPORT"
 if ! "$PYTHON" -c "import mmcv.ops, mmdet" 2>/dev/null; then

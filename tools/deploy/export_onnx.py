@@ -5,15 +5,16 @@
 
 CHECKPOINT is a detector / segmentor checkpoint (what tools/train.py writes, fused or not), a backbone checkpoint
 (``--mode backbone`` only), or ``none`` for the random initial weights. ``--mode backbone`` exports the fused
-backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (image -> logits at the input size and
-the label map), detector (image and each image's unpadded size -> final detections after NMS, and masks for
-instance segmentation; see mmlightvit/deploy/detection.py) or classifier (image -> class probabilities). The graph's
-image input is the preprocessed batch; batch, height and width are dynamic. ``tools/test.py CONFIG OUT`` evaluates
-the exported whole model. After the export, onnxruntime (CPU) and PyTorch run the same random inputs at
-each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the differences and median latencies
-and exits with status 1 when a difference exceeds ``--tolerance`` (relative to the output's largest magnitude).
-Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that exists or is an input) exit
-with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never when it is an input.
+backbone (outputs: its feature maps); ``--mode model`` the whole segmentor (Mask2Former included; image -> logits at
+the input size and the label map), detector (image and each image's unpadded size -> final detections after NMS, or
+DINO's top-k, and masks for instance segmentation; see mmlightvit/deploy/detection.py) or classifier (image -> class
+probabilities). The graph's image input is the preprocessed batch; batch, height and width are dynamic.
+``tools/test.py CONFIG OUT`` evaluates the exported whole model. After the export, onnxruntime (CPU) and PyTorch run
+the same random inputs at each ``--check-shapes`` size (default 224x224 and 200x328); the tool prints the
+differences and median latencies and exits with status 1 when a difference exceeds ``--tolerance`` (relative to the
+output's largest magnitude). Errors (missing or unsafe checkpoint, a model that cannot be exported, an output that
+exists or is an input) exit with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never
+when it is an input.
 
 Every backbone exports with dynamic height and width; FasterViT and TransNeXt compute their size-dependent tables in
 the graph from the runtime size. FasterViT is traced at 225 px per side or more whatever ``--shape`` says (2 x 2
@@ -24,58 +25,27 @@ graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per
 import argparse
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from mmengine.config import DictAction
-
-from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, MODES, ExportError, build_export_target,
-                                           compare_with_onnxruntime, export_onnx, format_table)
+from mmlightvit.deploy.cli import add_check_arguments, add_model_arguments, check_shapes
+from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, ExportError, build_export_target, compare_with_onnxruntime,
+                                           export_onnx, format_table)
 from mmlightvit.utils.cli import USER_ERRORS
 from mmlightvit.utils.files import check_output, replace_file_atomically
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parsed arguments; ``check_shapes`` becomes the list of (H, W) sizes to compare at."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='model config (mmdet / mmseg, with a mmlightvit backbone)')
-    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for random initial weights")
-    parser.add_argument('--mode', choices=MODES, default='backbone',
-                        help='backbone: the fused backbone alone; model: the whole segmentor / detector / classifier')
-    parser.add_argument('--out', help='output .onnx file (default: work_dirs/onnx/CONFIG_MODE.onnx)')
-    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists (never an input)')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='input size used for tracing (the graph stays dynamic; with --static, its fixed size)')
-    parser.add_argument('--check-shapes', type=int, nargs='+', metavar='H W',
-                        help='pairs of H W at which onnxruntime is compared with PyTorch (default: 224 224 200 328; '
-                        'with --static: the --shape)')
-    parser.add_argument('--batch', type=int, default=1, help='batch size of the check inputs')
+    add_model_arguments(parser, 'segmentor / detector / classifier',
+                        'output .onnx file (default: work_dirs/onnx/CONFIG_MODE.onnx)')
+    add_check_arguments(parser, 'onnxruntime')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset')
     parser.add_argument('--tolerance', type=float, default=1e-4,
                         help='largest allowed |ORT - PyTorch| relative to the largest |PyTorch| of each output')
-    parser.add_argument('--static', action='store_true',
-                        help='a fixed-size graph of the --shape size (one file per size)')
-    parser.add_argument('--no-check', action='store_true', help='export only, skip the onnxruntime comparison')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed runs before timing')
-    parser.add_argument('--repeat', type=int, default=5, help='timed runs (the median is reported)')
-    parser.add_argument('--threads', type=int, help='CPU threads of PyTorch and onnxruntime (default: PyTorch\'s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     args = parser.parse_args(argv)
-    if args.check_shapes is not None and len(args.check_shapes) % 2:
-        parser.error(f'--check-shapes takes pairs H W, got {len(args.check_shapes)} numbers.')
-    if min(args.shape) <= 0 or min(args.check_shapes or [1]) <= 0 or args.batch <= 0:
-        parser.error('--shape, --check-shapes and --batch must be positive.')
-    if args.static and args.check_shapes is not None and set(check_shapes(args)) != {tuple(args.shape)}:
-        parser.error(f'--static exports one graph of the --shape size ({args.shape[0]} {args.shape[1]}), which '
-                     'runs at that size only: leave out --check-shapes, or export each size in a run of its own '
-                     '(--shape H W --out FILE).')
+    args.check_shapes = check_shapes(parser, args)
     return args
-
-
-def check_shapes(args) -> List[Tuple[int, int]]:
-    """The sizes at which the exported graph is compared with PyTorch."""
-    if args.check_shapes is None:
-        return [tuple(args.shape)] if args.static else [(224, 224), (200, 328)]
-    values = args.check_shapes
-    return [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
 
 
 def default_out(config: str, mode: str) -> str:
@@ -85,7 +55,6 @@ def default_out(config: str, mode: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     out = args.out or default_out(args.config, args.mode)
-    shapes = check_shapes(args)
     try:
         note = check_output(out, '--out', inputs=[args.config, args.checkpoint], overwrite=args.overwrite)
         target = build_export_target(args.config, args.checkpoint, args.mode, args.cfg_options)
@@ -100,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'exported {out} ' + (f'(fixed size {args.shape[0]}x{args.shape[1]}, batch {batch})' if args.static
                                     else f'(dynamic batch, height and width; opset {args.opset})'))
         results = [] if args.no_check else compare_with_onnxruntime(
-            target, out, shapes, args.batch, args.tolerance, args.warmup, args.repeat, args.threads)
+            target, out, args.check_shapes, args.batch, args.tolerance, args.warmup, args.repeat, args.threads)
     except USER_ERRORS + (ExportError, ) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

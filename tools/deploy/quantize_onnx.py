@@ -21,13 +21,13 @@ import sys
 from typing import Optional, Sequence
 
 import numpy as np
-from mmengine.config import Config
 
 from mmlightvit.deploy.onnx_export import median_ms, ort_session
 from mmlightvit.deploy.quantize import calibration_feeds, quantize_onnx
 from mmlightvit.deploy.runtime import ExportedModelError, exported_metadata
 from mmlightvit.engine.setup import take_classes_from_data
 from mmlightvit.utils.cli import USER_ERRORS
+from mmlightvit.utils.config import read_config
 from mmlightvit.utils.files import check_output, replace_file_atomically
 
 REDUCE_RANGE = {'auto': 'auto', 'on': True, 'off': False}
@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         check_output(out, '--out', inputs=[args.config, args.model], overwrite=args.overwrite)
         exported_metadata(args.model)  # a readable exported file, before the data is read
-        cfg = Config.fromfile(args.config)
+        cfg = read_config(args.config)
         take_classes_from_data(cfg)
         input_names = [i.name for i in ort_session(args.model, args.threads).get_inputs()]
         feeds = calibration_feeds(cfg, args.calibration_images, input_names, args.split)

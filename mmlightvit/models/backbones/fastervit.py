@@ -592,8 +592,6 @@ class FasterViT(LightBackbone):
     # the official DINO detector puts BatchNorm ``norm{i}`` on the returned maps, under our names
     official_out_norms = True
     reference_models = ('fastervit', {name: f'faster_vit_{name}_224' for name in arch_settings})
-    # traced with a batch of 1, torch.export fixes batch-derived sizes in the graph (checked: batch 3 failed)
-    dynamic_export_min_batch = 2
 
     @classmethod
     def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:

@@ -288,8 +288,6 @@ class TransNeXt(LightBackbone):
         arch_aliases[_name[0]] = _name
         arch_aliases['transnext_' + _name] = _name
     del _name
-    # traced with a batch of 1, torch.export fixes batch-derived sizes in the graph (checked: batch 3 failed)
-    dynamic_export_min_batch = 2
 
     @classmethod
     def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:

@@ -107,9 +107,6 @@ class LightBackbone(CheckpointLayouts, BaseModule):
     reference_models: Optional[Tuple[str, Dict[str, str]]] = None
     #: why ONNX export needs one fixed-size graph per input size (``None``: dynamic height and width work).
     fixed_size_export: Optional[str] = None
-    #: the smallest batch a graph with dynamic sizes is traced with: 2 where a batch of 1 at the traced input would
-    #: be fixed in the graph (FasterViT's window batch, TransNeXt's token batch).
-    dynamic_export_min_batch: int = 1
 
     def __init__(self,
                  out_indices: Sequence[int] = (0, 1, 2, 3),

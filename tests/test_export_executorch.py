@@ -1,0 +1,150 @@
+"""ExecuTorch (XNNPACK) export (tools/deploy/export_executorch.py): a classifier exported whole matches PyTorch in
+float32 at two batch sizes and input sizes, evaluates through tools/test.py with the PyTorch model's metric, the
+INT8 form (PT2E) of a small network stays near the float model, and files that are no exported model (or whose
+metadata belongs to another program) are refused with a clear error.
+
+The model is the demo classifier config with a narrow, shallow RepViT (random weights): lowering to XNNPACK is
+Python work that grows with the number of operators (a minute or more for RepViT-M0.9 on a busy 2-core machine)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip('executorch')
+
+from tests.conftest import run_python  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSIFIER = ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py'
+SEGMENTOR = ROOT / 'configs/repvit/fpn_repvit-m1.1_ade20k-demo.py'
+DETECTOR = ROOT / 'configs/repvit/rtmdet_repvit-m0.9_coco-demo.py'
+TINY_CLASSIFIER = f"""_base_ = '{CLASSIFIER}'
+model = dict(backbone=dict(arch=dict(_delete_=True, widths=(16, 32, 48, 64), depths=(1, 1, 1, 1))),
+             head=dict(in_channels=64))
+"""
+FAST = ['--repeat', '1', '--warmup', '0', '--threads', '1']
+FIRST_IMAGES = ['--cfg-options', 'test_dataloader.dataset.indices=4', 'test_dataloader.batch_size=2']
+
+
+@pytest.fixture(scope='module')
+def classifier(tmp_path_factory):
+    """(config, checkpoint, folder): the tiny demo classifier with random weights."""
+    import torch
+
+    from mmlightvit.apis.model import build_model, config_without_pretrained
+    root = tmp_path_factory.mktemp('executorch')
+    config = root / 'tiny_classifier.py'
+    config.write_text(TINY_CLASSIFIER)
+    checkpoint = root / 'classifier.pth'
+    model = build_model(config_without_pretrained(str(config)))
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    return config, checkpoint, root
+
+
+@pytest.fixture(scope='module')
+def fp32_program(classifier):
+    config, checkpoint, root = classifier
+    out = root / 'classifier.pte'
+    proc = run_python(['tools/deploy/export_executorch.py', config, checkpoint, '--mode', 'model', '--out', out,
+                       '--shape', '64', '64', '--check-shapes', '64', '64', '96', '128', '--batch', '2',
+                       '--max-size', '128', *FAST], check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_float32_program_matches_pytorch_at_dynamic_batch_and_size(fp32_program):
+    out, stdout = fp32_program
+    assert 'classifier (RepViT), outputs: scores' in stdout
+    assert 'dynamic batch 1..4, height and width 64..128' in stdout
+    rows = [line.split('|')[1:-1] for line in stdout.splitlines() if line.startswith('| 2x3x')]
+    assert [row[0].strip() for row in rows] == ['2x3x64x64', '2x3x96x128'], stdout
+    for row in rows:  # max rel diff within 1e-4, then parity
+        assert float(row[2]) <= 1e-4 and row[-1].strip() == 'ok', stdout
+    sidecar = json.loads(Path(f'{out}.json').read_text())
+    metadata = sidecar['metadata']
+    assert sidecar['format'] == 'mmlightvit.executorch'
+    assert (metadata['kind'], metadata['precision'], metadata['config']) == ('classifier', 'fp32',
+                                                                          'tiny_classifier.py')
+    assert json.loads(metadata['output_names']) == ['scores'] and 'preprocess.mean' in metadata
+
+
+def test_tools_test_evaluates_the_program_like_pytorch(fp32_program, classifier, tmp_path):
+    config, checkpoint, _ = classifier
+    out, _ = fp32_program
+    accuracies = []
+    for name, weights in (('torch', checkpoint), ('executorch', out)):
+        run = run_python(['tools/test.py', config, weights, '--work-dir', tmp_path / name, *FIRST_IMAGES])
+        line = next(line for line in run.stdout.splitlines() if 'Epoch(test)' in line)
+        accuracies.append(line.split('accuracy/top1:')[1].split()[0])
+    assert accuracies[0] == accuracies[1], accuracies
+
+
+def test_int8_program_stays_near_the_float_model(tmp_path):
+    """The INT8 path (PT2E calibration, convert, lowering) on a small convolutional classifier: lowering a quantized
+    RepViT takes minutes, so the classifier's INT8 run through the tool is a documented command, not a test."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    from mmlightvit.deploy.executorch_export import export_executorch
+    from mmlightvit.deploy.onnx_export import ExportTarget
+    from mmlightvit.deploy.runtime import ExecuTorchSession
+
+    class Scores(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                                     nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(32, 10))
+
+        def forward(self, image):
+            return (self.net(image), )
+
+    torch.manual_seed(0)
+    target = ExportTarget(Scores().eval(), 'classifier', ['scores'], backbone_type='Toy')
+    calibration = [(torch.rand(1, 3, 64, 64), ) for _ in range(4)]
+    out = tmp_path / 'int8.pte'
+    metadata = export_executorch(target, str(out), (64, 64), dynamic=False, calibration=calibration,
+                                 calibration_note='random images')
+    assert metadata['precision'] == 'int8' and '4 calibration inputs (random images)' in metadata['quantization']
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = target.module(x)[0].numpy()
+    got = ExecuTorchSession(str(out), threads=1).run(None, {'image': x.numpy()})[0]
+    error = np.abs(got - expected).max() / np.abs(expected).max()
+    assert 0 < error < 0.05, error  # INT8 rounding: near the float model, and not the float program
+
+
+def test_files_that_are_no_exported_model_are_refused(fp32_program, classifier, tmp_path):
+    config = classifier[0]
+    out, _ = fp32_program
+    garbage = tmp_path / 'garbage.pte'
+    garbage.write_bytes(b'not an ExecuTorch program')
+    without_metadata = tmp_path / 'no_metadata.pte'
+    shutil.copy(out, without_metadata)
+    stale = tmp_path / 'stale.pte'
+    shutil.copy(out, stale)
+    sidecar = json.loads(Path(f'{out}.json').read_text())
+    Path(f'{stale}.json').write_text(json.dumps(dict(sidecar, pte_sha256='0' * 64)))
+    cases = ((garbage, [], 'is not an ExecuTorch program'),
+             (without_metadata, [], 'holds a model without mmlightvit metadata'),
+             (stale, [], 'describes another program'),
+             (out, ['--backend', 'openvino'], '--backend openvino cannot run a .pte file'),
+             (tmp_path / 'missing.pte', [], 'does not exist'))
+    for path, extra, message in cases:
+        proc = run_python(['tools/test.py', config, path, '--work-dir', tmp_path / 'run', *extra], check=False)
+        assert proc.returncode == 2 and message in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
+
+
+def test_export_refuses_detectors_and_existing_outputs(fp32_program, classifier, tmp_path):
+    out, _ = fp32_program
+    config, checkpoint, _ = classifier
+    again = run_python(['tools/deploy/export_executorch.py', config, checkpoint, '--mode', 'model', '--out', out],
+                       check=False)
+    assert again.returncode == 2 and '--overwrite' in again.stderr
+    detector = run_python(['tools/deploy/export_executorch.py', DETECTOR, 'none', '--mode', 'model', '--out',
+                           tmp_path / 'rtmdet.pte', '--no-check'], check=False)
+    assert detector.returncode == 2 and 'mmlightvit::multiclass_nms' in detector.stderr, detector.stderr
+    assert not (tmp_path / 'rtmdet.pte').exists()
+
