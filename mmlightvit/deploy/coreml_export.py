@@ -177,9 +177,9 @@ def _flexible_input_shape(target: ExportTarget, shape: Tuple[int, int], enumerat
         raise ExportError('Give enumerated shapes or a size range, not both.')
     if not (enumerated_shapes or size_range):
         return (1, 3, *shape), None, f'{shape[0]}x{shape[1]}'
-    if not target.dynamic_size:
+    if target.program_fixed_size_reason:
         raise ExportError(f'{target.backbone_type} converts at one input size per file: '
-                          f'{target.fixed_size_reason}. Convert each size in a run of its own.')
+                          f'{target.program_fixed_size_reason}. Convert each size in a run of its own.')
     dim = torch.export.Dim.DYNAMIC
     dynamic_shapes = ({2: dim, 3: dim}, )
     if size_range:

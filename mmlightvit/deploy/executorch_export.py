@@ -147,9 +147,9 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
     """
     if target.kind in DETECTOR_KINDS:
         raise ExportError(f'{target.kind} ({target.backbone_type}): {detector_reason()}.')
-    if dynamic and not target.dynamic_size:
-        raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
-                          f'{target.fixed_size_reason}. Export it at a fixed size instead (--static).')
+    if dynamic and target.program_fixed_size_reason:
+        raise ExportError(f'{target.backbone_type} cannot be exported to ExecuTorch with dynamic height and width: '
+                          f'{target.program_fixed_size_reason}. Export it at a fixed size instead (--static).')
     height, width = target.padded(*shape)
     if dynamic and not (max(height, width) <= max_size and min(height, width) >= MIN_SIZE
                         and TRACE_BATCH <= max_batch):

@@ -204,14 +204,22 @@ class ExportTarget:
     backbone_type: str = ''
     metadata: Dict[str, str] = field(default_factory=dict)
     fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
+    input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
     # the smallest height and width a dynamic graph is traced at (the backbone's ``dynamic_export_min_size``)
     min_trace_size: int = 1
-    input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
+    # the backbone's ``fixed_size_program``: why ExecuTorch / Core ML hold one size where ONNX need not
+    fixed_size_program: Optional[str] = None
 
     @property
     def dynamic_size(self) -> bool:
-        """Whether one graph with dynamic height and width can be exported."""
+        """Whether one ONNX graph with dynamic height and width can be exported."""
         return self.fixed_size_reason is None
+
+    @property
+    def program_fixed_size_reason(self) -> Optional[str]:
+        """Why an ExecuTorch program or a Core ML package of this target holds one input size (``None``: it may
+        take a range of sizes)."""
+        return self.fixed_size_reason or self.fixed_size_program
 
     def padded(self, height: int, width: int) -> Tuple[int, int]:
         """The size the data preprocessor would pad an image of ``height x width`` to for this model."""
@@ -272,7 +280,9 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
     # what the backbone's exported graph needs the input to be a multiple of (TransNeXt in extrapolation mode: 32)
     backbone_divisor = int(getattr(model.backbone, 'export_size_divisor', 1))
-    min_trace_size = int(getattr(model.backbone, 'dynamic_export_min_size', 1))
+    # what the ONNX export keeps dynamic and ExecuTorch / Core ML do not (FasterViT, TransNeXt: see the backbones)
+    sizes = dict(min_trace_size=int(getattr(model.backbone, 'dynamic_export_min_size', 1)),
+                 fixed_size_program=getattr(model.backbone, 'fixed_size_program', None))
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
 
@@ -286,7 +296,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
         return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size,
-                            min_trace_size=min_trace_size)
+                            **sizes)
 
     if use_checkpoint:
         model, meta = _load_weights(model, checkpoint)
@@ -298,10 +308,10 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
         return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'],
-                            backbone_divisor, backbone_type, metadata, fixed_size, min_trace_size=min_trace_size)
+                            backbone_divisor, backbone_type, metadata, fixed_size, **sizes)
     if type(model).__name__ == 'ImageClassifier':
         return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], backbone_divisor, backbone_type,
-                            metadata, fixed_size, min_trace_size=min_trace_size)
+                            metadata, fixed_size, **sizes)
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
@@ -317,7 +327,7 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     divisor = math.lcm(divisor, backbone_divisor)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
-                        [INPUT_NAME, SIZE_INPUT_NAME], min_trace_size)
+                        [INPUT_NAME, SIZE_INPUT_NAME], **sizes)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -592,6 +592,12 @@ class FasterViT(LightBackbone):
     # the official DINO detector puts BatchNorm ``norm{i}`` on the returned maps, under our names
     official_out_norms = True
     reference_models = ('fastervit', {name: f'faster_vit_{name}_224' for name in arch_settings})
+    # ONNX graphs are dynamic (checked at sizes outside these guards: one window, no padding); ExecuTorch and Core ML
+    # programs hold one size:
+    fixed_size_program = (
+        'torch.export with bounded sizes (ExecuTorch) refuses the guards its graph records on the window counts and '
+        'the padding to the window (true at the traced size only, e.g. a count other than 1), and coremltools 9.0 has '
+        'no converter for the aten.__and__ of its carrier-token pooling matrices')
 
     @classmethod
     def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:

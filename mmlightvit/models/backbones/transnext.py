@@ -288,6 +288,10 @@ class TransNeXt(LightBackbone):
         arch_aliases[_name[0]] = _name
         arch_aliases['transnext_' + _name] = _name
     del _name
+    # ONNX graphs are dynamic (checked at sizes outside these guards); ExecuTorch and Core ML programs hold one size:
+    fixed_size_program = (
+        'torch.export with bounded sizes (ExecuTorch) refuses the guards its graph records on the pooled grids, and '
+        'coremltools 9.0 has no converter for the aten.__and__, aten.__or__ and sym_max of its size-dependent tables')
 
     @classmethod
     def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
