@@ -11,9 +11,10 @@ latency is measured per size (RepViT's protocol: iPhone 12, iOS 16, batch 1, 224
   (``coremltools.optimize.coreml.linear_quantize_weights``), dequantised at load time: a smaller file, the same
   computation precision.
 * ``enumerated_shapes`` / ``size_range``: the package also accepts other input sizes (``ct.EnumeratedShapes``, a
-  list of sizes compiled ahead; or ``ct.RangeDim``, any height and width in a range). Only for targets whose graph
-  stays an expression of the input size (``ExportTarget.dynamic_size``): FasterViT and TransNeXt compute
-  size-dependent tables in Python and convert at one size per file. With coremltools 9.0 RepViT backbones and
+  list of sizes compiled ahead; or ``ct.RangeDim``, any height and width in a range). Only for targets without a
+  ``program_fixed_size_reason``: FasterViT and TransNeXt build their size-dependent tables with symbolic sizes from
+  ops coremltools 9.0 has no converter for (``aten.__and__``, ``aten.__or__``, ``sym_max``) and convert at one size
+  per file (their backbones' ``fixed_size_program``). With coremltools 9.0 RepViT backbones and
   classifiers convert so; EdgeNeXt (a 2-D padding computed from the size) and the segmentors (a nearest upsample
   to a size computed at run time) do not.
 

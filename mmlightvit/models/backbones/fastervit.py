@@ -45,16 +45,18 @@ from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
 #
-# Eagerly they are built once per size and kept. While a graph is traced (ONNX export, torch.compile) they are
-# built in the graph from arange / meshgrid of the (possibly symbolic) runtime size, with the same ops, so one
-# exported graph serves every size.
+# Eagerly they are built once per size and kept. While a graph with symbolic sizes is traced (ONNX export with
+# dynamic sizes, torch.compile) they are built in the graph from arange / meshgrid of the runtime size, with the same
+# ops, so one exported graph serves every size; a fixed-size graph takes the tables an eager forward at its size
+# cached (constants, as before), and nothing traced is kept for eager use.
 
 _COORD_CACHE: Dict[tuple, torch.Tensor] = {}
 
 
 def _cached(key: tuple, build) -> torch.Tensor:
-    if is_tracing():  # sizes may be symbolic: no dict keyed by them, and no traced tensor kept for eager use
-        return build()
+    if is_tracing():
+        table = None if is_symbolic(*key) else _COORD_CACHE.get(key)
+        return build() if table is None else table
     table = _COORD_CACHE.get(key)
     if table is None:
         if len(_COORD_CACHE) > 512:  # many distinct sizes (multi-scale training): start over
