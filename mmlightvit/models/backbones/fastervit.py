@@ -436,7 +436,9 @@ class FasterViTStage(nn.Module):
         nh, nw = hp // ws, wp // ws
         if is_exporting() and is_symbolic(nh, nw) and min(traced_value(nh), traced_value(nw)) < 2:
             # A count of 1 at the traced size is fixed to 1 in the graph (torch.export's 0/1 specialisation of the
-            # window batch): it would fail or be wrong wherever the map has more windows.
+            # window batch): it would fail or be wrong wherever the map has more windows. torch.onnx retries a
+            # capture that raised in strict mode, which passes this check (and exports that graph): export_onnx
+            # therefore traces at dynamic_export_min_size or more, and this error stops torch.export callers only.
             raise ValueError(
                 f'FasterViT with dynamic sizes must be traced at a size with at least 2 x 2 windows in every '
                 f'transformer stage; this one has {traced_value(nh)} x {traced_value(nw)} windows of {ws} (window 7: '
