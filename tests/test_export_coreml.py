@@ -130,6 +130,11 @@ def test_fixed_size_backbone_refuses_flexible_sizes(tmp_path):
                           fixed_size_reason='size-dependent tables')
     with pytest.raises(ExportError, match='FasterViT converts at one input size per file: size-dependent tables'):
         convert_coreml(target, str(tmp_path / 'x.mlpackage'), (8, 8), enumerated_shapes=[(16, 16)])
+    # dynamic in ONNX, one size in Core ML (FasterViT and TransNeXt: the backbone's fixed_size_program)
+    program_target = ExportTarget(nn.Conv2d(3, 4, 1), 'backbone', ['out'], backbone_type='TransNeXt',
+                                  fixed_size_program='no converter for aten.__or__')
+    with pytest.raises(ExportError, match='TransNeXt converts at one input size per file: no converter for aten'):
+        convert_coreml(program_target, str(tmp_path / 'x.mlpackage'), (8, 8), size_range=(8, 16))
     with pytest.raises(ExportError, match="Unknown precision 'int8'; choose one of fp32, fp16"):
         convert_coreml(target, str(tmp_path / 'x.mlpackage'), (8, 8), precision='int8')
 

@@ -148,3 +148,18 @@ def test_export_refuses_detectors_and_existing_outputs(fp32_program, classifier,
     assert detector.returncode == 2 and 'mmlightvit::multiclass_nms' in detector.stderr, detector.stderr
     assert not (tmp_path / 'rtmdet.pte').exists()
 
+
+def test_backbones_with_a_fixed_size_program_are_refused_dynamic_sizes(tmp_path):
+    """FasterViT and TransNeXt export ONNX with dynamic sizes, their ExecuTorch programs at one size (the reason,
+    ``fixed_size_program``, is in the error)."""
+    import torch.nn as nn
+
+    from mmlightvit.deploy.executorch_export import export_executorch
+    from mmlightvit.deploy.onnx_export import ExportError, ExportTarget
+    target = ExportTarget(nn.Conv2d(3, 4, 1), 'backbone', ['out'], backbone_type='FasterViT',
+                          fixed_size_program='guards on the window counts')
+    assert target.dynamic_size
+    with pytest.raises(ExportError, match='FasterViT cannot be exported to ExecuTorch with dynamic height and width: '
+                       r'guards on the window counts\. Export it at a fixed size instead \(--static\)'):
+        export_executorch(target, str(tmp_path / 'x.pte'), (64, 64))
+    assert not (tmp_path / 'x.pte').exists()

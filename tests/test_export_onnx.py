@@ -1,14 +1,16 @@
 """ONNX export (mmlightvit.deploy.onnx_export, tools/deploy/export_onnx.py): the fused RepViT backbone, a Semantic
 FPN segmentor (in process) and the EdgeNeXt backbone (through the tool, end to end) export with dynamic batch /
 height / width and match onnxruntime at two sizes; the detectors' tensor-form post-processing computes what mmdet's
-predict does; bad checkpoints and models that cannot be exported give clear errors. (A whole Mask R-CNN through
-onnxruntime and tools/test.py: tests/test_deploy_runtime.py.)"""
+predict does; FasterViT and TransNeXt, whose size-dependent tables are computed in the graph, export once with
+dynamic sizes and match at two other sizes; bad checkpoints and models that cannot be exported give clear errors.
+(A whole Mask R-CNN through onnxruntime and tools/test.py: tests/test_deploy_runtime.py.)"""
 import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')  # torch.onnx's exporter needs it
@@ -24,6 +26,7 @@ from mmlightvit.deploy.onnx_export import (ExportError, ExportTarget, build_expo
                                            replace_adaptive_pooling)
 from mmlightvit.deploy.quantize import quantize_onnx  # noqa: E402
 from mmlightvit.deploy.tensorrt import TensorRTError, TensorRTSession  # noqa: E402
+from mmlightvit.registry import MODELS as LIGHT_MODELS  # noqa: E402
 from mmlightvit.utils import CheckpointError, load_checkpoint_file  # noqa: E402
 from tests.backbone_utils import randomise_bn  # noqa: E402
 from tests.conftest import run_python  # noqa: E402
@@ -38,6 +41,7 @@ SSDLITE = str(ROOT / 'configs/edgenext/ssdlite_edgenext-small_coco-demo.py')
 CASCADE = str(ROOT / 'configs/fastervit/cascade-mask-rcnn_fastervit-2_coco-3x.py')
 CLASSIFIER = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
 FASTERVIT_SEG = str(ROOT / 'configs/fastervit/fpn_fastervit-0_ade20k-demo.py')
+TRANSNEXT_SEG = str(ROOT / 'configs/transnext/fpn_transnext-micro_ade20k-demo.py')
 # The smallest variants keep the file fast; the FPN's input widths follow the backbone.
 REPVIT_M09 = {'model.backbone.arch': 'm0.9', 'model.neck.in_channels': [48, 96, 192, 384]}
 EDGENEXT_XXS = {'model.backbone.arch': 'xx-small', 'model.neck.in_channels': [24, 48, 88, 168]}
@@ -279,9 +283,91 @@ def test_detector_post_processing_is_mmdets(config, options):
         assert (dets[:, 2] <= image_size[index, 1]).all() and (dets[:, 3] <= image_size[index, 0]).all()
 
 
-def test_fastervit_dynamic_size_is_refused_with_the_reason(tmp_path):
-    target = build_export_target(FASTERVIT_SEG, 'none', 'backbone')
-    assert not target.dynamic_size
-    with pytest.raises(ExportError, match='AveragePool.*--static'):
-        export_onnx(target, str(tmp_path / 'x.onnx'))
+# FasterViT and TransNeXt compute their size-dependent tables in the graph. A whole backbone takes minutes to export
+# with symbolic sizes (tools/README.md gives the commands and what they measured), so the tests export the last stage
+# of a tiny variant (one block, narrow) behind a stand-in stem, once per family, and run it at sizes with other grids:
+# 64 x 96 (a 2 x 3 map: one window of 7 in FasterViT, padded) and 112 x 224 (4 x 7: no padding along the width).
+# Traced at 256 x 256: an 8 x 8 map, 2 x 2 windows in FasterViT (a count of 1 would be fixed in the graph); TransNeXt's
+# position bias of img_size 128 (a 4 x 4 grid) is interpolated at every size. The carrier-token pooling and
+# TransNeXt's pooled branch (earlier stages) run eagerly in their graph forms in tests/test_fastervit.py and
+# tests/test_transnext.py.
+STAGE_EXPORT_SIZE = (256, 256)
+STAGE_CHECK_SIZES = [(64, 96), (112, 224)]
+TINY_FASTERVIT = dict(type='mmlightvit.FasterViT', arch=dict(dim=16, in_dim=8, depths=(1, 1, 1, 1),
+                                                            num_heads=(2, 2, 4, 8)))
+TINY_TRANSNEXT = dict(type='mmlightvit.TransNeXt', img_size=128, pretrain_size=128,
+                      arch=dict(widths=(16, 32, 64, 128), depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8)))
 
+
+class LastStage(nn.Module):
+    """A backbone's last stage behind a stand-in stem: one convolution of stride 16 to the stage's input width."""
+
+    def __init__(self, backbone: nn.Module, in_channels: int):
+        super().__init__()
+        self.stem = nn.Conv2d(3, in_channels, 16, 16)
+        self.backbone = backbone
+
+    def forward(self, x):
+        return (self.backbone.forward_stage(3, self.stem(x)), )
+
+
+@pytest.fixture(scope='module', params=['FasterViT', 'TransNeXt'])
+def last_stage_export(request, tmp_path_factory):
+    """The family's tiny last stage exported once with dynamic sizes: (target, onnx file, eager outputs at the export
+    size before the export)."""
+    torch.manual_seed(0)
+    backbone = LIGHT_MODELS.build(TINY_FASTERVIT if request.param == 'FasterViT' else TINY_TRANSNEXT).eval()
+    target = ExportTarget(LastStage(backbone, 64).eval(), 'backbone', ['feat_s32'], backbone_type=request.param)
+    with torch.no_grad():
+        before = target.module(torch.ones(1, 3, *STAGE_EXPORT_SIZE))
+    onnx_file = export_onnx(target, str(tmp_path_factory.mktemp('onnx') / 'stage.onnx'), STAGE_EXPORT_SIZE)
+    return target, onnx_file, before
+
+
+def test_size_dependent_tables_export_with_dynamic_sizes(last_stage_export):
+    target, onnx_file, _ = last_stage_export
+    assert_dynamic_input(onnx_file)
+    # batch 2: the window batches of the graph follow the image batch too
+    results = compare_with_onnxruntime(target, onnx_file, STAGE_CHECK_SIZES, batch=2, tolerance=TOLERANCE,
+                                       warmup=0, repeat=1, threads=1)
+    print(format_table(results, TOLERANCE))
+    assert [r.input_shape for r in results] == [(2, 3, *size) for size in STAGE_CHECK_SIZES]
+    for r in results:
+        assert r.passed and r.max_abs_diff > 0, r
+
+
+def test_export_keeps_no_traced_table_for_eager_use(last_stage_export):
+    """The tables built in the graph are not cached: eager outputs at the export size are what they were before
+    the export, bit for bit."""
+    target, _, before = last_stage_export
+    with torch.no_grad():
+        after = target.module(torch.ones(1, 3, *STAGE_EXPORT_SIZE))
+    assert all(torch.equal(a, b) for a, b in zip(after, before))
+
+
+def test_fastervit_and_transnext_export_targets():
+    """Both export ONNX with dynamic sizes: FasterViT traced with 2 x 2 windows in both transformer stages (225 px),
+    TransNeXt in extrapolation mode at multiples of 32 (its coordinates of the runtime size are built in the graph).
+    Their ExecuTorch programs and Core ML packages hold one size, with the reason."""
+    fastervit = build_export_target(FASTERVIT_SEG, 'none', 'backbone',
+                                    {'model.backbone': dict(TINY_FASTERVIT, _delete_=True)})
+    assert fastervit.dynamic_size and fastervit.min_trace_size == 225 and fastervit.size_divisor == 1
+    assert 'window counts' in fastervit.program_fixed_size_reason
+    transnext = build_export_target(TRANSNEXT_SEG, 'none', 'backbone',
+                                    {'model.backbone': dict(TINY_TRANSNEXT, extrapolation=True, _delete_=True)})
+    assert transnext.dynamic_size and transnext.min_trace_size == 1
+    assert transnext.size_divisor == 32 and transnext.padded(72, 100) == (96, 128)
+    assert 'pooled grids' in transnext.program_fixed_size_reason
+
+
+class SizeBranch(nn.Module):
+    """A Python branch on the input height: torch.export keeps the traced side as a range of heights."""
+
+    def forward(self, x):
+        return (x * 2 if x.shape[2] <= 100 else x - 1, )
+
+
+def test_graph_for_a_bounded_range_of_sizes_is_refused(tmp_path):
+    target = ExportTarget(SizeBranch(), 'backbone', ['out'], backbone_type='SizeBranch')
+    with pytest.raises(ExportError, match=r'traced at 64x64 gives a graph for input heights \d+\.\.100 only'):
+        export_onnx(target, str(tmp_path / 'branch.onnx'), (64, 64))

@@ -8,9 +8,11 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmlightvit.models.backbones import FasterViT
-from mmlightvit.models.backbones.fastervit import HATBlock, TokenInitializer, carrier_pool_geometry
+from mmlightvit.models.backbones.fastervit import (HATBlock, TokenInitializer, carrier_pool_geometry,
+                                                   pooling_matrix)
 from mmlightvit.utils import CheckpointError
 from tests.backbone_utils import assert_same_weights, converter_main, load_via_init_cfg, num_params, randomise_bn
 from mmlightvit.analysis.reference_models import import_fastervit
@@ -131,6 +133,40 @@ def test_carrier_token_pooling_matches_official_formula():
     assert carrier_pool_geometry(7, 7, 2) == (2, 4, 3)
     assert carrier_pool_geometry(56, 7, 2) == (16, 11, 3)
     assert carrier_pool_geometry(28, 7, 1) == (4, 7, 7)
+    # Integer arithmetic (symbolic sizes stay symbolic in an exported graph), the official float formula's values.
+    for window in (5, 7, 8):
+        for ct in range(1, window + 1):
+            for size in range(window, 12 * window + 1, window):
+                outputs = int(ct * size / window)
+                stride = int(size / outputs)
+                assert carrier_pool_geometry(size, window, ct) == (outputs, size - (outputs - 1) * stride, stride)
+
+
+def test_carrier_token_pooling_matrices_average_the_same_windows():
+    """In a graph with symbolic sizes (ONNX export) the pooling, whose kernel grows with the map, is two products
+    with averaging matrices: the windows F.avg_pool2d averages."""
+    x = torch.randn(2, 3, 21, 14)
+    geo_h, geo_w = carrier_pool_geometry(21, 7, 2), carrier_pool_geometry(14, 7, 2)
+    expected = F.avg_pool2d(x, (geo_h[1], geo_w[1]), (geo_h[2], geo_w[2]))
+    got = pooling_matrix(21, *geo_h, like=x) @ x @ pooling_matrix(14, *geo_w, like=x).transpose(0, 1)
+    assert got.shape == (2, 3, 6, 4)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('size', [(64, 96), (100, 150)])
+def test_graph_form_computes_what_the_eager_form_does(monkeypatch, size):
+    """The forms a graph with symbolic sizes takes (ONNX export: carrier tokens pooled by averaging matrices, every
+    transformer stage padded and cropped even by 0, tables built instead of cached), evaluated eagerly: the same
+    outputs within float rounding (the export test checks the graph itself)."""
+    import mmlightvit.models.backbones.fastervit as fastervit_module
+    model = randomise(FasterViT(TINY)).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+        monkeypatch.setattr(fastervit_module, 'is_symbolic', lambda *sizes: True)
+        monkeypatch.setattr(fastervit_module, 'is_tracing', lambda: True)
+        got = model(x)
+    assert_outputs_close(got, expected, tol=1e-5)
 
 
 def test_custom_arch_options():

@@ -15,6 +15,7 @@ from mmlightvit.models.backbones import transnext_attention_layers as layers_mod
 from mmlightvit.models.backbones.transnext_attention_layers import (AggregatedAttention, Attention, CPBBias,
                                                                     keys_in_xy_order)
 from mmlightvit.models.backbones.transnext_attention import (aggregated_attention, cpb_axis_tables,
+                                                             cpb_axis_tables_in_graph,
                                                              flash_aggregated_attention, gather_cpb_bias,
                                                              linear_taps, padded_window_map, window_padding_mask)
 from mmlightvit.utils import CheckpointError
@@ -185,6 +186,16 @@ def test_cpb_axis_tables_match_the_2d_unique():
     assert torch.equal(ours, table)
     ours_index = (idx_h[:, None, :, None] * len(vals_w) + idx_w[None, :, None, :]).reshape(hq * wq, hk * wk)
     assert torch.equal(ours_index.reshape(-1), index)
+
+
+@pytest.mark.parametrize('query_len, ratio, pretrain_len', [(56, 8, 56), (32, 8, 16), (20, 4, 56), (14, 2, 14),
+                                                            (7, 1, 7), (8, 8, 8), (100, 4, 56)])
+def test_cpb_axis_tables_in_graph_equal_the_unique_ones(query_len, ratio, pretrain_len):
+    """Without torch.unique (a traced graph with symbolic sizes), for a pooling ratio that divides the axis: the
+    same values and index, bit for bit."""
+    values, index = cpb_axis_tables(query_len, query_len // ratio, pretrain_len)
+    values_graph, index_graph = cpb_axis_tables_in_graph(query_len, ratio, pretrain_len)
+    assert torch.equal(values_graph, values) and torch.equal(index_graph, index)
 
 
 @pytest.mark.parametrize('in_size, out_size', [(4, 7), (7, 4), (5, 5), (1, 3), (3, 1)])
@@ -787,3 +798,20 @@ def test_converter_tool(tmp_path):
     with pytest.raises(SystemExit, match='not --arch tiny'):
         main([str(src), str(tmp_path / 'x.pth'), '--arch', 'tiny'])
 
+
+
+@pytest.mark.parametrize('extrapolation, size', [(False, (64, 96)), (False, (72, 100)), (True, (64, 96))])
+def test_graph_tables_compute_what_the_cached_tables_do(monkeypatch, extrapolation, size):
+    """The stage tables of a traced graph (``_context(..., in_graph=True)``: no cache, coordinates without
+    torch.unique, pooling by averaging matrices, the interpolated bias resized with F.interpolate), evaluated
+    eagerly: the backbone's outputs equal the cached path's within float rounding (ONNX export checks the graph
+    itself). Interpolation runs at any size, extrapolation at multiples of 32."""
+    model = small_model(img_size=128, pretrain_size=128, extrapolation=extrapolation, fast_inference=False).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = model(x)
+        monkeypatch.setattr(model, 'stage_context',
+                            lambda index, hw, device: model._context(index, hw, device, in_graph=True))
+        got = model(x)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)

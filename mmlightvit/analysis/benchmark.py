@@ -347,7 +347,9 @@ def _backbone_export_target(form: Form, shape: Tuple[int, int], backbone_type: s
     with torch.no_grad():
         num_outputs = len(wrapped(torch.zeros(1, 3, *shape)))
     return ExportTarget(module=wrapped, kind='backbone', output_names=[f'feat{i}' for i in range(num_outputs)],
-                        backbone_type=backbone_type, fixed_size_reason=getattr(module, 'fixed_size_export', None))
+                        backbone_type=backbone_type, fixed_size_reason=getattr(module, 'fixed_size_export', None),
+                        min_trace_size=getattr(module, 'dynamic_export_min_size', 1),
+                        fixed_size_program=getattr(module, 'fixed_size_program', None))
 
 
 def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_dir: str,
@@ -374,7 +376,7 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
     if 'executorch' in backends:
         from mmlightvit.deploy.executorch_export import MIN_SIZE, TRACE_BATCH, export_executorch
         # a fixed-size program where the family needs one, or where the size is below the dynamic bounds
-        dynamic = target.dynamic_size and min(shape) >= MIN_SIZE
+        dynamic = target.program_fixed_size_reason is None and min(shape) >= MIN_SIZE
         bounds = dict(max_batch=max(max_batch, TRACE_BATCH), max_size=max(*shape, MIN_SIZE))
         for precision, path, inputs in (('', f'{stem}.pte', None), (' int8', f'{stem}_int8.pte', calibration)):
             export_executorch(target, path, shape, dynamic=dynamic, calibration=inputs and [(x, ) for x in inputs],

@@ -31,7 +31,7 @@ def add_check_arguments(parser: argparse.ArgumentParser, runtime: str) -> None:
     """--static and the comparison with PyTorch: --check-shapes, --batch, --no-check, --warmup, --repeat,
     --threads."""
     parser.add_argument('--static', action='store_true',
-                        help='a fixed-size graph of the --shape size (for backbones without dynamic-size export)')
+                        help='a fixed-size graph of the --shape size (one file per size)')
     parser.add_argument('--check-shapes', type=int, nargs='+', metavar='H W',
                         help=f'pairs of H W at which {runtime} is compared with PyTorch (default: '
                         f'{" ".join(f"{h} {w}" for h, w in DEFAULT_CHECK_SHAPES)}; with --static: the --shape)')

@@ -11,9 +11,10 @@ latency is measured per size (RepViT's protocol: iPhone 12, iOS 16, batch 1, 224
   (``coremltools.optimize.coreml.linear_quantize_weights``), dequantised at load time: a smaller file, the same
   computation precision.
 * ``enumerated_shapes`` / ``size_range``: the package also accepts other input sizes (``ct.EnumeratedShapes``, a
-  list of sizes compiled ahead; or ``ct.RangeDim``, any height and width in a range). Only for targets whose graph
-  stays an expression of the input size (``ExportTarget.dynamic_size``): FasterViT and TransNeXt compute
-  size-dependent tables in Python and convert at one size per file. With coremltools 9.0 RepViT backbones and
+  list of sizes compiled ahead; or ``ct.RangeDim``, any height and width in a range). Only for targets without a
+  ``program_fixed_size_reason``: FasterViT and TransNeXt build their size-dependent tables with symbolic sizes from
+  ops coremltools 9.0 has no converter for (``aten.__and__``, ``aten.__or__``, ``sym_max``) and convert at one size
+  per file (their backbones' ``fixed_size_program``). With coremltools 9.0 RepViT backbones and
   classifiers convert so; EdgeNeXt (a 2-D padding computed from the size) and the segmentors (a nearest upsample
   to a size computed at run time) do not.
 
@@ -177,9 +178,9 @@ def _flexible_input_shape(target: ExportTarget, shape: Tuple[int, int], enumerat
         raise ExportError('Give enumerated shapes or a size range, not both.')
     if not (enumerated_shapes or size_range):
         return (1, 3, *shape), None, f'{shape[0]}x{shape[1]}'
-    if not target.dynamic_size:
+    if target.program_fixed_size_reason:
         raise ExportError(f'{target.backbone_type} converts at one input size per file: '
-                          f'{target.fixed_size_reason}. Convert each size in a run of its own.')
+                          f'{target.program_fixed_size_reason}. Convert each size in a run of its own.')
     dim = torch.export.Dim.DYNAMIC
     dynamic_shapes = ({2: dim, 3: dim}, )
     if size_range:

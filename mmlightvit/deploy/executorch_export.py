@@ -9,8 +9,9 @@ portable kernels, and ``to_executorch`` writes the ``.pte`` program.
 Shapes: batch, height and width are dynamic within bounds (``torch.export.Dim``): ExecuTorch plans the memory of
 the tensors outside the delegate (the inputs and outputs) for the largest shape, so the bounds are kept to what the
 model is run at (:data:`DEFAULT_MAX_BATCH`, ``max_size``); the runtime refuses a larger input with a clear error.
-The graph is traced with a batch of 2: torch.export specialises a dimension traced at size 1. Backbones that
-declare ``fixed_size_export`` (FasterViT, TransNeXt) export at the traced size only, as for ONNX.
+The graph is traced with a batch of 2: torch.export specialises a dimension traced at size 1. Targets whose
+``program_fixed_size_reason`` is set export at the traced size only: FasterViT and TransNeXt (their backbones'
+``fixed_size_program``), whose ONNX graphs are dynamic but whose size guards torch.export refuses within bounds.
 
 INT8 (``calibration`` given): post-training static quantization through PT2E: torchao's ``prepare_pt2e`` inserts
 observers where ExecuTorch's ``XNNPACKQuantizer`` (symmetric config: weights INT8 per output channel, activations
@@ -147,9 +148,9 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
     """
     if target.kind in DETECTOR_KINDS:
         raise ExportError(f'{target.kind} ({target.backbone_type}): {detector_reason()}.')
-    if dynamic and not target.dynamic_size:
-        raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
-                          f'{target.fixed_size_reason}. Export it at a fixed size instead (--static).')
+    if dynamic and target.program_fixed_size_reason:
+        raise ExportError(f'{target.backbone_type} cannot be exported to ExecuTorch with dynamic height and width: '
+                          f'{target.program_fixed_size_reason}. Export it at a fixed size instead (--static).')
     height, width = target.padded(*shape)
     if dynamic and not (max(height, width) <= max_size and min(height, width) >= MIN_SIZE
                         and TRACE_BATCH <= max_batch):

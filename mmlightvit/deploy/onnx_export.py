@@ -12,8 +12,10 @@ What can be exported from a config (``build_export_target``):
 
 The image input of every exported graph is the preprocessed batch (normalised, RGB/BGR as the config's
 ``data_preprocessor`` says, padded as it pads; the graph's metadata records mean, std, channel order and the pad
-divisor). Batch, height and width are dynamic, except for the backbones that declare ``fixed_size_export`` (one
-fixed-size graph per input size).
+divisor). Batch, height and width are dynamic (a backbone may declare ``fixed_size_export``: then one fixed-size
+graph per input size; none of the four does). FasterViT and TransNeXt compute their size-dependent tables (carrier-
+token pooling, window counts, position biases) in the graph from the runtime size; a backbone's
+``export_size_divisor`` (TransNeXt in extrapolation mode: 32) joins the target's size divisor.
 :func:`compare_with_onnxruntime` runs the file with onnxruntime on the CPU at several sizes and reports
 the largest differences from PyTorch and the median latency of both.
 
@@ -28,6 +30,7 @@ pooling module, replaced by :class:`SizeFreeAdaptiveAvgPool`). The multi-scale d
 Mask2Former reads its levels' sizes from a tensor; :mod:`mmlightvit.deploy.deformable` carries them as integers.
 """
 import json
+import math
 import os
 import os.path as osp
 import time
@@ -44,7 +47,7 @@ from mmlightvit.deploy.deformable import replace_deformable_attention
 from mmlightvit.deploy.detection import DetectionExportError, DetectorPredictions
 from mmlightvit.deploy.ops import onnx_translations
 from mmlightvit.deploy.runtime import DETECTOR_KINDS, data_preprocessor_config
-from mmlightvit.models.layers import fuse_model
+from mmlightvit.models.layers import averaging_matrix, fuse_model
 from mmlightvit.models.weights import load_model_weights
 from mmlightvit.utils.checkpoint import read_checkpoint
 
@@ -154,17 +157,6 @@ def replace_mmseg_upsample(model: nn.Module) -> int:
     return replaced
 
 
-def averaging_matrix(size, out_size: int, like: torch.Tensor) -> torch.Tensor:
-    """``(out_size, size)``: row ``i`` averages positions ``floor(i * size / out_size)`` to
-    ``ceil((i + 1) * size / out_size) - 1``, the window of adaptive average pooling; ``size`` may be symbolic."""
-    index = torch.arange(out_size, device=like.device)
-    start = torch.div(index * size, out_size, rounding_mode='floor')
-    end = torch.div((index + 1) * size + out_size - 1, out_size, rounding_mode='floor')
-    position = torch.arange(size, device=like.device)
-    inside = ((position >= start[:, None]) & (position < end[:, None])).to(like.dtype)
-    return inside / inside.sum(dim=1, keepdim=True)
-
-
 class SizeFreeAdaptiveAvgPool(nn.Module):
     """``nn.AdaptiveAvgPool2d`` to a fixed output size, whose graph holds for every input size.
 
@@ -213,11 +205,21 @@ class ExportTarget:
     metadata: Dict[str, str] = field(default_factory=dict)
     fixed_size_reason: Optional[str] = None  # the backbone's ``fixed_size_export``
     input_names: List[str] = field(default_factory=lambda: [INPUT_NAME])
+    # the smallest height and width a dynamic graph is traced at (the backbone's ``dynamic_export_min_size``)
+    min_trace_size: int = 1
+    # the backbone's ``fixed_size_program``: why ExecuTorch / Core ML hold one size where ONNX need not
+    fixed_size_program: Optional[str] = None
 
     @property
     def dynamic_size(self) -> bool:
-        """Whether one graph with dynamic height and width can be exported."""
+        """Whether one ONNX graph with dynamic height and width can be exported."""
         return self.fixed_size_reason is None
+
+    @property
+    def program_fixed_size_reason(self) -> Optional[str]:
+        """Why an ExecuTorch program or a Core ML package of this target holds one input size (``None``: it may
+        take a range of sizes)."""
+        return self.fixed_size_reason or self.fixed_size_program
 
     def padded(self, height: int, width: int) -> Tuple[int, int]:
         """The size the data preprocessor would pad an image of ``height x width`` to for this model."""
@@ -276,6 +278,11 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     model = build_model(cfg, init_weights=not use_checkpoint).eval()
     backbone_type = type(model.backbone).__name__
     fixed_size = getattr(model.backbone, 'fixed_size_export', None)
+    # what the backbone's exported graph needs the input to be a multiple of (TransNeXt in extrapolation mode: 32)
+    backbone_divisor = int(getattr(model.backbone, 'export_size_divisor', 1))
+    # what the ONNX export keeps dynamic and ExecuTorch / Core ML do not (FasterViT, TransNeXt: see the backbones)
+    sizes = dict(min_trace_size=int(getattr(model.backbone, 'dynamic_export_min_size', 1)),
+                 fixed_size_program=getattr(model.backbone, 'fixed_size_program', None))
     metadata = dict(_preprocessor_metadata(cfg), config=osp.basename(config), mode=mode,
                     checkpoint=osp.basename(checkpoint) if use_checkpoint else 'none (random weights)')
 
@@ -288,7 +295,8 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         if names is None:  # a backbone without the project's contract: count its outputs
             with torch.no_grad():
                 names = [f'feat{i}' for i in range(len(module(torch.zeros(1, 3, 64, 64))))]
-        return ExportTarget(module, 'backbone', names, 1, backbone_type, metadata, fixed_size)
+        return ExportTarget(module, 'backbone', names, backbone_divisor, backbone_type, metadata, fixed_size,
+                            **sizes)
 
     if use_checkpoint:
         model, meta = _load_weights(model, checkpoint)
@@ -299,11 +307,11 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
     replace_deformable_attention(model)
     if callable(getattr(model, 'encode_decode', None)):
         replace_mmseg_upsample(model)
-        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'], 1,
-                            backbone_type, metadata, fixed_size)
+        return ExportTarget(SegmentorLogits(model).eval(), 'segmentor', ['seg_logits', 'seg_label'],
+                            backbone_divisor, backbone_type, metadata, fixed_size, **sizes)
     if type(model).__name__ == 'ImageClassifier':
-        return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], 1, backbone_type, metadata,
-                            fixed_size)
+        return ExportTarget(ClassifierScores(model).eval(), 'classifier', ['scores'], backbone_divisor, backbone_type,
+                            metadata, fixed_size, **sizes)
     try:
         module = DetectorPredictions(model).eval()
     except DetectionExportError as err:
@@ -316,9 +324,10 @@ def build_export_target(config: str, checkpoint: Optional[str], mode: str = 'bac
         head = model.rpn_head if module.two_stage else model.bbox_head
         strides = getattr(getattr(head, 'prior_generator', None), 'strides', [(32, 32)])
         divisor = max(max(s) if isinstance(s, (tuple, list)) else s for s in strides)
+    divisor = math.lcm(divisor, backbone_divisor)
     kind = 'instance-segmentor' if module.with_mask else 'detector'
     return ExportTarget(module, kind, module.output_names, divisor, backbone_type, metadata, fixed_size,
-                        [INPUT_NAME, SIZE_INPUT_NAME])
+                        [INPUT_NAME, SIZE_INPUT_NAME], **sizes)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -341,22 +350,46 @@ def exported_file_metadata(target: ExportTarget, dynamic: bool) -> Dict[str, str
     return dict(target.metadata, kind=target.kind, size_divisor=str(target.size_divisor), dynamic_size=str(dynamic))
 
 
+def _check_size_ranges(target: ExportTarget, program, traced: Tuple[int, int]) -> None:
+    """Refuse a graph that holds for a bounded range of heights or widths only. torch.export records a branch on the
+    size (an ``if`` or a comparison taken at the traced size) as a range of the input size, not as an error, and
+    ONNX has no place for the range: the graph would fail or be wrong beyond it, so the export stops here instead.
+    (It does not catch everything: a size of 1 fixed in the graph, e.g. FasterViT's window batch, shows as a
+    bounded batch at most; hence the backbones' ``dynamic_export_min_size`` and the trace batch of 2.)"""
+    from torch.utils._sympy.numbers import int_oo
+    exported = program.exported_program
+    user_inputs = set(exported.graph_signature.user_inputs)
+    image = next(n for n in exported.graph.nodes if n.op == 'placeholder' and n.name in user_inputs)
+    for axis, name in ((2, 'height'), (3, 'width')):
+        size = image.meta['val'].shape[axis]
+        bounds = exported.range_constraints.get(getattr(getattr(size, 'node', None), 'expr', None))
+        if bounds is not None and bounds.upper is not int_oo:
+            raise ExportError(
+                f'{target.kind} ({target.backbone_type}) traced at {traced[0]}x{traced[1]} gives a graph for input '
+                f'{name}s {bounds.lower}..{bounds.upper} only (a size-dependent branch of the traced size); export '
+                'at a larger --shape.')
+
+
 def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224), batch: int = 1,
                 opset: int = DEFAULT_OPSET, dynamic: bool = True, half: bool = False) -> str:
     """Export ``target`` to ``out_file``, traced with a ``batch x 3 x H x W`` input (``shape``, padded to the
     target's size divisor; a batch of at least 2 when dynamic). ``dynamic``: batch, height and width are dynamic in
-    the graph; otherwise the graph accepts exactly the traced size (the only option for backbones with a
+    the graph, traced at no less than the target's ``min_trace_size`` per side (FasterViT: 2 x 2 windows in both
+    transformer stages); otherwise the graph accepts exactly the traced size (the only option for backbones with a
     ``fixed_size_export`` reason). ``half``: a float16 graph (image and weights; the module is converted in place),
     the form that GPU runtimes such as TensorRT run in float16."""
     if dynamic and not target.dynamic_size:
         raise ExportError(f'{target.backbone_type} cannot be exported with dynamic height and width: '
                           f'{target.fixed_size_reason}. Export it at fixed sizes instead (--static: one '
                           'file per input size).')
-    height, width = target.padded(*shape)
     if dynamic:
+        # the traced size does not limit a dynamic graph; a window count of 1 at the traced size would be fixed
+        shape = [max(side, target.min_trace_size) for side in shape]
         # torch.export may take a dynamic size whose example is 1 for the constant 1 where it meets broadcasting:
-        # traced with one image, DINO's positional encodings kept a batch of 1 and failed on two.
+        # traced with one image, DINO's positional encodings kept a batch of 1 and failed on two (so did
+        # FasterViT's window batch and TransNeXt's token batch).
         batch = max(batch, 2)
+    height, width = target.padded(*shape)
     image = torch.randn(batch, 3, height, width)
     if half:
         target.module.half()
@@ -377,6 +410,8 @@ def export_onnx(target: ExportTarget, out_file: str, shape: Sequence[int] = (224
     except Exception as err:  # torch.export / decomposition / translation errors
         raise ExportError(f'Exporting {target.kind} ({target.backbone_type}) to ONNX failed: '
                           f'{type(err).__name__}: {short_reason(err)}') from err
+    if dynamic:
+        _check_size_ranges(target, program, (height, width))
     program.model.metadata_props.update(
         {f'mmlightvit.{k}': v for k, v in dict(exported_file_metadata(target, dynamic),
                                                  precision='fp16' if half else 'fp32').items()})

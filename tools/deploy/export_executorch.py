@@ -24,7 +24,8 @@ checkpoint, a model that cannot be exported, e.g. a detector, an output that exi
 its sidecar are never replaced unless ``--overwrite`` is given, and never when they are an input.
 
 Detectors are not exported: their NMS is a custom operator the ExecuTorch runtime of the pip wheel has no kernel
-for (see mmlightvit/deploy/executorch_export.py). FasterViT and TransNeXt export at a fixed size (``--static``).
+for (see mmlightvit/deploy/executorch_export.py). FasterViT and TransNeXt export at a fixed size (``--static``): with
+size bounds, torch.export refuses the guards their graphs record on the size (their ONNX export is dynamic).
 """
 import argparse
 import os.path as osp

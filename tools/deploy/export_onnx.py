@@ -16,8 +16,11 @@ output's largest magnitude). Errors (missing or unsafe checkpoint, a model that 
 exists or is an input) exit with status 2. ``--out`` is never replaced unless ``--overwrite`` is given, and never
 when it is an input.
 
-FasterViT and TransNeXt compute size-dependent tables in Python and export at fixed sizes only: ``--static``
-writes one graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
+Every backbone exports with dynamic height and width; FasterViT and TransNeXt compute their size-dependent tables in
+the graph from the runtime size. FasterViT is traced at 225 px per side or more whatever ``--shape`` says (2 x 2
+windows in both transformer stages: torch.export would fix a window count of 1 in the graph); TransNeXt in
+extrapolation mode takes multiples of 32 (the check sizes are padded to them). ``--static`` writes one fixed-size
+graph of the ``--shape`` size to ``OUT`` and checks it at that size (one run per size for several).
 """
 import argparse
 import os.path as osp

@@ -39,15 +39,24 @@ import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
 from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_layer_scale, count_blocks,
-                      drop_path_rates, init_trunc_normal, layer_scale_parameter)
+                      drop_path_rates, init_trunc_normal, is_exporting, is_symbolic, is_tracing,
+                      layer_scale_parameter, traced_value)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
+#
+# Eagerly they are built once per size and kept. While a graph with symbolic sizes is traced (ONNX export with
+# dynamic sizes, torch.compile) they are built in the graph from arange / meshgrid of the runtime size, with the same
+# ops, so one exported graph serves every size; a fixed-size graph takes the tables an eager forward at its size
+# cached (constants, as before), and nothing traced is kept for eager use.
 
 _COORD_CACHE: Dict[tuple, torch.Tensor] = {}
 
 
 def _cached(key: tuple, build) -> torch.Tensor:
+    if is_tracing():
+        table = None if is_symbolic(*key) else _COORD_CACHE.get(key)
+        return build() if table is None else table
     table = _COORD_CACHE.get(key)
     if table is None:
         if len(_COORD_CACHE) > 512:  # many distinct sizes (multi-scale training): start over
@@ -71,7 +80,7 @@ def _grid_coords(h: int, w: int, device, norm: str = 'side') -> torch.Tensor:
         axes = []
         for side in (h, w):
             centre = side // 2 if norm == 'side' else h * w // 2
-            axes.append((torch.arange(side, dtype=torch.float32, device=device) - centre) / max(centre, 1))
+            axes.append((torch.arange(side, dtype=torch.float32, device=device) - centre) / torch.sym_max(centre, 1))
         return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
 
     return _cached(('grid', norm, h, w, device), build)
@@ -84,10 +93,8 @@ def _log_relative_coords(h: int, w: int, device) -> torch.Tensor:
     def build():
         axes = []
         for n in (h, w):
-            c = torch.arange(-(n - 1), n, dtype=torch.float32, device=device)
-            if n > 1:
-                c = c / (n - 1)
-            axes.append(c)
+            # a side of 1 has the single offset 0, which stays 0 (divided by 1, not by 0)
+            axes.append(torch.arange(-(n - 1), n, dtype=torch.float32, device=device) / torch.sym_max(n - 1, 1))
         table = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1) * 8
         table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
         return table.reshape(-1, 2)
@@ -225,11 +232,24 @@ class Downsample(nn.Module):
 
 def carrier_pool_geometry(size: int, window_size: int, ct_size: int) -> Tuple[int, int, int]:
     """``(outputs, kernel, stride)`` of the carrier-token average pooling along one axis of a map of ``size``
-    (a multiple of ``window_size``): the official ``TokenInitializer`` formula, evaluated at the runtime size."""
-    outputs = int(ct_size * size / window_size)
-    stride = int(size / outputs)
+    (a multiple of ``window_size``): the official ``TokenInitializer`` formula, evaluated at the runtime size.
+
+    The official ``outputs = int(ct_size * size / window_size)`` and ``stride = int(size / outputs)`` are, for
+    ``size = n * window_size``, exactly ``ct_size * n`` and ``window_size // ct_size``: written so in integers, they
+    stay expressions of a symbolic size. The kernel grows with the map (``n + 3`` for window 7 and ct_size 2)."""
+    outputs = ct_size * (size // window_size)
+    stride = window_size // ct_size
     kernel = size - (outputs - 1) * stride
     return outputs, kernel, stride
+
+
+def pooling_matrix(size, outputs, kernel, stride, like: torch.Tensor) -> torch.Tensor:
+    """``(outputs, size)``: row ``o`` averages positions ``o * stride`` to ``o * stride + kernel - 1``, the windows
+    of an average pooling without padding; built from (possibly symbolic) sizes."""
+    start = torch.arange(outputs, device=like.device) * stride
+    position = torch.arange(size, device=like.device)
+    inside = (position >= start[:, None]) & (position < start[:, None] + kernel)
+    return inside.to(like.dtype) / kernel
 
 
 class TokenInitializer(nn.Module):
@@ -246,9 +266,17 @@ class TokenInitializer(nn.Module):
         batch, channels, height, width = x.shape
         geo_h = carrier_pool_geometry(height, self.window_size, self.ct_size)
         geo_w = carrier_pool_geometry(width, self.window_size, self.ct_size)
-        x = F.avg_pool2d(self.pos_embed(x), kernel_size=(geo_h[1], geo_w[1]), stride=(geo_h[2], geo_w[2]))
+        x = self.pos_embed(x)
+        if is_symbolic(height, width):
+            # ONNX's AveragePool takes its kernel as a constant attribute, and this kernel grows with the map: the
+            # same windows averaged by two products with 0 / (1 / kernel) matrices (equal within float rounding)
+            rows = pooling_matrix(height, *geo_h, like=x)
+            columns = pooling_matrix(width, *geo_w, like=x)
+            x = rows @ x @ columns.transpose(0, 1)
+        else:
+            x = F.avg_pool2d(x, kernel_size=(geo_h[1], geo_w[1]), stride=(geo_h[2], geo_w[2]))
         cs = self.ct_size
-        nh, nw = x.shape[2] // cs, x.shape[3] // cs
+        nh, nw = geo_h[0] // cs, geo_w[0] // cs
         x = x.reshape(batch, channels, nh, cs, nw, cs).permute(0, 2, 4, 3, 5, 1)
         return x.reshape(batch * nh * nw, cs * cs, channels)
 
@@ -384,14 +412,19 @@ class FasterViTStage(nn.Module):
     def forward_blocks(self, x: torch.Tensor, run_blocks: Callable = apply_blocks) -> torch.Tensor:
         ws = self.window_size
         height, width = x.shape[-2:]
-        pad_h, pad_w = (-height % ws, -width % ws) if self.transformer or self.pad_conv else (0, 0)
-        if pad_h or pad_w:
+        # ``ceil(n / ws) * ws - n`` (= ``-n % ws``): a multiple of ws minus n keeps a traced graph's size
+        # expressions simple (the padded map is exactly ``ws * ceil(n / ws)``)
+        pad_h, pad_w = ((height + ws - 1) // ws * ws - height, (width + ws - 1) // ws * ws - width) \
+            if self.transformer or self.pad_conv else (0, 0)
+        # with symbolic sizes, whether padding is needed is unknown until run time: pad (by 0 perhaps) and crop
+        padded = is_symbolic(pad_h, pad_w) or pad_h or pad_w
+        if padded:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         if self.transformer:
             x = self._window_blocks(x, run_blocks)
         else:
             x = run_blocks(self.blocks, x)
-        if pad_h or pad_w:
+        if padded:
             x = x[:, :, :height, :width].contiguous()
         return x
 
@@ -401,6 +434,15 @@ class FasterViTStage(nn.Module):
         ws = self.window_size
         batch, _, hp, wp = x.shape
         nh, nw = hp // ws, wp // ws
+        if is_exporting() and is_symbolic(nh, nw) and min(traced_value(nh), traced_value(nw)) < 2:
+            # A count of 1 at the traced size is fixed to 1 in the graph (torch.export's 0/1 specialisation of the
+            # window batch): it would fail or be wrong wherever the map has more windows. torch.onnx retries a
+            # capture that raised in strict mode, which passes this check (and exports that graph): export_onnx
+            # therefore traces at dynamic_export_min_size or more, and this error stops torch.export callers only.
+            raise ValueError(
+                f'FasterViT with dynamic sizes must be traced at a size with at least 2 x 2 windows in every '
+                f'transformer stage; this one has {traced_value(nh)} x {traced_value(nw)} windows of {ws} (window 7: '
+                'trace at more than 224 px per side, e.g. --shape 256 256).')
         ct = self.global_tokenizer(x) if self.global_tokenizer is not None else None
         blocks = [partial(block, batch=batch, nh=nh, nw=nw) for block in self.blocks]
         x, ct = run_blocks(blocks, window_partition(x, ws), ct)
@@ -554,11 +596,12 @@ class FasterViT(LightBackbone):
     # the official DINO detector puts BatchNorm ``norm{i}`` on the returned maps, under our names
     official_out_norms = True
     reference_models = ('fastervit', {name: f'faster_vit_{name}_224' for name in arch_settings})
-    fixed_size_export = (
-        'FasterViT pools its carrier tokens with an average pool whose kernel and stride are computed from the '
-        "runtime size (the official TokenInitializer formula: kernel = size - (outputs - 1) * stride); ONNX's "
-        'AveragePool takes them as constant attributes, so a graph with dynamic height and width cannot express '
-        'it, and the position-bias tables are built in Python per window grid')
+    # ONNX graphs are dynamic (checked at sizes outside these guards: one window, no padding); ExecuTorch and Core ML
+    # programs hold one size:
+    fixed_size_program = (
+        'torch.export with bounded sizes (ExecuTorch) refuses the guards its graph records on the window counts and '
+        'the padding to the window (true at the traced size only, e.g. a count other than 1), and coremltools 9.0 has '
+        'no converter for the aten.__and__ of its carrier-token pooling matrices')
 
     @classmethod
     def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
@@ -652,6 +695,12 @@ class FasterViT(LightBackbone):
         self.stages = nn.ModuleList(stages)
         self.apply(init_trunc_normal)  # the official initialisation (convs keep PyTorch's default)
         self._init_contract()
+
+    @property
+    def dynamic_export_min_size(self) -> int:
+        """The smallest input side a graph with dynamic sizes is traced at: 2 windows in each transformer stage
+        (stride 16 and 32; 225 for window 7). torch.export fixes a window count of 1 at the traced size."""
+        return max(stride * ws for stride, ws in zip((16, 32), self.window_sizes)) + 1
 
     def forward_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         stage = self.stages[index]

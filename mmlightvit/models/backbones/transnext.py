@@ -32,8 +32,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates, init_trunc_normal
-from .transnext_attention import check_impl, cpb_axis_tables, cpb_coords_table, length_scale, window_padding_mask
+from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates, init_trunc_normal, is_symbolic
+from .transnext_attention import (check_impl, cpb_axis_tables, cpb_axis_tables_in_graph, cpb_coords_table,
+                                  length_scale, window_padding_mask)
 # ATTENTION_SCALINGS, CPBBias and keys_in_xy_order are not used here: imported so that they stay importable from
 # this module, where they were defined before the attention layers moved.
 from .transnext_attention_layers import (ATTENTION_SCALINGS, AggregatedAttention, Attention, CPBBias,  # noqa: F401
@@ -287,10 +288,10 @@ class TransNeXt(LightBackbone):
         arch_aliases[_name[0]] = _name
         arch_aliases['transnext_' + _name] = _name
     del _name
-    fixed_size_export = (
-        'TransNeXt keys its per-size tables by the map size as Python ints (int() fixes the traced size), and '
-        'builds them with torch.unique (the number of distinct position-bias coordinates depends on the data) '
-        'and adaptive pooling over size-dependent bins')
+    # ONNX graphs are dynamic (checked at sizes outside these guards); ExecuTorch and Core ML programs hold one size:
+    fixed_size_program = (
+        'torch.export with bounded sizes (ExecuTorch) refuses the guards its graph records on the pooled grids, and '
+        'coremltools 9.0 has no converter for the aten.__and__, aten.__or__ and sym_max of its size-dependent tables')
 
     @classmethod
     def detect_layout(cls, state_dict: Dict[str, torch.Tensor]) -> str:
@@ -406,10 +407,21 @@ class TransNeXt(LightBackbone):
 
     @torch.no_grad()
     def _build_context(self, index: int, hw: Tuple[int, int], device: torch.device) -> StageContext:
+        return self._context(index, hw, device)
+
+    def _context(self, index: int, hw: Tuple[int, int], device: torch.device, in_graph: bool = False) -> StageContext:
+        """The tables of :meth:`stage_context`; ``in_graph``: computed in a traced graph from the symbolic runtime
+        size ``hw``, without ``torch.unique`` (:func:`cpb_axis_tables_in_graph`; the CPB table grids must then be
+        multiples of the pooling ratio, see :meth:`check_export_size`)."""
         sr = self.sr_ratios[index]
         stride = 2**(index + 2)
         full = sr == 1
-        pool_hw = (max(1, hw[0] // sr), max(1, hw[1] // sr))
+        if full:
+            pool_hw = hw
+        elif in_graph and self.extrapolation:  # the input is a multiple of 32 there: sr divides the map
+            pool_hw = (hw[0] // sr, hw[1] // sr)
+        else:
+            pool_hw = (torch.sym_max(1, hw[0] // sr), torch.sym_max(1, hw[1] // sr))
         pool_len = pool_hw[0] * pool_hw[1] if (full or self.use_pooled_branch) else 0
         window = None if (full or not self.use_window_branch) else self.window_size
         padding_mask = window_padding_mask(hw, window, device) if window is not None else None
@@ -423,12 +435,36 @@ class TransNeXt(LightBackbone):
                 cpb_hw = (self.img_size[0] // stride, self.img_size[1] // stride)
                 cpb_pool_hw = (max(1, self.img_size[0] // (stride * sr)), max(1, self.img_size[1] // (stride * sr)))
             pretrain = (self.pretrain_size[0] // stride, self.pretrain_size[1] // stride)
-            values_h, index_h = cpb_axis_tables(cpb_hw[0], cpb_pool_hw[0], pretrain[0], device)
-            values_w, index_w = cpb_axis_tables(cpb_hw[1], cpb_pool_hw[1], pretrain[1], device)
+            if in_graph:
+                self.check_export_size(index, cpb_hw)
+                values_h, index_h = cpb_axis_tables_in_graph(cpb_hw[0], sr, pretrain[0], device)
+                values_w, index_w = cpb_axis_tables_in_graph(cpb_hw[1], sr, pretrain[1], device)
+                coords_w = values_w.shape[0]
+            else:
+                values_h, index_h = cpb_axis_tables(cpb_hw[0], cpb_pool_hw[0], pretrain[0], device)
+                values_w, index_w = cpb_axis_tables(cpb_hw[1], cpb_pool_hw[1], pretrain[1], device)
+                coords_w = len(values_w)
             coords = cpb_coords_table(values_h, values_w)
-            coords_w = len(values_w)
         return StageContext(hw, pool_hw, padding_mask, scale, coords, index_h, index_w, cpb_hw, cpb_pool_hw,
-                            coords_w)
+                            coords_w, in_graph, self.extrapolation)
+
+    def check_export_size(self, index: int, grid: Tuple[int, int]) -> None:
+        """In a traced graph the CPB coordinates of stage ``index`` are built without ``torch.unique``
+        (:func:`cpb_axis_tables_in_graph`), which needs its pooling ratio to divide the table grid: ``img_size`` /
+        2**(index + 2) in interpolation mode (a ValueError here if not), the runtime map in extrapolation mode (the
+        input a multiple of :attr:`export_size_divisor`, which the exported graph records)."""
+        sr = self.sr_ratios[index]
+        if not is_symbolic(*grid) and any(side < sr or side % sr for side in grid):
+            raise ValueError(
+                f'TransNeXt exports its position bias for CPB table grids that are multiples of the pooling ratio: '
+                f'stage {index + 1} has a {grid[0]}x{grid[1]} grid and ratio {sr}; use an img_size that is a '
+                'multiple of 32.')
+
+    @property
+    def export_size_divisor(self) -> int:
+        """What input height and width must be multiples of in an exported graph: 32 in extrapolation mode (every
+        stage's map divides into its pooled grid), 1 in interpolation mode (any size)."""
+        return 32 if self.extrapolation and self.use_pooled_branch else 1
 
     def _apply(self, fn, *args, **kwargs):
         self._contexts.clear()  # device / dtype moves: rebuild the tables lazily
@@ -448,7 +484,10 @@ class TransNeXt(LightBackbone):
         stage = self.stages[index]
         x = stage.patch_embed(x)
         batch, channels, height, width = x.shape
-        ctx = self.stage_context(index, (height, width), x.device)
+        if is_symbolic(height, width):  # a graph traced with dynamic sizes: the tables from the runtime size
+            ctx = self._context(index, (height, width), x.device, in_graph=True)
+        else:
+            ctx = self.stage_context(index, (height, width), x.device)
         flash = self.flash_inference_allowed()
         x = x.flatten(2).transpose(1, 2)
         x = self.run_blocks([partial(block, hw=(height, width), ctx=ctx, flash=flash) for block in stage.blocks], x)

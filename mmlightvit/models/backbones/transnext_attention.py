@@ -64,7 +64,6 @@ def check_impl(impl: str) -> str:
 # Size-dependent tables (no parameters; callers cache them per input size)
 
 
-@torch.no_grad()
 def window_padding_mask(hw: Tuple[int, int], window_size: int = 3,
                         device: Optional[torch.device] = None) -> torch.Tensor:
     """``(H * W, ws**2)`` bool, True where the window position of a query falls outside the map.
@@ -85,12 +84,13 @@ def window_padding_mask(hw: Tuple[int, int], window_size: int = 3,
     return torch.stack(masks, dim=1)
 
 
-@torch.no_grad()
 def length_scale(hw: Tuple[int, int], pool_len: int, window_size: Optional[int] = 3,
                  padding_mask: Optional[torch.Tensor] = None, device: Optional[torch.device] = None) -> torch.Tensor:
     """``log(number of keys a query sees)``: ``(N, 1)`` for a window branch (valid window positions + ``pool_len``),
-    a scalar tensor ``log(pool_len)`` without one (``window_size=None``)."""
+    a scalar tensor ``log(pool_len)`` without one (``window_size=None``). Sizes may be symbolic (a traced graph)."""
     if window_size is None:
+        if isinstance(pool_len, torch.SymInt):  # float() would fix the traced size
+            return torch.log(torch.ones((), device=device) * pool_len)
         return torch.log(torch.as_tensor(float(pool_len), device=device))
     if padding_mask is None:
         padding_mask = window_padding_mask(hw, window_size, device)
@@ -121,6 +121,27 @@ def cpb_axis_tables(query_len: int, key_len: int, pretrain_len: int,
     return values, index.reshape(query_len, key_len)
 
 
+def cpb_axis_tables_in_graph(query_len, ratio: int, pretrain_len: int,
+                             device: Optional[torch.device] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cpb_axis_tables` for ``key_len = query_len // ratio`` where ``ratio`` divides ``query_len``, without
+    ``torch.unique`` (whose output length depends on the data), so ``query_len`` may be symbolic.
+
+    Key ``j`` then averages positions ``j * ratio`` to ``j * ratio + ratio - 1``: it sits at ``j * ratio + (ratio -
+    1) / 2``, and the offsets ``q - j * ratio`` cover every integer from ``-(key_len - 1) * ratio`` to
+    ``query_len - 1``: the distinct relative coordinates are that range minus ``(ratio - 1) / 2``, in increasing
+    order, and pair ``(q, j)`` has index ``q - j * ratio + (key_len - 1) * ratio``. Same values (each one is the same
+    float expression of the same exact offset) and the same index as :func:`cpb_axis_tables`."""
+    key_len = query_len // ratio
+    low = (key_len - 1) * ratio
+    offsets = torch.arange(-low, query_len, dtype=torch.float32, device=device) - (ratio - 1) / 2
+    relative = offsets / (pretrain_len - 1) * 8
+    values = torch.sign(relative) * torch.log2(torch.abs(relative) + 1.0) / torch.log2(
+        torch.tensor(8, dtype=torch.float32, device=device))
+    index = (torch.arange(query_len, device=device)[:, None] - torch.arange(key_len, device=device)[None, :] * ratio
+             + low)
+    return values, index
+
+
 @torch.no_grad()
 def cpb_coords_table(values_h: torch.Tensor, values_w: torch.Tensor) -> torch.Tensor:
     """``(U_h * U_w, 2)`` rows ``(h, w)`` of the Cartesian product, row ``i * U_w + j`` = ``(h_i, w_j)``."""
@@ -138,7 +159,7 @@ def gather_cpb_bias(table: torch.Tensor, index_h: torch.Tensor, index_w: torch.T
         num_w: ``U_w``, the number of distinct width coordinates (read from ``index_w`` when not given).
     """
     heads = table.shape[1]
-    u_w = int(num_w) if num_w else int(index_w.max()) + 1
+    u_w = num_w if isinstance(num_w, torch.SymInt) or num_w else int(index_w.max()) + 1
     table = table.transpose(0, 1).reshape(heads, -1, u_w)
     h_q, h_k = index_h.shape
     w_q, w_k = index_w.shape
@@ -208,7 +229,7 @@ def aggregated_attention(q: torch.Tensor,
         raise ValueError('aggregated_attention needs a window branch, a pooled branch or both.')
     if window_size % 2 != 1:
         raise ValueError(f'window_size must be odd, got {window_size}.')
-    height, width = int(hw[0]), int(hw[1])
+    height, width = hw[0], hw[1]  # ints, or symbolic sizes in a traced graph
     if q.shape[2] != height * width:
         raise ValueError(f'{q.shape[2]} queries do not match the map size {height}x{width}.')
     if has_local and padding_mask is None:

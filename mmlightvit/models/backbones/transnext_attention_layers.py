@@ -12,7 +12,8 @@ into the bias of a runtime size.
 * :class:`AggregatedAttention` and :class:`Attention` (on :class:`_AttentionBase`: query scaling, the CPB MLP and its
   cache), which run the attention cores of :mod:`mmlightvit.models.backbones.transnext_attention`.
 
-Depends on torch and :mod:`~mmlightvit.models.backbones.transnext_attention` only.
+Depends on torch, :mod:`~mmlightvit.models.backbones.transnext_attention` and
+:func:`~mmlightvit.models.layers.averaging_matrix` only.
 """
 from collections import OrderedDict
 from typing import List, Optional, Tuple, Union
@@ -22,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..layers import averaging_matrix
 from .transnext_attention import (aggregated_attention, check_impl, flash_aggregated_attention,
                                   flash_attention_supported, flash_rows_per_chunk, gather_cpb_bias, linear_taps,
                                   padded_window_map)
@@ -39,15 +41,20 @@ class StageContext:
     training size ``img_size`` in interpolation mode)."""
 
     def __init__(self, hw, pool_hw, padding_mask, seq_length_scale, cpb_coords=None, cpb_index_h=None,
-                 cpb_index_w=None, cpb_hw=None, cpb_pool_hw=None, cpb_coords_w=0):
+                 cpb_index_w=None, cpb_hw=None, cpb_pool_hw=None, cpb_coords_w=0, in_graph=False,
+                 extrapolation=False):
         self.hw, self.pool_hw = hw, pool_hw
+        # Built in a traced graph from symbolic sizes (never cached): the layers then take the graph's forms of the
+        # pooling and of the position bias. ``extrapolation``: the CPB tables are the runtime size's.
+        self.in_graph, self.extrapolation = in_graph, extrapolation
         self.padding_mask, self.seq_length_scale = padding_mask, seq_length_scale
         self.cpb_coords, self.cpb_index_h, self.cpb_index_w = cpb_coords, cpb_index_h, cpb_index_w
         # Query / key grids the CPB tables were built for; the bias is resized from them when they differ from
         # the runtime ``hw`` / ``pool_hw`` (interpolation mode).
         self.cpb_hw, self.cpb_pool_hw = cpb_hw, cpb_pool_hw
-        # Distinct coordinates along the width (the table's inner size), known without a device sync.
-        self.cpb_coords_w = int(cpb_coords_w)
+        # Distinct coordinates along the width (the table's inner size), known without a device sync; symbolic in
+        # a graph traced with dynamic sizes (extrapolation mode).
+        self.cpb_coords_w = cpb_coords_w if isinstance(cpb_coords_w, torch.SymInt) else int(cpb_coords_w)
         self._flash_layout: Optional['FlashCPBLayout'] = None
 
     def flash_layout(self) -> 'FlashCPBLayout':
@@ -74,7 +81,7 @@ def _cpb_mlp_rows(attn: nn.Module, coords: torch.Tensor) -> torch.Tensor:
 def cpb_mlp(attn: nn.Module, coords: torch.Tensor) -> torch.Tensor:
     """``cpb_fc2(relu(cpb_fc1(coords)))`` row block by row block (same numbers, bounded memory)."""
     rows = coords.shape[0]
-    if rows <= CPB_ROWS_PER_BLOCK:
+    if isinstance(rows, torch.SymInt) or rows <= CPB_ROWS_PER_BLOCK:  # a traced graph: one block (no size guard)
         return _cpb_mlp_rows(attn, coords)
     grad = torch.is_grad_enabled() and any(p.requires_grad for p in attn.cpb_fc1.parameters())
     parts = []
@@ -94,6 +101,10 @@ class CPBBias:
     Interpolation: the bias of the training size (``img_size``) resized bilinearly on the key axes
     (``F.interpolate``), then on the query axes (the same ``align_corners=False`` taps, evaluated only for the
     requested queries), the official order.
+
+    In a graph traced with symbolic sizes (``ctx.in_graph``), the whole ``(heads, N, P)`` bias is built at once from
+    the runtime size: extrapolation gathers it from the table (which is the runtime size's); interpolation resizes
+    the key axes, then the query axes, with ``F.interpolate`` (equal within float rounding to the query taps).
     """
 
     def __init__(self, attn: nn.Module, ctx: StageContext):
@@ -103,6 +114,16 @@ class CPBBias:
         self.tokens = ctx.hw[0] * ctx.hw[1]
         (h_t, w_t), (ph_t, pw_t) = ctx.cpb_hw, ctx.cpb_pool_hw
         (height, width), (pool_h, pool_w) = ctx.hw, ctx.pool_hw
+        self.in_graph = ctx.in_graph
+        if ctx.in_graph:
+            bias = gather_cpb_bias(table, ctx.cpb_index_h, ctx.cpb_index_w, ctx.cpb_coords_w)  # (heads, N_t, P_t)
+            if not ctx.extrapolation:  # the table's grids are img_size's: resize keys, then queries, to the runtime's
+                bias = F.interpolate(bias.reshape(self.heads, h_t * w_t, ph_t, pw_t), (pool_h, pool_w),
+                                     mode='bilinear')
+                bias = bias.reshape(self.heads, h_t, w_t, pool_h * pool_w).permute(0, 3, 1, 2)
+                bias = F.interpolate(bias, (height, width), mode='bilinear').flatten(2).transpose(1, 2)
+            self.full_bias = bias
+            return
         self.resize_queries = (h_t, w_t) != (height, width)
         if not self.resize_queries and (ph_t, pw_t) == (pool_h, pool_w):
             self.table = table.transpose(0, 1).reshape(self.heads, -1, ctx.cpb_coords_w)
@@ -122,6 +143,8 @@ class CPBBias:
         return self(0, self.tokens)
 
     def __call__(self, start: int, end: int) -> torch.Tensor:
+        if self.in_graph:
+            return self.full_bias[:, start:end]
         queries = torch.arange(start, end, device=(self.table if self.keys_resized is None
                                                    else self.keys_resized).device)
         qy, qx = queries // self.width, queries % self.width
@@ -402,7 +425,8 @@ class AggregatedAttention(_AttentionBase):
             q_scaled, k_local, v_local, k_pool, v_pool, hw,
             local_bias=self.relative_pos_bias_local if self.use_window_branch else None,
             pool_bias=CPBBias(self, ctx) if self.use_pooled_branch else None, local_extra=local_extra,
-            window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl)
+            window_size=self.window_size, padding_mask=ctx.padding_mask, impl=self.impl,
+            max_chunk_elements=0 if ctx.in_graph else None)  # chunk counts would fix the traced size
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 
     def _pooled_keys_values(self, x: torch.Tensor, hw: Tuple[int, int], ctx: StageContext):
@@ -410,7 +434,11 @@ class AggregatedAttention(_AttentionBase):
         batch, _, channels = x.shape
         pool_h, pool_w = ctx.pool_hw
         x_ = x.reshape(batch, hw[0], hw[1], channels).permute(0, 3, 1, 2)  # channels-last view, as in DWConv
-        x_ = F.adaptive_avg_pool2d(self.act(self.sr(x_)), (pool_h, pool_w))
+        x_ = self.act(self.sr(x_))
+        if ctx.in_graph:  # adaptive pooling whose windows follow the runtime size (see averaging_matrix)
+            x_ = averaging_matrix(hw[0], pool_h, x_) @ x_ @ averaging_matrix(hw[1], pool_w, x_).transpose(0, 1)
+        else:
+            x_ = F.adaptive_avg_pool2d(x_, (pool_h, pool_w))
         x_ = self.norm(x_.permute(0, 2, 3, 1).reshape(batch, pool_h * pool_w, channels))
         kv = self.kv(x_).reshape(batch, pool_h * pool_w, 2 * self.num_heads, self.head_dim).permute(0, 2, 1, 3)
         k_pool, v_pool = kv.chunk(2, 1)
@@ -470,6 +498,7 @@ class Attention(_AttentionBase):
             out = flash_aggregated_attention(q, None, None, keys_in_xy_order(k, ctx.pool_hw),
                                              keys_in_xy_order(v, ctx.pool_hw), hw, self.flash_cpb_bias(ctx))
         else:
-            out = aggregated_attention(q, None, None, k, v, hw, pool_bias=CPBBias(self, ctx), impl=self.impl)
+            out = aggregated_attention(q, None, None, k, v, hw, pool_bias=CPBBias(self, ctx), impl=self.impl,
+                                       max_chunk_elements=0 if ctx.in_graph else None)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, channels))
 

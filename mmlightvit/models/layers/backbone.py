@@ -18,7 +18,7 @@ The base class then gives it:
 What a family knows about checkpoints (its layouts, its one conversion hook, how to read its variant from tensor
 shapes) it declares through :class:`~mmlightvit.models.layers.checkpoint_layouts.CheckpointLayouts`, which this class
 inherits; its reference implementation (``reference_models``) and whether ONNX export needs fixed sizes
-(``fixed_size_export``) are declared here.
+(``fixed_size_export``), or ExecuTorch / Core ML export only (``fixed_size_program``), are declared here.
 """
 import re
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -107,6 +107,8 @@ class LightBackbone(CheckpointLayouts, BaseModule):
     reference_models: Optional[Tuple[str, Dict[str, str]]] = None
     #: why ONNX export needs one fixed-size graph per input size (``None``: dynamic height and width work).
     fixed_size_export: Optional[str] = None
+    #: why an ExecuTorch program or a Core ML package holds one input size where ONNX need not (``None``: as ONNX).
+    fixed_size_program: Optional[str] = None
 
     def __init__(self,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
