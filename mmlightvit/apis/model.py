@@ -8,11 +8,13 @@ fuse and release converters and the analysis tools share.
   folded model).
 """
 import copy
+import logging
 from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from mmlightvit.models.weights import load_model_weights
 from mmlightvit.registry import build_or_explain
@@ -55,7 +57,14 @@ def build_model(cfg: Config, module_cfg: Optional[dict] = None, seed: Optional[i
     def build() -> nn.Module:
         model = build_or_explain(MODELS.build, module_cfg or cfg.model)
         if init_weights:
-            model.init_weights()
+            # mmengine logs every parameter's initialisation at INFO level (pages of output); warnings still show
+            logger = MMLogger.get_current_instance()
+            level = logger.level
+            logger.setLevel(logging.WARNING)
+            try:
+                model.init_weights()
+            finally:
+                logger.setLevel(level)
         return model
 
     init_default_scope(cfg.get('default_scope', 'mmlightvit'))

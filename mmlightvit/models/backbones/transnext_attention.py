@@ -112,6 +112,10 @@ def cpb_axis_tables(query_len: int, key_len: int, pretrain_len: int,
     two axes' values, in the same (lexicographic) order, so a CPB MLP evaluated on
     :func:`cpb_coords_table` gives the same numbers without an ``N x P`` index map.
     """
+    if device is not None and torch.device(device).type == 'meta':
+        # shape-only builds: torch.unique has no meta kernel, and the tables are small enough for the CPU
+        values, index = cpb_axis_tables(query_len, key_len, pretrain_len, torch.device('cpu'))
+        return values.to(device), index.to(device)
     axis_q = torch.arange(query_len, dtype=torch.float32, device=device)
     axis_k = F.adaptive_avg_pool1d(axis_q.unsqueeze(0), key_len).squeeze(0)
     relative = (axis_q[:, None] - axis_k[None, :]) / (pretrain_len - 1) * 8
