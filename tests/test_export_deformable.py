@@ -6,6 +6,7 @@ onnxruntime (DINO's with dynamic batch, height and width; Mask2Former's at its t
 The backbones' own dynamic export is tested in tests/test_export_onnx.py; here a stand-in of three or four strided
 convolutions (same channels and strides as RepViT-M0.9's maps) feeds the heads, which keeps the symbolic tracing
 of the export to the heads' operations. The heads are the demo configs' with fewer layers and queries."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,30 @@ def test_dino_export_matches_onnxruntime(dino):
     assert (got[1] == expected[1]).all()
     assert np.abs(got[0] - expected[0]).max() <= TOLERANCE * np.abs(expected[0]).max()  # pixels and scores
     assert (got[0][1, :, [0, 2]] <= 64).all() and (got[0][1, :, [1, 3]] <= 90).all()  # clipped to the image
+
+
+def test_dino_exports_to_executorch_at_a_fixed_size(tmp_path):
+    """DINO has no NMS, so ExecuTorch runs it whole; at the traced size only (a dynamic one is refused early with
+    the reason), with the image size still an input (a padded image is masked as in PyTorch)."""
+    pytest.importorskip('executorch')
+    from mmlightvit.deploy.executorch_export import export_executorch
+    from mmlightvit.deploy.runtime import ExecuTorchSession
+    target = small_dino()
+    with pytest.raises(ExportError, match='fixed size only'):
+        export_executorch(target, str(tmp_path / 'dynamic.pte'), EXPORT_SIZE)
+    out = str(tmp_path / 'dino.pte')
+    metadata = export_executorch(target, out, EXPORT_SIZE, dynamic=False)
+    assert metadata['kind'] == 'detector' and json.loads(metadata['input_names']) == ['image', 'image_size']
+    session = ExecuTorchSession(out, 1)
+    torch.manual_seed(1)
+    image = torch.randn(1, 3, *EXPORT_SIZE)
+    for image_size in ([EXPORT_SIZE], [[80, 100]]):
+        image_size = torch.tensor(image_size)
+        with torch.no_grad():
+            expected = [t.numpy() for t in target.module(image, image_size)]
+        dets, labels = session.run(None, {'image': image.numpy(), 'image_size': image_size.numpy()})
+        assert (labels == expected[1]).all()
+        assert np.abs(dets - expected[0]).max() <= TOLERANCE * np.abs(expected[0]).max()
 
 
 def test_mask2former_tensor_form_is_mmsegs_predict():

@@ -462,6 +462,12 @@ class DetectorPredictions(nn.Module):
     def output_names(self) -> List[str]:
         return ['dets', 'labels'] + (['masks'] if self.with_mask else [])
 
+    @property
+    def uses_nms(self) -> bool:
+        """Whether the graph holds NMS (the custom operator ``mmlightvit::multiclass_nms``): every detector but
+        DINO, whose post-processing is a top-k."""
+        return not self.dino
+
     def forward(self, image: torch.Tensor, image_size: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         detector = self.detector
         feats = detector.extract_feat(image)

@@ -24,9 +24,13 @@ graph (kind, preprocessing, class names, size divisor, config, checkpoint, preci
 sidecar JSON file beside it, ``FILE.pte.json`` (:func:`sidecar_path`), with the SHA-256 of the program it
 describes, so that a sidecar left over from another export is refused rather than believed.
 
-Detectors (``model`` of an mmdet config) are not exported: their graph holds the custom operator
-``mmlightvit::multiclass_nms`` (and, two-stage, NMS between the stages and RoIAlign), and the ExecuTorch runtime of
-the pip wheel runs no operator without a compiled kernel registered in it; see :func:`detector_reason`.
+Detectors with NMS (``model`` of an mmdet config: Mask / Cascade Mask R-CNN, RTMDet, SSDLite) are not exported:
+their graph holds the custom operator ``mmlightvit::multiclass_nms`` (and, two-stage, NMS between the stages and
+RoIAlign), and the ExecuTorch runtime of the pip wheel runs no operator without a compiled kernel registered in it;
+see :func:`detector_reason`. DINO, whose post-processing is a top-k, exports whole (``image`` and ``image_size``
+in, ``dets`` and ``labels`` out, as for ONNX; its deformable attention runs on the portable ``grid_sampler_2d``
+kernel), at a fixed input size: XNNPACK lowers a reshape with one dynamic dimension only, and DINO's encoder
+reshapes over the batch and the level sizes together.
 
 Importing this module imports no ExecuTorch; the functions that need it import it.
 """
@@ -64,15 +68,16 @@ def sidecar_path(pte_file: str) -> str:
 
 def detector_reason() -> str:
     """Why a whole detector is not exported to ExecuTorch here (the error and the docs say it)."""
-    return ('a whole detector holds NMS (the custom operator mmlightvit::multiclass_nms; Mask R-CNN also NMS '
+    return ('this detector holds NMS (the custom operator mmlightvit::multiclass_nms; Mask R-CNN also NMS '
             'between its two stages and RoIAlign), which the ExecuTorch runtime of the pip wheel cannot run: it has '
             'no kernel for a custom operator, and one cannot be added without building the runtime from source. '
-            'Export the detector\'s backbone (--mode backbone), or the whole detector to ONNX')
+            'Export the detector\'s backbone (--mode backbone), or the whole detector to ONNX (DINO, without NMS, '
+            'exports whole)')
 
 
 def _dynamic_shapes(target: ExportTarget, max_batch: int, max_size: int):
     """torch.export dims for the image input: batch 1..max_batch, height and width MIN_SIZE..max_size (multiples
-    of the size divisor when it is above 1)."""
+    of the size divisor when it is above 1); a detector's ``image_size`` input shares the batch."""
     Dim = torch.export.Dim
     batch = Dim('batch', min=1, max=max_batch)
     if target.size_divisor > 1:
@@ -82,7 +87,7 @@ def _dynamic_shapes(target: ExportTarget, max_batch: int, max_size: int):
     else:
         height = Dim('height', min=MIN_SIZE, max=max_size)
         width = Dim('width', min=MIN_SIZE, max=max_size)
-    return ({0: batch, 2: height, 3: width}, )
+    return ({0: batch, 2: height, 3: width}, {0: batch})[:len(target.input_names)]
 
 
 class ChannelAffine(nn.Module):
@@ -144,10 +149,15 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
         calibration_note: where the calibration inputs came from, for the metadata.
 
     Raises:
-        ExportError: a detector, a bound that does not hold the traced size, or a failing export / lowering.
+        ExportError: a detector with NMS, a bound that does not hold the traced size, or a failing export /
+            lowering.
     """
-    if target.kind in DETECTOR_KINDS:
+    if target.kind in DETECTOR_KINDS and target.module.uses_nms:
         raise ExportError(f'{target.kind} ({target.backbone_type}): {detector_reason()}.')
+    if target.kind in DETECTOR_KINDS and dynamic:
+        raise ExportError('DINO exports to ExecuTorch at a fixed size only (--static): XNNPACK lowers a reshape with '
+                          'one dynamic dimension only, and DINO\'s encoder reshapes over the batch and the level sizes '
+                          'together.')
     if dynamic and target.program_fixed_size_reason:
         raise ExportError(f'{target.backbone_type} cannot be exported to ExecuTorch with dynamic height and width: '
                           f'{target.program_fixed_size_reason}. Export it at a fixed size instead (--static).')

@@ -1,4 +1,4 @@
-"""Export a backbone or a whole segmentor / classifier to ExecuTorch (XNNPACK), float32 or INT8, and check it.
+"""Export a backbone or a whole segmentor / classifier / DINO to ExecuTorch (XNNPACK), float32 or INT8, and check it.
 
     python tools/deploy/export_executorch.py CONFIG CHECKPOINT [--mode backbone|model] [--out FILE.pte] [--overwrite]
         [--shape H W] [--check-shapes H1 W1 [H2 W2 ...]] [--max-batch 4] [--max-size 1024] [--static]
@@ -20,11 +20,12 @@ differences and median latencies: float32 on random inputs at each ``--check-sha
 200x328; tolerance 1e-4 relative to each output's largest magnitude); INT8 on ``--check-images`` preprocessed
 validation images (tolerance 0.1, label maps agreeing on at least 90% of the pixels; what INT8 changes in the
 metric is what tools/test.py measures). It exits with status 1 when a check fails, 2 on errors (missing or unsafe
-checkpoint, a model that cannot be exported, e.g. a detector, an output that exists or is an input). ``--out`` and
+checkpoint, a model that cannot be exported, e.g. a detector with NMS, an output that exists or is an input). ``--out`` and
 its sidecar are never replaced unless ``--overwrite`` is given, and never when they are an input.
 
-Detectors are not exported: their NMS is a custom operator the ExecuTorch runtime of the pip wheel has no kernel
-for (see mmlightvit/deploy/executorch_export.py). FasterViT and TransNeXt export at a fixed size (``--static``): with
+Detectors with NMS (Mask / Cascade Mask R-CNN, RTMDet, SSDLite) are not exported: their NMS is a custom operator
+the ExecuTorch runtime of the pip wheel has no kernel for (see mmlightvit/deploy/executorch_export.py); DINO (a
+top-k, no NMS) exports whole, with the image size as its second input, as for ONNX. FasterViT and TransNeXt export at a fixed size (``--static``): with
 size bounds, torch.export refuses the guards their graphs record on the size (their ONNX export is dynamic).
 """
 import argparse
@@ -49,7 +50,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parsed arguments; ``check_shapes`` becomes the list of (H, W) sizes to compare at."""
     from mmlightvit.deploy.executorch_export import DEFAULT_MAX_BATCH, DEFAULT_MAX_SIZE
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_model_arguments(parser, 'segmentor / classifier',
+    add_model_arguments(parser, 'segmentor / classifier / DINO detector',
                         'output .pte file (default: work_dirs/executorch/CONFIG_MODE[_int8].pte)',
                         'replace OUT and its sidecar if they exist (never an input)')
     add_check_arguments(parser, 'ExecuTorch')
