@@ -217,6 +217,7 @@ def _official_bn_hs_forward(sd, x, depths):
                 nums = len([k for k in sd if re.fullmatch(re.escape(p) + r'convs\.\d+\.weight', k)])
                 width = sd[p + 'convs.0.weight'].shape[0]
                 spx = torch.split(x, width, 1)
+                sp = out = None  # each branch adds the previous one's output
                 for n in range(nums):
                     sp = spx[n] if n == 0 else sp + spx[n]
                     sp = F.conv2d(sp, sd[p + f'convs.{n}.weight'], sd[p + f'convs.{n}.bias'], padding=1,

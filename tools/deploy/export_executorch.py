@@ -20,13 +20,14 @@ differences and median latencies: float32 on random inputs at each ``--check-sha
 200x328; tolerance 1e-4 relative to each output's largest magnitude); INT8 on ``--check-images`` preprocessed
 validation images (tolerance 0.1, label maps agreeing on at least 90% of the pixels; what INT8 changes in the
 metric is what tools/test.py measures). It exits with status 1 when a check fails, 2 on errors (missing or unsafe
-checkpoint, a model that cannot be exported, e.g. a detector with NMS, an output that exists or is an input). ``--out`` and
-its sidecar are never replaced unless ``--overwrite`` is given, and never when they are an input.
+checkpoint, a model that cannot be exported, e.g. a detector with NMS, an output that exists or is an input).
+``--out`` and its sidecar are never replaced unless ``--overwrite`` is given, and never when they are an input.
 
 Detectors with NMS (Mask / Cascade Mask R-CNN, RTMDet, SSDLite) are not exported: their NMS is a custom operator
 the ExecuTorch runtime of the pip wheel has no kernel for (see mmlightvit/deploy/executorch_export.py); DINO (a
-top-k, no NMS) exports whole, with the image size as its second input, as for ONNX. FasterViT and TransNeXt export at a fixed size (``--static``): with
-size bounds, torch.export refuses the guards their graphs record on the size (their ONNX export is dynamic).
+top-k, no NMS) exports whole at a fixed size (``--static``), with the image size as its second input, as for ONNX.
+FasterViT and TransNeXt export at a fixed size (``--static``): with size bounds, torch.export refuses the guards
+their graphs record on the size (their ONNX export is dynamic).
 """
 import argparse
 import os.path as osp
