@@ -1,4 +1,5 @@
 """Every shipped config builds; our backbones build from mmdet, mmseg and mmpretrain configs by 'mmlightvit.X'."""
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,9 @@ def _without_downloads(cfg: Config) -> Config:
 # tests/test_export_onnx.py runs its predict on FasterViT-0); initialising and running 50 million to 1.4 billion
 # parameters for each of them would take minutes of the suite.
 REAL_RUN_MAX_BACKBONE_PARAMS = 40e6
+# The models already run below (as config dicts): configs that differ only outside the model (schedules, test-time
+# options, ablations of the recipe) have their model run once.
+_MODELS_RUN = set()
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[str(p.relative_to(ROOT / 'configs')) for p in CONFIGS])
@@ -50,6 +54,10 @@ def test_config_builds(path):
             features = MODELS.build(cfg.model).eval().extract_feat(torch.empty(1, 3, 64, 96))
         assert all(f.shape[0] == 1 for f in features)  # backbone into neck: the channels fit
         return
+    model_key = json.dumps(cfg.model.to_dict(), sort_keys=True, default=str)
+    if model_key in _MODELS_RUN:
+        return
+    _MODELS_RUN.add(model_key)
     model = MODELS.build(cfg.model)
     model.init_weights()
     # the whole model in predict mode (heads and post-processing included) on a small image, through the same data
