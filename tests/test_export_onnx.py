@@ -358,6 +358,12 @@ def test_fastervit_and_transnext_export_targets():
     assert transnext.dynamic_size and transnext.min_trace_size == 1
     assert transnext.size_divisor == 32 and transnext.padded(72, 100) == (96, 128)
     assert 'pooled grids' in transnext.program_fixed_size_reason
+    # EdgeNeXt: dynamic ONNX, but its size-dependent padding keeps ExecuTorch programs at one size (said up front)
+    edgenext = build_export_target(EDGENEXT_SEG, 'none', 'backbone', EDGENEXT_XXS)
+    assert edgenext.dynamic_size and 'pad the map' in edgenext.program_fixed_size_reason
+    from mmlightvit.deploy.executorch_export import export_executorch
+    with pytest.raises(ExportError, match='EdgeNeXt cannot be exported to ExecuTorch with dynamic height and width'):
+        export_executorch(edgenext, 'never_written.pte', (64, 64))
 
 
 class SizeBranch(nn.Module):

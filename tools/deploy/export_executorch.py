@@ -26,8 +26,8 @@ checkpoint, a model that cannot be exported, e.g. a detector with NMS, an output
 Detectors with NMS (Mask / Cascade Mask R-CNN, RTMDet, SSDLite) are not exported: their NMS is a custom operator
 the ExecuTorch runtime of the pip wheel has no kernel for (see mmlightvit/deploy/executorch_export.py); DINO (a
 top-k, no NMS) exports whole at a fixed size (``--static``), with the image size as its second input, as for ONNX.
-FasterViT and TransNeXt export at a fixed size (``--static``): with size bounds, torch.export refuses the guards
-their graphs record on the size (their ONNX export is dynamic).
+EdgeNeXt, FasterViT and TransNeXt export at a fixed size (``--static``): with size bounds, torch.export refuses the
+guards their graphs record on the size (their ONNX export is dynamic).
 """
 import argparse
 import os.path as osp

@@ -360,6 +360,11 @@ class EdgeNeXt(LightBackbone):
             arch_aliases[_short + '-bn-hs'] = _name + '-bn-hs'
             arch_aliases['edgenext_' + _name.replace('-', '_') + '_bn_hs'] = _name + '-bn-hs'
     del _short, _name
+    # ONNX graphs are dynamic; ExecuTorch programs and Core ML packages hold one size:
+    fixed_size_program = (
+        'its stem and down-sampling convolutions pad the map to a multiple of their stride by an amount computed '
+        'from the size (-size % stride): torch.export with bounded sizes (ExecuTorch) cannot prove the guards this '
+        'records over a range, and Core ML takes no size-dependent 2-D padding')
 
     #: The published accuracies of the standard releases are their EMA weights (``model_ema``); the USI releases
     #: hold ``state_dict``; ``model`` is the training key.
