@@ -377,3 +377,17 @@ def test_graph_for_a_bounded_range_of_sizes_is_refused(tmp_path):
     target = ExportTarget(SizeBranch(), 'backbone', ['out'], backbone_type='SizeBranch')
     with pytest.raises(ExportError, match=r'traced at 64x64 gives a graph for input heights \d+\.\.100 only'):
         export_onnx(target, str(tmp_path / 'branch.onnx'), (64, 64))
+
+
+@pytest.mark.parametrize('config', [TINY_FASTERVIT, TINY_TRANSNEXT], ids=['FasterViT', 'TransNeXt'])
+def test_torchscript_trace_of_size_tables_matches_eager(config):
+    """TorchScript tracing (the benchmark's oneDNN form) records sizes as tensors, which the size-table code takes
+    as well as plain and symbolic ints."""
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    backbone = MODELS.build(dict(config)).eval()
+    image = torch.rand(1, 3, 128, 160)
+    with torch.no_grad():
+        traced = torch.jit.trace(backbone, image, check_trace=False)
+        for expected, got in zip(backbone(image), traced(image)):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

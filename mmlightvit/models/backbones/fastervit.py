@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from mmlightvit.registry import MODELS
 from ..layers import (DropPath, LayerNorm2d, LightBackbone, apply_blocks, apply_layer_scale, count_blocks,
                       drop_path_rates, init_trunc_normal, is_exporting, is_symbolic, is_tracing,
-                      layer_scale_parameter, traced_value)
+                      layer_scale_parameter, size_max, traced_value)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Size-dependent coordinate tables (computed per size and device, cached; never in the state dict)
@@ -80,7 +80,7 @@ def _grid_coords(h: int, w: int, device, norm: str = 'side') -> torch.Tensor:
         axes = []
         for side in (h, w):
             centre = side // 2 if norm == 'side' else h * w // 2
-            axes.append((torch.arange(side, dtype=torch.float32, device=device) - centre) / torch.sym_max(centre, 1))
+            axes.append((torch.arange(side, dtype=torch.float32, device=device) - centre) / size_max(centre, 1))
         return torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1).reshape(-1, 2)
 
     return _cached(('grid', norm, h, w, device), build)
@@ -94,7 +94,7 @@ def _log_relative_coords(h: int, w: int, device) -> torch.Tensor:
         axes = []
         for n in (h, w):
             # a side of 1 has the single offset 0, which stays 0 (divided by 1, not by 0)
-            axes.append(torch.arange(-(n - 1), n, dtype=torch.float32, device=device) / torch.sym_max(n - 1, 1))
+            axes.append(torch.arange(-(n - 1), n, dtype=torch.float32, device=device) / size_max(n - 1, 1))
         table = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1) * 8
         table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
         return table.reshape(-1, 2)

@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmlightvit.registry import MODELS
-from ..layers import DropPath, LightBackbone, count_blocks, drop_path_rates, init_trunc_normal, is_symbolic
+from ..layers import (DropPath, LightBackbone, count_blocks, drop_path_rates, init_trunc_normal, is_symbolic,
+                      size_max)
 from .transnext_attention import (check_impl, cpb_axis_tables, cpb_axis_tables_in_graph, cpb_coords_table,
                                   length_scale, window_padding_mask)
 # ATTENTION_SCALINGS, CPBBias and keys_in_xy_order are not used here: imported so that they stay importable from
@@ -421,7 +422,7 @@ class TransNeXt(LightBackbone):
         elif in_graph and self.extrapolation:  # the input is a multiple of 32 there: sr divides the map
             pool_hw = (hw[0] // sr, hw[1] // sr)
         else:
-            pool_hw = (torch.sym_max(1, hw[0] // sr), torch.sym_max(1, hw[1] // sr))
+            pool_hw = (size_max(1, hw[0] // sr), size_max(1, hw[1] // sr))
         pool_len = pool_hw[0] * pool_hw[1] if (full or self.use_pooled_branch) else 0
         window = None if (full or not self.use_window_branch) else self.window_size
         padding_mask = window_padding_mask(hw, window, device) if window is not None else None

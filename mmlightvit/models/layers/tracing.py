@@ -38,6 +38,14 @@ def averaging_matrix(size, out_size, like: torch.Tensor) -> torch.Tensor:
     return inside / inside.sum(dim=1, keepdim=True)
 
 
+def size_max(a, b):
+    """``max(a, b)`` of two sizes, each a plain int, a symbolic size (torch.export) or a 0-d tensor (TorchScript
+    tracing records sizes as tensors)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return torch.maximum(torch.as_tensor(a), torch.as_tensor(b))
+    return torch.sym_max(a, b)
+
+
 def traced_value(size) -> int:
     """The value a size has at the traced input (a symbolic size's example value; a plain int as it is)."""
     return size.node.hint if isinstance(size, torch.SymInt) else int(size)
