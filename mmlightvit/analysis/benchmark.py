@@ -361,9 +361,10 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
     ``executorch int8`` (two ExecuTorch programs lowered to XNNPACK, the second quantized through PT2E; batches up
     to ``max_batch``). The numpy conversion is part of each timed run. The INT8 forms are calibrated on a few random
     inputs, which times them faithfully; their accuracy on real images is what ``tools/deploy/quantize_onnx.py``
-    and ``tools/deploy/export_executorch.py --int8`` measure."""
+    and ``tools/deploy/export_executorch.py --int8`` measure. A form whose runtime cannot load its file (XNNPACK
+    does not compile FasterViT's INT8 padding) is left out, with the reason printed."""
     from mmlightvit.deploy.onnx_export import export_onnx
-    from mmlightvit.deploy.runtime import runtime_session
+    from mmlightvit.deploy.runtime import ExportedModelError, runtime_session
     target = _backbone_export_target(form, shape, backbone_type)
     calibration = [torch.rand(1, 3, *shape) for _ in range(4)]
     stem = f'{work_dir}/{backbone_type}_{form.name}'
@@ -387,9 +388,17 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
         input_name = session.get_inputs()[0].name
         return lambda x: tuple(torch.from_numpy(out) for out in session.run(None, {input_name: x.cpu().numpy()}))
 
-    return [Form(f'{backend}{precision} ({form.name})', target.module.backbone,
-                 runner(runtime_session(path, backend, threads=torch.get_num_threads())), own_precision=True)
-            for backend in backends for precision, path in zip(('', ' int8'), files[backend])]
+    forms = []
+    for backend in backends:
+        for precision, path in zip(('', ' int8'), files[backend]):
+            name = f'{backend}{precision} ({form.name})'
+            try:
+                session = runtime_session(path, backend, threads=torch.get_num_threads())
+            except ExportedModelError as err:  # a runtime that cannot compile the file: the other forms still run
+                print(f'{name}: not timed, {err}')
+                continue
+            forms.append(Form(name, target.module.backbone, runner(session), own_precision=True))
+    return forms
 
 
 def tensorrt_forms(form: Form, shape: Tuple[int, int], batches: Sequence[int], backbone_type: str,
