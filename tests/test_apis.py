@@ -11,7 +11,7 @@ from PIL import Image
 from mmlightvit.apis import LightDetInferencer, build_inferencer, find_model, list_models, load_model_index
 from mmlightvit.utils import CheckpointError
 
-from tests.conftest import DET_CONFIG, NO_WORKERS, ROOT, SEG_CONFIG, run_python as run
+from tests.conftest import DET_CONFIG, NO_WORKERS, ROOT, SEG_CONFIG, read_config, run_python as run
 
 
 def first_test_image(config) -> Path:
@@ -115,3 +115,10 @@ def test_browse_dataset_draws_annotations(config, tmp_path):
     original = np.asarray(Image.open(image).convert('RGB'), dtype=np.int16)
     assert drawn.shape == original.shape
     assert (np.abs(drawn - original).max(axis=2) > 20).mean() > 0.05
+    # a folder that holds files already is refused before any work unless --overwrite; the dataset folder always
+    proc = run(['tools/analysis/browse_dataset.py', config, '--output-dir', tmp_path / 'val'], check=False)
+    assert proc.returncode == 2 and '--output-dir' in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
+    data_root = read_config(config).val_dataloader.dataset.data_root
+    proc = run(['tools/analysis/browse_dataset.py', config, '--output-dir', f'{data_root}/browse', '--overwrite'],
+               check=False)
+    assert proc.returncode == 2 and 'inside the dataset folder' in proc.stderr, proc.stderr

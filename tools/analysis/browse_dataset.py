@@ -23,7 +23,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='a detection or segmentation config')
     parser.add_argument('--split', choices=sorted(SPLITS), default='train', help='which dataloader (default train)')
-    parser.add_argument('--output-dir', help='write the drawn images here (one per sample)')
+    parser.add_argument('--output-dir', help='write the drawn images here (one per sample); a new or empty folder '
+                        'unless --overwrite')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='write into an --output-dir that already holds files (drawn images of the same names '
+                        'are replaced)')
     parser.add_argument('--max-images', type=int, help='stop after this many images')
     parser.add_argument('--show', action='store_true', help='show each image in a window')
     parser.add_argument('--show-interval', type=float, default=2, help='seconds each image is shown')
@@ -59,6 +63,12 @@ def main(argv=None):
     from mmlightvit.engine import check_dataset_paths
     from mmlightvit.engine.setup import take_classes_from_data
     cfg = read_config(args.config, args.cfg_options)
+    if args.output_dir:  # before any work: never into the user's files, never into the dataset
+        from mmlightvit.utils.files import check_output
+        roots = [cfg[name].dataset.get('data_root') for name in SPLITS.values() if cfg.get(name)]
+        note = check_output(args.output_dir, '--output-dir', protected=roots, overwrite=args.overwrite, folder=True)
+        if note:
+            print(note)
     take_classes_from_data(cfg)
     loader = SPLITS[args.split]
     if not cfg.get(loader):
