@@ -10,8 +10,9 @@ Shapes: batch, height and width are dynamic within bounds (``torch.export.Dim``)
 the tensors outside the delegate (the inputs and outputs) for the largest shape, so the bounds are kept to what the
 model is run at (:data:`DEFAULT_MAX_BATCH`, ``max_size``); the runtime refuses a larger input with a clear error.
 The graph is traced with a batch of 2: torch.export specialises a dimension traced at size 1. Targets whose
-``program_fixed_size_reason`` is set export at the traced size only: FasterViT and TransNeXt (their backbones'
-``fixed_size_program``), whose ONNX graphs are dynamic but whose size guards torch.export refuses within bounds.
+``program_fixed_size_reason`` is set export at the traced size only: EdgeNeXt, FasterViT and TransNeXt (their
+backbones' ``fixed_size_program``), whose ONNX graphs are dynamic but whose size guards torch.export refuses within
+bounds.
 
 INT8 (``calibration`` given): post-training static quantization through PT2E: torchao's ``prepare_pt2e`` inserts
 observers where ExecuTorch's ``XNNPACKQuantizer`` (symmetric config: weights INT8 per output channel, activations
