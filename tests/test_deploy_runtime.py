@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip('onnxruntime')
 
 import onnx  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from tests.conftest import DET_CONFIG, SEG_CONFIG, run_python  # noqa: E402
 
@@ -78,6 +78,58 @@ def test_openvino_runs_the_exported_graph_like_onnxruntime(exported):
     assert (got[1] == expected[1]).all() and (expected[1] >= 0).any()
     assert np.abs(got[0] - expected[0]).max() <= 1e-3 * np.abs(expected[0]).max()
     assert np.abs(got[2] - expected[2]).max() <= 1e-3
+
+
+def cpu_has_openvino_bf16() -> bool:
+    import openvino as ov
+    return 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')
+
+
+def test_openvino_computes_in_float32_unless_bf16_is_asked_for(tmp_path):
+    """Unasked, OpenVINO computes a float32 file in bfloat16 on CPUs with AVX512_BF16 / AMX; the session states its
+    precision, so the float32 form agrees with numpy to float32 error on every CPU, and BF16 is a form of its own
+    (refused, with the reason, on a CPU without BF16; and by the runtimes that run a file as it was exported)."""
+    from mmlightvit.deploy.runtime import ExportedModelError, runtime_session
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((256, 256)).astype(np.float32)
+    path = tmp_path / 'matmul.onnx'
+    onnx.save(helper.make_model(helper.make_graph(
+        [helper.make_node('MatMul', ['x', 'w'], ['y'])], 'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, [4, 256])],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, [4, 256])],
+        [numpy_helper.from_array(weight, 'w')])), str(path))
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    expected = x.astype(np.float64) @ weight.astype(np.float64)
+    scale = np.abs(expected).max()
+
+    session = runtime_session(str(path), 'openvino', threads=1)
+    import openvino as ov
+    assert session.model.get_property('INFERENCE_PRECISION_HINT') == ov.Type.f32
+    assert np.abs(session.run(None, {'x': x})[0] - expected).max() <= 1e-5 * scale
+    if cpu_has_openvino_bf16():
+        bf16 = runtime_session(str(path), 'openvino', threads=1, bf16=True)
+        error = np.abs(bf16.run(None, {'x': x})[0] - expected).max()
+        assert 1e-4 * scale < error <= 3e-2 * scale  # bfloat16's 8-bit mantissa, not float32's
+    else:
+        with pytest.raises(ExportedModelError, match='AVX512_BF16 or AMX'):
+            runtime_session(str(path), 'openvino', threads=1, bf16=True)
+    for backend in ('onnxruntime', 'executorch'):
+        with pytest.raises(ExportedModelError, match='the BF16 form of an exported file is OpenVINO'):
+            runtime_session(str(path), backend, bf16=True)
+
+
+def test_tools_test_runs_openvinos_bf16_form(exported, tmp_path):
+    out, _ = exported
+    first_images = ['--cfg-options', 'test_dataloader.dataset.indices=4']
+    onnxruntime_bf16 = run_python(['tools/test.py', str(DET_CONFIG), str(out), '--bf16', '--work-dir',
+                                   str(tmp_path / 'ort'), *first_images], check=False)
+    assert onnxruntime_bf16.returncode == 2 and '--backend openvino' in onnxruntime_bf16.stderr
+    openvino_bf16 = run_python(['tools/test.py', str(DET_CONFIG), str(out), '--backend', 'openvino', '--bf16',
+                                '--work-dir', str(tmp_path / 'ov'), *first_images], check=False)
+    if cpu_has_openvino_bf16():
+        assert openvino_bf16.returncode == 0 and 'coco/segm_mAP:' in metrics(openvino_bf16.stdout)
+    else:
+        assert openvino_bf16.returncode == 2 and 'AVX512_BF16 or AMX' in openvino_bf16.stderr
 
 
 def test_image_demo_draws_the_exported_models_predictions(exported, det_checkpoint, tmp_path):
@@ -222,8 +274,11 @@ def test_deploy_report_times_every_form_of_a_classifier(tmp_path):
     proc = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir),
                        '--calibration-images', '2', '--repeat', '1', '--warmup', '0', '--threads', '1'])
     rows = [line.split('|')[1].strip() for line in proc.stdout.splitlines() if line.startswith('| ')][2:]
+    bf16 = ['openvino BF16'] if cpu_has_openvino_bf16() else []
     assert rows == ['PyTorch eager fp32', 'PyTorch BF16 autocast', 'onnxruntime fp32', 'onnxruntime INT8',
-                    'openvino fp32', 'openvino INT8'], proc.stdout
+                    'openvino fp32', *bf16, 'openvino INT8'] + ['openvino BF16'] * (not bf16), proc.stdout
+    if not bf16:  # listed, with the reason
+        assert 'openvino BF16 | fails: ExportedModelError: OpenVINO computes in BF16 on CPUs' in proc.stdout
     assert (out_dir / 'report.md').read_text().strip() in proc.stdout
     assert (out_dir / 'model.onnx').is_file() and (out_dir / 'model_int8.onnx').is_file()
     again = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir)],

@@ -32,7 +32,8 @@ def parse_args():
                         'executorch for .pte (its only runtime, the default)')
     parser.add_argument('--bf16', action='store_true',
                         help='the BF16 form: test the model under bfloat16 autocast (a detector: its backbone and '
-                        'neck; mmcv\'s CPU kernels in the heads take float32)')
+                        'neck; mmcv\'s CPU kernels in the heads take float32); an exported .onnx file: OpenVINO '
+                        '(--backend openvino) computes its float operations in bfloat16 (CPUs with AVX512_BF16 / AMX)')
     parser.add_argument('--tta', action='store_true',
                         help="test-time augmentation: the config's tta_model (mmseg's SegTTAModel, mmdet's "
                         'DetTTAModel) over its tta_pipeline (e.g. multi-scale + flip)')
@@ -120,8 +121,6 @@ def enable_tta(cfg) -> None:
 
 def enable_bf16_test(cfg) -> None:
     """The BF16 form: the model (a detector: its backbone and neck) under bfloat16 autocast while it is tested."""
-    if cfg.model.get('type') == 'mmlightvit.ExportedModel':
-        raise ConfigError('--bf16 is a form of the PyTorch model; an exported model runs as it was exported.')
     device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
     modules = BF16_MODULES.get(cfg.get('default_scope'))
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
@@ -139,12 +138,12 @@ def main():
         if args.tta:
             raise ConfigError('--tta runs the PyTorch model over augmented copies; an exported model is tested '
                               'without it.')
-        use_exported_model(cfg, args.checkpoint, args.backend)
+        use_exported_model(cfg, args.checkpoint, args.backend, bf16=args.bf16)
     else:
         cfg.load_from = args.checkpoint
     if args.tta:
         enable_tta(cfg)
-    if args.bf16:
+    if args.bf16 and not is_exported_model(args.checkpoint):
         enable_bf16_test(cfg)
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)

@@ -357,7 +357,8 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
                   max_batch: int = 1) -> List[Form]:
     """The backbone form exported once per file type (dynamic batch and size where the family allows) and run by
     each CPU runtime in ``backends`` with PyTorch's thread count, in float32 and in INT8: ``onnxruntime``,
-    ``onnxruntime int8``, ``openvino``, ``openvino int8`` (one ONNX file and its QDQ form), ``executorch``,
+    ``onnxruntime int8``, ``openvino``, ``openvino bf16`` (CPUs with AVX512_BF16 or AMX), ``openvino int8`` (one
+    ONNX file and its QDQ form), ``executorch``,
     ``executorch int8`` (two ExecuTorch programs lowered to XNNPACK, the second quantized through PT2E; batches up
     to ``max_batch``). The numpy conversion is part of each timed run. The INT8 forms are calibrated on a few random
     inputs, which times them faithfully; their accuracy on real images is what ``tools/deploy/quantize_onnx.py``
@@ -373,7 +374,8 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
         from mmlightvit.deploy.quantize import quantize_onnx
         onnx_file = export_onnx(target, f'{stem}.onnx', shape=shape, dynamic=target.dynamic_size)
         quantize_onnx(onnx_file, f'{stem}_int8.onnx', [{target.input_names[0]: x.numpy()} for x in calibration])
-        files.update({backend: (onnx_file, f'{stem}_int8.onnx') for backend in ('onnxruntime', 'openvino')})
+        files['onnxruntime'] = [('', onnx_file), (' int8', f'{stem}_int8.onnx')]
+        files['openvino'] = [('', onnx_file), (' bf16', onnx_file), (' int8', f'{stem}_int8.onnx')]
     if 'executorch' in backends:
         from mmlightvit.deploy.executorch_export import MIN_SIZE, TRACE_BATCH, export_executorch
         # a fixed-size program where the family needs one, or where the size is below the dynamic bounds
@@ -382,7 +384,7 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
         for precision, path, inputs in (('', f'{stem}.pte', None), (' int8', f'{stem}_int8.pte', calibration)):
             export_executorch(target, path, shape, dynamic=dynamic, calibration=inputs and [(x, ) for x in inputs],
                               **bounds)
-        files['executorch'] = (f'{stem}.pte', f'{stem}_int8.pte')
+        files['executorch'] = [('', f'{stem}.pte'), (' int8', f'{stem}_int8.pte')]
 
     def runner(session):
         input_name = session.get_inputs()[0].name
@@ -390,11 +392,12 @@ def runtime_forms(form: Form, shape: Tuple[int, int], backbone_type: str, work_d
 
     forms = []
     for backend in backends:
-        for precision, path in zip(('', ' int8'), files[backend]):
+        for precision, path in files[backend]:
             name = f'{backend}{precision} ({form.name})'
             try:
-                session = runtime_session(path, backend, threads=torch.get_num_threads())
-            except ExportedModelError as err:  # a runtime that cannot compile the file: the other forms still run
+                session = runtime_session(path, backend, threads=torch.get_num_threads(), bf16=precision == ' bf16')
+            except ExportedModelError as err:  # a runtime that cannot compile the file, a CPU without BF16: the
+                # other forms still run
                 print(f'{name}: not timed, {err}')
                 continue
             forms.append(Form(name, target.module.backbone, runner(session), own_precision=True))

@@ -35,12 +35,23 @@ BACKENDS_OF_SUFFIX = {'.onnx': ('onnxruntime', 'openvino'), '.pte': ('executorch
 
 
 class OpenVINOSession:
-    """An OpenVINO CPU model with onnxruntime's ``InferenceSession`` interface (``get_inputs``, ``run``)."""
+    """An OpenVINO CPU model with onnxruntime's ``InferenceSession`` interface (``get_inputs``, ``run``).
 
-    def __init__(self, onnx_file: str, threads: Optional[int] = None):
+    The float operations run in float32, or in bfloat16 with ``bf16``. The precision is always stated: unasked,
+    OpenVINO's CPU plugin computes a float32 file in bfloat16 on every CPU with AVX512_BF16 or AMX (errors of ~1e-2
+    relative where float32 gives ~1e-6), so the same file would give other numbers on other machines.
+    """
+
+    def __init__(self, onnx_file: str, threads: Optional[int] = None, bf16: bool = False):
         import openvino as ov
-        config = {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads()}
-        self.model = ov.Core().compile_model(onnx_file, 'CPU', config)
+        core = ov.Core()
+        if bf16 and 'BF16' not in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
+            raise ExportedModelError(
+                'OpenVINO computes in BF16 on CPUs with AVX512_BF16 or AMX instructions; this CPU has neither '
+                f'(its OpenVINO capabilities: {", ".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}).')
+        config = {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads(),
+                  'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32'}
+        self.model = core.compile_model(onnx_file, 'CPU', config)
         self._request = self.model.create_infer_request()
 
     def get_inputs(self):
@@ -104,13 +115,16 @@ class ExecuTorchSession:
                 '--max-batch / --max-size, or resize the images.')
 
 
-def runtime_session(exported_file: str, backend: str = 'onnxruntime', threads: Optional[int] = None):
-    """A CPU session of ``backend`` (see :data:`BACKENDS`) over ``exported_file``."""
+def runtime_session(exported_file: str, backend: str = 'onnxruntime', threads: Optional[int] = None,
+                    bf16: bool = False):
+    """A CPU session of ``backend`` (see :data:`BACKENDS`) over ``exported_file``; ``bf16``: its float operations
+    in bfloat16 (OpenVINO only)."""
+    check_bf16_backend(exported_file, backend, bf16)
     if backend == 'onnxruntime':
         from mmlightvit.deploy.onnx_export import ort_session
         return ort_session(exported_file, threads)
     if backend == 'openvino':
-        return OpenVINOSession(exported_file, threads)
+        return OpenVINOSession(exported_file, threads, bf16)
     if backend == 'executorch':
         return ExecuTorchSession(exported_file, threads)
     raise ExportedModelError(f'Unknown backend {backend!r}; known: {", ".join(BACKENDS)}.')
@@ -118,6 +132,13 @@ def runtime_session(exported_file: str, backend: str = 'onnxruntime', threads: O
 
 class ExportedModelError(ValueError):
     """An exported file that cannot serve this config, with the reason."""
+
+
+def check_bf16_backend(exported_file: str, backend: str, bf16: bool) -> None:
+    """BF16 is a form of OpenVINO's; onnxruntime's CPU kernels and ExecuTorch run a file as it was exported."""
+    if bf16 and backend != 'openvino':
+        raise ExportedModelError(f'{backend} runs {exported_file} as it was exported; the BF16 form of an exported '
+                                 'file is OpenVINO\'s (--backend openvino).')
 
 
 def _suffix(path: str) -> str:
@@ -172,10 +193,12 @@ class ExportedModel(BaseModel):
         align_corners: the segmentor's decode head setting, for the resize of logits to the original image.
         backend: one of :data:`BACKENDS` that runs the file type (None: its default, see :func:`exported_backend`).
         threads: the runtime's threads (default: PyTorch's thread count).
+        bf16: run the float operations in bfloat16 (OpenVINO only, on CPUs with AVX512_BF16 or AMX).
     """
 
     def __init__(self, exported_file: str, data_preprocessor: dict, test_cfg: Optional[dict] = None,
-                 align_corners: bool = False, backend: Optional[str] = None, threads: Optional[int] = None):
+                 align_corners: bool = False, backend: Optional[str] = None, threads: Optional[int] = None,
+                 bf16: bool = False):
         super().__init__(data_preprocessor=data_preprocessor)
         self.metadata = exported_metadata(exported_file)
         self.kind = self.metadata.get('kind')
@@ -189,7 +212,7 @@ class ExportedModel(BaseModel):
         self.test_cfg = ConfigDict(test_cfg or {})
         self.align_corners = align_corners
         self.backend = exported_backend(exported_file, backend)
-        self.session = runtime_session(exported_file, self.backend, threads)
+        self.session = runtime_session(exported_file, self.backend, threads, bf16)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self._paster = None
 
@@ -286,12 +309,14 @@ def _averages_parameters(hook_cfg) -> bool:
     return getattr(kind, '__name__', str(kind)).rsplit('.', 1)[-1] == 'EMAHook'
 
 
-def use_exported_model(cfg: Config, exported_file: str, backend: Optional[str] = None) -> None:
+def use_exported_model(cfg: Config, exported_file: str, backend: Optional[str] = None, bf16: bool = False) -> None:
     """Make ``cfg`` evaluate / run ``exported_file`` on ``backend`` (None: the file type's default runtime, see
-    :func:`exported_backend`) instead of its PyTorch model (nothing is loaded into a model)."""
+    :func:`exported_backend`; ``bf16``: its float operations in bfloat16, OpenVINO only) instead of its PyTorch
+    model (nothing is loaded into a model)."""
     if backend is not None and backend not in BACKENDS:
         raise ExportedModelError(f'Unknown backend {backend!r}; known: {", ".join(BACKENDS)}.')
     backend = exported_backend(exported_file, backend)
+    check_bf16_backend(exported_file, backend, bf16)
     model = cfg.model
     metadata = exported_metadata(exported_file)
     exported_config = metadata.get('config')
@@ -313,7 +338,7 @@ def use_exported_model(cfg: Config, exported_file: str, backend: Optional[str] =
     cfg.model = ConfigDict(type='mmlightvit.ExportedModel', exported_file=exported_file,
                            data_preprocessor=data_preprocessor_config(cfg),
                            test_cfg=dict(detector_test_cfg) if cfg.get('default_scope') == 'mmdet' else dict(test_cfg),
-                           align_corners=bool(decode_head.get('align_corners', False)), backend=backend)
+                           align_corners=bool(decode_head.get('align_corners', False)), backend=backend, bf16=bf16)
     cfg.load_from = None
     cfg.custom_hooks = [hook for hook in cfg.get('custom_hooks') or [] if not _averages_parameters(hook)]
     if exported_config and exported_config != osp.basename(cfg.filename or ''):

@@ -3,14 +3,15 @@
     python tools/deploy/deploy_report.py CONFIG CHECKPOINT --out-dir DIR [--metrics] [--calibration-images 32]
         [--repeat 10] [--warmup 3] [--threads N] [--cfg-options ...]
 
-The forms: PyTorch eager fp32 (re-parameterised), PyTorch BF16 (autocast; a detector's backbone and neck),
-the whole model exported to ONNX (export_onnx.py --mode model) on onnxruntime and on OpenVINO, and its INT8 form
-(quantize_onnx.py, calibrated on --calibration-images training images) on both runtimes. All run in this process
-on the same preprocessed validation image, one after the other, ``--warmup`` times untimed and then ``--repeat``
-times (the median is reported), with the same number of threads; the speed-up is against PyTorch fp32 in the same
-run. ``--metrics`` also evaluates every form with tools/test.py on the config's test set (one process per form)
-and adds the metric and its change against PyTorch fp32. DIR receives model.onnx, model_int8.onnx, the test runs'
-work dirs and report.md; it must not exist yet or be empty, so nothing in it is replaced.
+The forms: PyTorch eager fp32 (re-parameterised), PyTorch BF16 (autocast; a detector's backbone and neck), the whole
+model exported to ONNX (export_onnx.py --mode model) on onnxruntime and on OpenVINO (float32, and BF16 on CPUs with
+AVX512_BF16 / AMX), and its INT8 form (quantize_onnx.py, calibrated on --calibration-images training images) on both
+runtimes. All run in this process on the same preprocessed validation image, one after the other, ``--warmup`` times
+untimed and then ``--repeat`` times (the median is reported), with the same number of threads; the speed-up is
+against PyTorch fp32 in the same run. ``--metrics`` also evaluates every form with tools/test.py on the config's
+test set (one process per form) and adds the metric and its change against PyTorch fp32. DIR receives model.onnx,
+model_int8.onnx, the test runs' work dirs and report.md; it must not exist yet or be empty, so nothing in it is
+replaced.
 """
 import argparse
 import os
@@ -109,15 +110,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     forms = [('PyTorch eager fp32', pytorch(False), args.checkpoint, []),
              ('PyTorch BF16 autocast', pytorch(True), args.checkpoint, ['--bf16'])]
     failures = {}
-    for backend in ('onnxruntime', 'openvino'):
-        for precision, file in (('fp32', float_file), ('INT8', int8_file)):
-            name = f'{backend} {precision}'
-            try:
-                session = runtime_session(file, backend, args.threads)
-            except Exception as err:  # a runtime that cannot compile the file: reported in the table
-                failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[-1][:150]}'
-                continue
-            forms.append((name, lambda s=session: s.run(None, feed), file, ['--backend', backend]))
+    runtime_forms = [('onnxruntime', 'fp32', float_file), ('onnxruntime', 'INT8', int8_file),
+                     ('openvino', 'fp32', float_file), ('openvino', 'BF16', float_file),
+                     ('openvino', 'INT8', int8_file)]
+    for backend, precision, file in runtime_forms:
+        name, bf16 = f'{backend} {precision}', precision == 'BF16'
+        try:
+            session = runtime_session(file, backend, args.threads, bf16)
+        except Exception as err:  # a runtime that cannot compile the file (or this CPU lacks BF16): in the table
+            failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[-1][:150]}'
+            continue
+        forms.append((name, lambda s=session: s.run(None, feed), file, ['--backend', backend] + ['--bf16'] * bf16))
     times = {name: median_ms(run, args.warmup, args.repeat) for name, run, _, _ in forms}
     metric_names = METRICS.get(cfg.get('default_scope'), ())
     results = {}
