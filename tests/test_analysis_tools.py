@@ -71,10 +71,14 @@ def test_benchmark_deploy_forms_compute_the_same_features():
     forms = {(r.form, r.batch): r for r in rows}
     deploy = ['channels-last (fused)', 'oneDNN (fused)', 'onnxruntime (fused)', 'openvino (fused)']
     int8 = ['onnxruntime int8 (fused)', 'openvino int8 (fused)']
-    assert set(forms) == {(f, b) for f in ['eager', 'fused', *deploy, *int8] for b in (1, 2)}
+    from mmlightvit.deploy.runtime import openvino_cpu_capabilities
+    bf16 = ['openvino bf16 (fused)'] if 'BF16' in openvino_cpu_capabilities() else []  # (else: not timed)
+    assert set(forms) == {(f, b) for f in ['eager', 'fused', *deploy, *bf16, *int8] for b in (1, 2)}
     for batch in (1, 2):  # the traced / exported graphs run the second batch size too
         for name in deploy:
             assert forms[(name, batch)].max_rel_diff < 1e-4, name
+        for name in bf16:  # bfloat16's 8-bit mantissa: near the float features, and not float32
+            assert 1e-4 < forms[(name, batch)].max_rel_diff < 0.1, name
         for name in int8:  # calibrated on random inputs: timed faithfully, near the float features
             assert 0 < forms[(name, batch)].max_rel_diff < 0.5, name
 

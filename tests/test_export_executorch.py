@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip('executorch')
 
-from tests.conftest import run_python  # noqa: E402
+from tests.conftest import DET_CONFIG, run_python  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py'
@@ -22,6 +22,10 @@ DETECTOR = ROOT / 'configs/repvit/rtmdet_repvit-m0.9_coco-demo.py'
 TINY_CLASSIFIER = f"""_base_ = '{CLASSIFIER}'
 model = dict(backbone=dict(arch=dict(_delete_=True, widths=(16, 32, 48, 64), depths=(1, 1, 1, 1))),
              head=dict(in_channels=64))
+"""
+TINY_DETECTOR = f"""_base_ = '{DETECTOR}'
+model = dict(backbone=dict(arch=dict(_delete_=True, widths=(16, 32, 48, 64), depths=(1, 1, 1, 1))),
+             neck=dict(in_channels=[32, 48, 64]))
 """
 FAST = ['--repeat', '1', '--warmup', '0', '--threads', '1']
 FIRST_IMAGES = ['--cfg-options', 'test_dataloader.dataset.indices=4', 'test_dataloader.batch_size=2']
@@ -137,16 +141,98 @@ def test_files_that_are_no_exported_model_are_refused(fp32_program, classifier, 
         assert proc.returncode == 2 and message in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr
 
 
-def test_export_refuses_detectors_and_existing_outputs(fp32_program, classifier, tmp_path):
+def test_export_refuses_two_stage_detectors_dynamic_detectors_and_existing_outputs(fp32_program, classifier,
+                                                                                      tmp_path):
     out, _ = fp32_program
     config, checkpoint, _ = classifier
     again = run_python(['tools/deploy/export_executorch.py', config, checkpoint, '--mode', 'model', '--out', out],
                        check=False)
     assert again.returncode == 2 and '--overwrite' in again.stderr
-    detector = run_python(['tools/deploy/export_executorch.py', DETECTOR, 'none', '--mode', 'model', '--out',
-                           tmp_path / 'rtmdet.pte', '--no-check'], check=False)
-    assert detector.returncode == 2 and 'mmlightvit::multiclass_nms' in detector.stderr, detector.stderr
-    assert not (tmp_path / 'rtmdet.pte').exists()
+    for detector, message in ((DET_CONFIG, 'runs NMS between its two stages'), (DETECTOR, 'fixed size only')):
+        proc = run_python(['tools/deploy/export_executorch.py', detector, 'none', '--mode', 'model', '--out',
+                           tmp_path / 'detector.pte', '--no-check'], check=False)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert not (tmp_path / 'detector.pte').exists()
+
+
+def test_one_stage_detector_program_ends_before_nms_and_the_session_finishes_it(tmp_path):
+    """RTMDet (a narrow RepViT, its initial weights) at a fixed size: the program gives ranked candidates, the
+    session runs the NMS of the PyTorch graph on them with the settings in the metadata, and the detections are
+    PyTorch's; tools/test.py runs it on batches of two, image by image, for PyTorch's metrics."""
+    import torch
+
+    from mmlightvit.apis.model import build_model, config_without_pretrained
+    from mmlightvit.deploy.onnx_export import build_export_target
+    from mmlightvit.deploy.runtime import ExecuTorchSession
+    config = tmp_path / 'tiny_rtmdet.py'
+    config.write_text(TINY_DETECTOR)
+    cfg = config_without_pretrained(str(config))
+    checkpoint = tmp_path / 'rtmdet.pth'
+    torch.save({'state_dict': build_model(cfg, init_weights=True).state_dict(), 'meta': {}}, checkpoint)
+    out = tmp_path / 'rtmdet.pte'
+    run_python(['tools/deploy/export_executorch.py', config, checkpoint, '--mode', 'model', '--static', '--shape',
+                '256', '256', '--out', out, '--no-check'])
+    metadata = json.loads(Path(f'{out}.json').read_text())['metadata']
+    assert json.loads(metadata['program_output_names']) == ['candidates', 'candidate_labels']
+    assert json.loads(metadata['output_names']) == ['dets', 'labels']
+    test_cfg = cfg.model.test_cfg
+    assert json.loads(metadata['nms']) == dict(iou_threshold=test_cfg.nms.iou_threshold, class_agnostic=False,
+                                               num_classes=4, max_per_img=test_cfg.max_per_img)
+
+    # The program's candidates are PyTorch's. Its initial head scores every candidate about alike (a prior
+    # probability), so they are matched by label and box position, not by score; the NMS after the program is the
+    # graph's own (test_detections_after_the_program_are_the_graphs).
+    target = build_export_target(str(config), str(checkpoint), 'model')
+    target.module.nms_in_graph = False
+    image = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    image_size = torch.tensor([[256, 192]])
+    with torch.no_grad():
+        expected = target.module(image, image_size)
+    session = ExecuTorchSession(str(out), threads=1)
+    session.nms = None  # the program's own outputs
+    got = [torch.from_numpy(o) for o in session.run(None, {'image': image.numpy(), 'image_size': image_size.numpy()})]
+
+    def by_position(candidates, labels):
+        found = labels[0] >= 0
+        rows, keys = candidates[0][found], labels[0][found]
+        order = torch.arange(len(keys))
+        for key in (rows[:, 0].round(), rows[:, 1].round(), keys):
+            order = order[torch.sort(key[order], stable=True).indices]
+        return rows[order], keys[order]
+
+    (got_rows, got_labels), (rows, labels) = by_position(*got), by_position(*expected)
+    assert len(labels) > 100 and torch.equal(got_labels, labels)
+    assert (got_rows[:, :4] - rows[:, :4]).abs().max() <= 1e-3 and (got_rows[:, 4] - rows[:, 4]).abs().max() <= 1e-6
+    assert (rows[:, 2] <= 192).all()  # clipped to the unpadded width
+
+    metrics = []
+    for name, weights in (('torch', checkpoint), ('executorch', out)):
+        run = run_python(['tools/test.py', config, weights, '--work-dir', tmp_path / name, '--cfg-options',
+                          'test_dataloader.dataset.indices=4', 'test_dataloader.batch_size=2'])
+        line = next(line for line in run.stdout.splitlines() if 'Epoch(test)' in line)
+        metrics.append(line.split('coco/bbox_mAP:')[1].split('data_time')[0])
+    assert metrics[0] == metrics[1], metrics
+
+
+def test_detections_after_the_program_are_the_graphs():
+    """The session's NMS on a program's ranked candidates gives exactly what the graph with NMS gives."""
+    import torch
+
+    from mmlightvit.deploy.detection import (detections_after_nms, detections_from_ranked_candidates,
+                                             ranked_candidates)
+    from mmlightvit.deploy.ops import NOT_A_CANDIDATE
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(2, 300, 2, generator=generator) * 200
+    boxes = torch.cat([corners, corners + 5 + torch.rand(2, 300, 2, generator=generator) * 60], -1)
+    scores = torch.rand(2, 300, generator=generator)
+    scores[:, ::7] = NOT_A_CANDIDATE  # dropped before the NMS (score threshold, empty box)
+    labels = torch.randint(0, 3, (2, 300), generator=generator)
+    for class_agnostic in (False, True):
+        nms = dict(iou_threshold=0.5, class_agnostic=class_agnostic, num_classes=3, max_per_img=50)
+        expected = detections_after_nms(boxes, scores, labels, **nms)
+        got = detections_from_ranked_candidates(*ranked_candidates(boxes, scores, labels), nms)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+        assert ((expected[1] >= 0).sum(1) == 50).all()  # more survivors than max_per_img in each image
 
 
 def test_backbones_with_a_fixed_size_program_are_refused_dynamic_sizes(tmp_path):

@@ -152,9 +152,11 @@ def require_plain_classifier(head) -> None:
 # One-stage heads
 
 
-def dense_head_detections(head, feats: Sequence[torch.Tensor], image_size: torch.Tensor,
-                          cfg) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``BaseDenseHead.predict_by_feat`` in tensor form, for heads without score factors (RTMDet, SSD, RetinaNet)."""
+def dense_head_candidates(head, feats: Sequence[torch.Tensor], image_size: torch.Tensor,
+                          cfg) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``BaseDenseHead.predict_by_feat`` up to its NMS, in tensor form, for heads without score factors (RTMDet, SSD,
+    RetinaNet): the candidates' ``boxes (N, K, 4)``, ``scores (N, K)`` (NOT_A_CANDIDATE where mmdet drops one) and
+    ``labels (N, K)``."""
     outputs = head(feats)
     if len(outputs) != 2:
         raise DetectionExportError(f'{type(head).__name__} returns {len(outputs)} groups of maps (score factors or '
@@ -182,11 +184,45 @@ def dense_head_detections(head, feats: Sequence[torch.Tensor], image_size: torch
         all_priors.append(level_priors[prior_index])
     scores, labels = torch.cat(all_scores, 1), torch.cat(all_labels, 1)
     boxes = decode_boxes(head.bbox_coder, torch.cat(all_priors, 1), torch.cat(all_deltas, 1), image_size)
-    scores = drop_empty_boxes(boxes, scores, cfg)
+    return boxes, drop_empty_boxes(boxes, scores, cfg), labels
+
+
+def dense_nms_settings(head, cfg) -> dict:
+    """What the NMS after a dense head needs (:func:`detections_after_nms`), from the head and its test config."""
     iou_threshold, class_agnostic = nms_iou(cfg)
+    return dict(iou_threshold=iou_threshold, class_agnostic=class_agnostic, num_classes=head.num_classes,
+                max_per_img=cfg.get('max_per_img', -1))
+
+
+def detections_after_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float,
+                         class_agnostic: bool, num_classes: int, max_per_img: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The detections of candidates (:func:`dense_head_candidates`): NMS per class (or over all, class-agnostic),
+    then the ``max_per_img`` best survivors (:func:`best_detections`)."""
     groups = torch.zeros_like(labels) if class_agnostic else labels
-    keep = keep_after_nms(boxes, scores, groups, 1 if class_agnostic else head.num_classes, iou_threshold)
-    return best_detections(boxes, scores, labels, keep, cfg.get('max_per_img', -1))
+    keep = keep_after_nms(boxes, scores, groups, 1 if class_agnostic else num_classes, iou_threshold)
+    return best_detections(boxes, scores, labels, keep, max_per_img)
+
+
+def dense_head_detections(head, feats: Sequence[torch.Tensor], image_size: torch.Tensor,
+                          cfg) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``BaseDenseHead.predict_by_feat`` in tensor form, for heads without score factors (RTMDet, SSD, RetinaNet)."""
+    return detections_after_nms(*dense_head_candidates(head, feats, image_size, cfg), **dense_nms_settings(head, cfg))
+
+
+def ranked_candidates(boxes: torch.Tensor, scores: torch.Tensor,
+                      labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Candidates as a program without NMS gives them: ``candidates (N, K, 5)`` (box and score) and
+    ``candidate_labels (N, K)``, best first, dropped ones as padding (zeros, label -1)."""
+    return best_detections(boxes, scores, labels, scores >= 0, -1)
+
+
+def detections_from_ranked_candidates(candidates: torch.Tensor, candidate_labels: torch.Tensor,
+                                      nms: dict) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What the graph with NMS gives (``dets``, ``labels``), from :func:`ranked_candidates`' outputs and the
+    settings of :func:`dense_nms_settings`: the same NMS and selection, run after the program."""
+    found = candidate_labels >= 0
+    scores = torch.where(found, candidates[..., 4], NOT_A_CANDIDATE)
+    return detections_after_nms(candidates[..., :4], scores, candidate_labels.clamp(min=0), **nms)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -441,6 +477,8 @@ class DetectorPredictions(nn.Module):
         super().__init__()
         from mmdet.models.detectors import DINO, SingleStageDetector, TwoStageDetector
         self.detector = detector
+        # off: a one-stage detector's graph ends before its NMS, with its ranked candidates (ranked_candidates)
+        self.nms_in_graph = True
         self.two_stage = isinstance(detector, TwoStageDetector)
         self.dino = isinstance(detector, DINO)
         if self.dino:
@@ -465,8 +503,17 @@ class DetectorPredictions(nn.Module):
     @property
     def uses_nms(self) -> bool:
         """Whether the graph holds NMS (the custom operator ``mmlightvit::multiclass_nms``): every detector but
-        DINO, whose post-processing is a top-k."""
-        return not self.dino
+        DINO, whose post-processing is a top-k, unless ``nms_in_graph`` is off."""
+        return not self.dino and self.nms_in_graph
+
+    @property
+    def nms_settings(self) -> Optional[dict]:
+        """A one-stage detector's NMS settings (:func:`dense_nms_settings`), for running its NMS after a graph
+        without it; None for the others (two-stage detectors run NMS between their stages, DINO runs none)."""
+        if self.dino or self.two_stage:
+            return None
+        head = self.detector.bbox_head
+        return dense_nms_settings(head, head.test_cfg)
 
     def forward(self, image: torch.Tensor, image_size: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         detector = self.detector
@@ -475,7 +522,10 @@ class DetectorPredictions(nn.Module):
             logits, boxes = dino_decoder_outputs(detector, feats, image, image_size)
             return detr_detections(detector.bbox_head, logits, boxes, image_size)
         if not self.two_stage:
-            return dense_head_detections(detector.bbox_head, feats, image_size, detector.bbox_head.test_cfg)
+            head = detector.bbox_head
+            if not self.nms_in_graph:
+                return ranked_candidates(*dense_head_candidates(head, feats, image_size, head.test_cfg))
+            return dense_head_detections(head, feats, image_size, head.test_cfg)
         proposals, is_proposal = rpn_proposals(detector.rpn_head, feats, image_size, detector.test_cfg.rpn)
         rcnn_cfg = detector.test_cfg.rcnn
         dets, labels = roi_detections(self.heads, feats, proposals, is_proposal, image_size, rcnn_cfg)

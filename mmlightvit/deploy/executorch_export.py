@@ -25,13 +25,17 @@ graph (kind, preprocessing, class names, size divisor, config, checkpoint, preci
 sidecar JSON file beside it, ``FILE.pte.json`` (:func:`sidecar_path`), with the SHA-256 of the program it
 describes, so that a sidecar left over from another export is refused rather than believed.
 
-Detectors with NMS (``model`` of an mmdet config: Mask / Cascade Mask R-CNN, RTMDet, SSDLite) are not exported:
-their graph holds the custom operator ``mmlightvit::multiclass_nms`` (and, two-stage, NMS between the stages and
-RoIAlign), and the ExecuTorch runtime of the pip wheel runs no operator without a compiled kernel registered in it;
-see :func:`detector_reason`. DINO, whose post-processing is a top-k, exports whole (``image`` and ``image_size``
-in, ``dets`` and ``labels`` out, as for ONNX; its deformable attention runs on the portable ``grid_sampler_2d``
-kernel), at a fixed input size: XNNPACK lowers a reshape with one dynamic dimension only, and DINO's encoder
-reshapes over the batch and the level sizes together.
+Detectors: the ExecuTorch runtime of the pip wheel runs no operator without a compiled kernel registered in it, so
+NMS (the custom operator ``mmlightvit::multiclass_nms``) cannot be in a program. A one-stage detector (RTMDet,
+SSDLite, RetinaNet) exports up to its NMS: the program gives its ranked candidates (``candidates (N, K, 5)``: box
+and score, best first; ``candidate_labels (N, K)``: -1 on padding), and the metadata holds the NMS settings
+(``nms``: IoU threshold, class-agnostic or not, class count, ``max_per_img``), which
+:class:`~mmlightvit.deploy.runtime.ExecuTorchSession` applies with the NMS and selection of the PyTorch graph, so it
+returns the same ``dets`` and ``labels`` as the other runtimes (an app does the same NMS in its own code). Two-stage
+detectors (Mask / Cascade Mask R-CNN) run NMS between their stages and are not exported (:func:`detector_reason`).
+DINO, whose post-processing is a top-k, exports whole (``image`` and ``image_size`` in, ``dets`` and ``labels``
+out, as for ONNX; its deformable attention runs on the portable ``grid_sampler_2d`` kernel). Detectors export at a
+fixed input size (:data:`DETECTOR_SIZE_REASON`).
 
 Importing this module imports no ExecuTorch; the functions that need it import it.
 """
@@ -67,13 +71,22 @@ def sidecar_path(pte_file: str) -> str:
     return str(pte_file) + SIDECAR_SUFFIX
 
 
+#: The outputs of a one-stage detector's program, which ends before its NMS (``ranked_candidates``).
+PROGRAM_CANDIDATE_OUTPUTS = ('candidates', 'candidate_labels')
+#: Why detectors export at one size.
+DETECTOR_SIZE_REASON = ('XNNPACK lowers a reshape with one dynamic dimension only, and DINO\'s encoder reshapes over '
+                        'the batch and the level sizes together; the one-stage heads\' anchor grids (mmdet\'s '
+                        'prior generators, torch.meshgrid) fail to lower with symbolic sizes ("meshgrid() missing '
+                        '... indexing")')
+
+
 def detector_reason() -> str:
-    """Why a whole detector is not exported to ExecuTorch here (the error and the docs say it)."""
-    return ('this detector holds NMS (the custom operator mmlightvit::multiclass_nms; Mask R-CNN also NMS '
-            'between its two stages and RoIAlign), which the ExecuTorch runtime of the pip wheel cannot run: it has '
-            'no kernel for a custom operator, and one cannot be added without building the runtime from source. '
-            'Export the detector\'s backbone (--mode backbone), or the whole detector to ONNX (DINO, without NMS, '
-            'exports whole)')
+    """Why a two-stage detector is not exported to ExecuTorch here (the error and the docs say it)."""
+    return ('this detector runs NMS between its two stages (the custom operator mmlightvit::multiclass_nms) and '
+            'RoIAlign, which the ExecuTorch runtime of the pip wheel cannot run: it has no kernel for a custom '
+            'operator, and one cannot be added without building the runtime from source. Export the detector\'s '
+            'backbone (--mode backbone), or the whole detector to ONNX (one-stage detectors and DINO export whole '
+            'to ExecuTorch)')
 
 
 def _dynamic_shapes(target: ExportTarget, max_batch: int, max_size: int):
@@ -118,21 +131,66 @@ def replace_batch_norm_1d(model: nn.Module) -> int:
     return replaced
 
 
-def quantize_int8(module: nn.Module, example: tuple, dynamic_shapes, calibration: Sequence[tuple]):
+def quantize_int8(module: nn.Module, example: tuple, dynamic_shapes, calibration: Sequence[tuple],
+                  module_names: Optional[Sequence[str]] = None):
     """``module`` quantized to INT8 for XNNPACK (PT2E: XNNPACKQuantizer, symmetric, weights per channel),
-    its activation ranges observed on ``calibration`` (tuples of the module's inputs)."""
+    its activation ranges observed on ``calibration`` (tuples of the module's inputs); ``module_names``: only
+    these submodules (None: all of it)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                           get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     module = copy.deepcopy(module).eval()
     replace_batch_norm_1d(module)
     captured = torch.export.export(module, example, dynamic_shapes=dynamic_shapes).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    if module_names is None:
+        quantizer = XNNPACKQuantizer().set_global(config)
+    else:
+        quantizer = _submodule_quantizer()
+        for name in module_names:
+            quantizer.set_module_name(name, config)
     observed = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
         for inputs in calibration:
             observed(*inputs)
     return convert_pt2e(observed)
+
+
+def _submodule_quantizer():
+    """An XNNPACKQuantizer for named submodules that leaves integer tensors alone. Two of its steps reach past the
+    submodules: its concatenation annotator ignores the module filter and the dtype (a detector's post-processing
+    concatenates labels), and its scalar-to-tensor transform runs over the whole graph and gives integer products
+    (the anchor grids) a float factor; the transform is skipped and annotations on integer tensors are removed."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    def is_float(node) -> bool:
+        value = node.meta.get('val')
+        return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+    class SubmoduleQuantizer(XNNPACKQuantizer):
+
+        def transform_for_annotation(self, model):
+            return model
+
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                inputs = [n for n in node.all_input_nodes if n.op != 'get_attr']
+                if Q_ANNOTATION_KEY in node.meta and not (is_float(node) and all(map(is_float, inputs))):
+                    del node.meta[Q_ANNOTATION_KEY]
+            return model
+
+    return SubmoduleQuantizer()
+
+
+def _int8_module_names(target: ExportTarget) -> Optional[List[str]]:
+    """What INT8 quantizes of ``target``: a detector its network (the detector's submodules), not the
+    post-processing around them (anchor grids, box decoding, top-k: index and coordinate arithmetic that the
+    quantizer would otherwise observe as activations), as the ONNX INT8 form leaves it in float; the rest: all."""
+    if target.kind not in DETECTOR_KINDS:
+        return None
+    return [f'detector.{name}' for name, _ in target.module.detector.named_children()]
 
 
 def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] = (224, 224),
@@ -153,12 +211,11 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
         ExportError: a detector with NMS, a bound that does not hold the traced size, or a failing export /
             lowering.
     """
-    if target.kind in DETECTOR_KINDS and target.module.uses_nms:
+    nms = target.module.nms_settings if target.kind in DETECTOR_KINDS else None
+    if target.kind in DETECTOR_KINDS and target.module.uses_nms and nms is None:
         raise ExportError(f'{target.kind} ({target.backbone_type}): {detector_reason()}.')
     if target.kind in DETECTOR_KINDS and dynamic:
-        raise ExportError('DINO exports to ExecuTorch at a fixed size only (--static): XNNPACK lowers a reshape with '
-                          'one dynamic dimension only, and DINO\'s encoder reshapes over the batch and the level sizes '
-                          'together.')
+        raise ExportError(f'Detectors export to ExecuTorch at a fixed size only (--static): {DETECTOR_SIZE_REASON}.')
     if dynamic and target.program_fixed_size_reason:
         raise ExportError(f'{target.backbone_type} cannot be exported to ExecuTorch with dynamic height and width: '
                           f'{target.program_fixed_size_reason}. Export it at a fixed size instead (--static).')
@@ -177,8 +234,11 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
     from executorch.exir import to_edge_transform_and_lower
     try:
         module = target.module
+        if nms is not None:  # the program ends before the NMS, which the session runs (see the module docstring)
+            module = copy.copy(module)
+            module.nms_in_graph = False
         if calibration is not None:
-            module = quantize_int8(module, example, dynamic_shapes, calibration)
+            module = quantize_int8(module, example, dynamic_shapes, calibration, _int8_module_names(target))
         program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
         buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
     except Exception as err:  # torch.export / quantization / lowering errors
@@ -187,6 +247,8 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
     metadata = exported_file_metadata(target, dynamic)
     metadata.update(backend='executorch (XNNPACK)', input_names=json.dumps(target.input_names),
                     output_names=json.dumps(target.output_names), precision='int8' if calibration else 'fp32')
+    if nms is not None:
+        metadata.update(program_output_names=json.dumps(list(PROGRAM_CANDIDATE_OUTPUTS)), nms=json.dumps(nms))
     if dynamic:
         metadata.update(max_batch=str(max_batch), min_size=str(MIN_SIZE), max_size=str(max_size))
     else:

@@ -34,6 +34,12 @@ BACKENDS = ('onnxruntime', 'openvino', 'executorch')
 BACKENDS_OF_SUFFIX = {'.onnx': ('onnxruntime', 'openvino'), '.pte': ('executorch', )}
 
 
+def openvino_cpu_capabilities() -> List[str]:
+    """What OpenVINO's CPU plugin can compute in on this CPU (``FP32``, ``BF16``, ``INT8``, ...)."""
+    import openvino as ov
+    return list(ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
+
+
 class OpenVINOSession:
     """An OpenVINO CPU model with onnxruntime's ``InferenceSession`` interface (``get_inputs``, ``run``).
 
@@ -44,14 +50,13 @@ class OpenVINOSession:
 
     def __init__(self, onnx_file: str, threads: Optional[int] = None, bf16: bool = False):
         import openvino as ov
-        core = ov.Core()
-        if bf16 and 'BF16' not in core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
+        if bf16 and 'BF16' not in openvino_cpu_capabilities():
             raise ExportedModelError(
                 'OpenVINO computes in BF16 on CPUs with AVX512_BF16 or AMX instructions; this CPU has neither '
-                f'(its OpenVINO capabilities: {", ".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}).')
+                f'(its OpenVINO capabilities: {", ".join(openvino_cpu_capabilities())}).')
         config = {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads(),
                   'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32'}
-        self.model = core.compile_model(onnx_file, 'CPU', config)
+        self.model = ov.Core().compile_model(onnx_file, 'CPU', config)
         self._request = self.model.create_infer_request()
 
     def get_inputs(self):
@@ -68,6 +73,10 @@ class ExecuTorchSession:
 
     ``threads``: the size of ExecuTorch's thread pool (one per process, shared by every program; default PyTorch's
     thread count).
+
+    A one-stage detector's program ends before its NMS (a custom operator the runtime has no kernel for): it gives
+    its ranked candidates, and ``run`` finishes them with the NMS and selection of the PyTorch graph, with the
+    settings in the metadata (``nms``), so that it returns the ``dets`` and ``labels`` of the other runtimes.
     """
 
     def __init__(self, pte_file: str, threads: Optional[int] = None):
@@ -88,6 +97,7 @@ class ExecuTorchSession:
         if self.method is None:
             raise ExportedModelError(f'{pte_file!r} has no forward method.')
         self.pte_file = pte_file
+        self.nms = json.loads(self.metadata['nms']) if 'nms' in self.metadata else None
 
     def get_inputs(self):
         return [SimpleNamespace(name=name) for name in self.input_names]
@@ -97,8 +107,17 @@ class ExecuTorchSession:
 
     def run(self, output_names, feed: dict) -> List[np.ndarray]:
         inputs = [torch.from_numpy(np.ascontiguousarray(feed[name])) for name in self.input_names]
+        if self.fixed_shape is not None and self.fixed_shape[0] == 1 and inputs[0].shape[0] > 1:
+            # a program of one image runs a batch (a test loader's) one image at a time
+            outputs = [self.run(output_names, {name: x[i:i + 1].numpy() for name, x in zip(self.input_names, inputs)})
+                       for i in range(inputs[0].shape[0])]
+            return [np.concatenate(parts) for parts in zip(*outputs)]
         self._check_shape(tuple(inputs[0].shape))
-        return [output.numpy() for output in self.method.execute(inputs)]
+        outputs = self.method.execute(inputs)
+        if self.nms is not None:
+            from mmlightvit.deploy.detection import detections_from_ranked_candidates
+            outputs = detections_from_ranked_candidates(*outputs, self.nms)
+        return [output.numpy() for output in outputs]
 
     def _check_shape(self, shape: tuple) -> None:
         """An input outside the exported bounds fails inside ExecuTorch with an error code only: say it here."""
