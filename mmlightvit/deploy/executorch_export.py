@@ -208,8 +208,8 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
         calibration_note: where the calibration inputs came from, for the metadata.
 
     Raises:
-        ExportError: a detector with NMS, a bound that does not hold the traced size, or a failing export /
-            lowering.
+        ExportError: a two-stage detector, a detector with dynamic sizes, a bound that does not hold the traced
+            size, or a failing export / lowering.
     """
     nms = target.module.nms_settings if target.kind in DETECTOR_KINDS else None
     if target.kind in DETECTOR_KINDS and target.module.uses_nms and nms is None:
