@@ -262,28 +262,60 @@ def test_bf16_test_hook_autocasts_the_named_children_only_while_testing():
 
 
 def test_deploy_report_times_every_form_of_a_classifier(tmp_path):
-    """tools/deploy/deploy_report.py on the demo RepViT-M0.9 classifier (random weights): the model is exported,
-    quantized, and every form is timed on a validation image in one table."""
+    """tools/deploy/deploy_report.py on the demo classifier with a narrow, shallow RepViT (random weights): the
+    model is exported (ONNX, ExecuTorch), quantized, and every form is timed on a validation image in one table."""
     import torch
 
     from mmlightvit.apis.model import build_model, config_without_pretrained
-    config = str(ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py')
+    config = tmp_path / 'tiny_classifier.py'
+    config.write_text(f"""_base_ = '{ROOT / 'configs/repvit/imagenet/repvit-m0.9_in1k-demo.py'}'
+model = dict(backbone=dict(arch=dict(_delete_=True, widths=(16, 32, 48, 64), depths=(1, 1, 1, 1))),
+             head=dict(in_channels=64))
+""")
     checkpoint = tmp_path / 'classifier.pth'
-    torch.save({'state_dict': build_model(config_without_pretrained(config)).state_dict(), 'meta': {}}, checkpoint)
+    torch.save({'state_dict': build_model(config_without_pretrained(str(config))).state_dict(), 'meta': {}},
+               checkpoint)
     out_dir = tmp_path / 'report'
     proc = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir),
                        '--calibration-images', '2', '--repeat', '1', '--warmup', '0', '--threads', '1'])
     rows = [line.split('|')[1].strip() for line in proc.stdout.splitlines() if line.startswith('| ')][2:]
     bf16 = ['openvino BF16'] if cpu_has_openvino_bf16() else []
     assert rows == ['PyTorch eager fp32', 'PyTorch BF16 autocast', 'onnxruntime fp32', 'onnxruntime INT8',
-                    'openvino fp32', *bf16, 'openvino INT8'] + ['openvino BF16'] * (not bf16), proc.stdout
+                    'openvino fp32', *bf16, 'openvino INT8', 'executorch fp32', 'executorch INT8'] + \
+        ['openvino BF16'] * (not bf16), proc.stdout
     if not bf16:  # listed, with the reason
         assert 'openvino BF16 | fails: ExportedModelError: OpenVINO computes in BF16 on CPUs' in proc.stdout
     assert (out_dir / 'report.md').read_text().strip() in proc.stdout
-    assert (out_dir / 'model.onnx').is_file() and (out_dir / 'model_int8.onnx').is_file()
+    assert all((out_dir / name).is_file() for name in ('model.onnx', 'model_int8.onnx', 'model.pte', 'model_int8.pte'))
     again = run_python(['tools/deploy/deploy_report.py', config, str(checkpoint), '--out-dir', str(out_dir)],
                        check=False)
     assert again.returncode == 2 and 'not empty' in again.stderr
+
+
+def test_deploy_report_evaluates_every_form_of_a_box_detector(tmp_path):
+    """deploy_report.py --metrics on a detector without masks (RTMDet with a narrow RepViT, its initial weights):
+    the box AP of every form against PyTorch's (the ExecuTorch forms: the classifier's test and
+    tests/test_export_executorch.py)."""
+    import torch
+
+    from mmlightvit.apis.model import build_model, config_without_pretrained
+    config = tmp_path / 'tiny_rtmdet.py'
+    config.write_text(f"""_base_ = '{ROOT / 'configs/repvit/rtmdet_repvit-m0.9_coco-demo.py'}'
+model = dict(backbone=dict(arch=dict(_delete_=True, widths=(16, 32, 48, 64), depths=(1, 1, 1, 1))),
+             neck=dict(in_channels=[32, 48, 64]))
+""")
+    checkpoint = tmp_path / 'rtmdet.pth'
+    model = build_model(config_without_pretrained(str(config)), init_weights=True)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    proc = run_python(['tools/deploy/deploy_report.py', config, checkpoint, '--out-dir', tmp_path / 'report',
+                       '--metrics', '--calibration-images', '2', '--repeat', '1', '--warmup', '0', '--threads', '1',
+                       '--no-executorch', '--cfg-options', 'test_dataloader.dataset.indices=2'])
+    table = [line.split('|')[1:-1] for line in proc.stdout.splitlines() if line.startswith('| ')]
+    assert [c.strip() for c in table[0]] == ['form', 'latency (ms)', 'speed-up', 'coco/bbox_mAP', 'change']
+    rows = {row[0].strip(): [c.strip() for c in row[1:]] for row in table[2:]}
+    assert {'PyTorch eager fp32', 'onnxruntime fp32', 'onnxruntime INT8', 'openvino fp32'} <= set(rows), proc.stdout
+    for name in ('onnxruntime fp32', 'openvino fp32'):  # float forms: PyTorch's metric
+        assert rows[name][3] == '+0.000', (name, proc.stdout)
 
 
 def test_an_exported_detector_does_not_serve_a_segmentation_config(exported, tmp_path):

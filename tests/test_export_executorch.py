@@ -235,6 +235,40 @@ def test_detections_after_the_program_are_the_graphs():
         assert ((expected[1] >= 0).sum(1) == 50).all()  # more survivors than max_per_img in each image
 
 
+def test_a_convolution_shared_by_branches_with_their_own_batch_norms_is_exported_per_branch(tmp_path):
+    """ExecuTorch folds each BatchNorm into the convolution before it by rewriting that convolution's weights; a
+    convolution shared by two branches (RTMDet's head shares one per depth across levels, with a BatchNorm per
+    level) would run both with one fold. The exporter gives each branch its own copy."""
+    import torch
+    import torch.nn as nn
+
+    from mmlightvit.deploy.executorch_export import export_executorch
+    from mmlightvit.deploy.onnx_export import ExportTarget
+    from mmlightvit.deploy.runtime import ExecuTorchSession
+
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.first, self.second = nn.Sequential(conv, nn.BatchNorm2d(8)), nn.Sequential(conv, nn.BatchNorm2d(8))
+
+        def forward(self, image):
+            return self.first(image), self.second(image)
+
+    torch.manual_seed(0)
+    module = Branches().eval()
+    for norm in (module.first[1], module.second[1]):
+        norm.running_mean.normal_(), norm.running_var.uniform_(0.5, 2), norm.weight.data.normal_()
+    target = ExportTarget(module, 'backbone', ['first', 'second'], backbone_type='Toy')
+    export_executorch(target, str(tmp_path / 'branches.pte'), (16, 16), dynamic=False)
+    assert module.first[0] is module.second[0]  # the model itself is left as it is
+    x = torch.randn(1, 3, 16, 16)
+    got = ExecuTorchSession(str(tmp_path / 'branches.pte'), threads=1).run(None, {'image': x.numpy()})
+    with torch.no_grad():
+        for out, expected in zip(got, module(x)):
+            assert (torch.from_numpy(out) - expected).abs().max() < 1e-4
+
+
 def test_backbones_with_a_fixed_size_program_are_refused_dynamic_sizes(tmp_path):
     """FasterViT and TransNeXt export ONNX with dynamic sizes, their ExecuTorch programs at one size (the reason,
     ``fixed_size_program``, is in the error)."""

@@ -131,6 +131,25 @@ def replace_batch_norm_1d(model: nn.Module) -> int:
     return replaced
 
 
+def untie_shared_modules(model: nn.Module) -> int:
+    """Give every place that holds a submodule held elsewhere too its own copy; returns how many were copied.
+
+    ExecuTorch's lowering folds each BatchNorm into the convolution before it by rewriting that convolution's
+    weights, so a convolution shared by several branches with a BatchNorm each (RTMDet's head: one convolution per
+    depth for every level, a BatchNorm per level) runs every branch with the weights of one: the program computed
+    other detections than PyTorch on real images. Copies compute the same and fold separately."""
+    seen, copied = set(), 0
+    for _, parent in list(model.named_modules(remove_duplicate=False)):
+        for name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            if id(child) in seen:
+                parent._modules[name] = copy.deepcopy(child)
+                copied += 1
+            seen.add(id(child))
+    return copied
+
+
 def quantize_int8(module: nn.Module, example: tuple, dynamic_shapes, calibration: Sequence[tuple],
                   module_names: Optional[Sequence[str]] = None):
     """``module`` quantized to INT8 for XNNPACK (PT2E: XNNPACKQuantizer, symmetric, weights per channel),
@@ -233,9 +252,9 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     try:
-        module = target.module
+        module = copy.deepcopy(target.module)
+        untie_shared_modules(module)
         if nms is not None:  # the program ends before the NMS, which the session runs (see the module docstring)
-            module = copy.copy(module)
             module.nms_in_graph = False
         if calibration is not None:
             module = quantize_int8(module, example, dynamic_shapes, calibration, _int8_module_names(target))

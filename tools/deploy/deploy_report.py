@@ -1,16 +1,18 @@
 """One table of a trained model's deployment forms: latency on this CPU and, with --metrics, the config's metric.
 
     python tools/deploy/deploy_report.py CONFIG CHECKPOINT --out-dir DIR [--metrics] [--calibration-images 32]
-        [--repeat 10] [--warmup 3] [--threads N] [--cfg-options ...]
+        [--repeat 10] [--warmup 3] [--threads N] [--no-executorch] [--cfg-options ...]
 
 The forms: PyTorch eager fp32 (re-parameterised), PyTorch BF16 (autocast; a detector's backbone and neck), the whole
 model exported to ONNX (export_onnx.py --mode model) on onnxruntime and on OpenVINO (float32, and BF16 on CPUs with
-AVX512_BF16 / AMX), and its INT8 form (quantize_onnx.py, calibrated on --calibration-images training images) on both
-runtimes. All run in this process on the same preprocessed validation image, one after the other, ``--warmup`` times
-untimed and then ``--repeat`` times (the median is reported), with the same number of threads; the speed-up is
-against PyTorch fp32 in the same run. ``--metrics`` also evaluates every form with tools/test.py on the config's
-test set (one process per form) and adds the metric and its change against PyTorch fp32. DIR receives model.onnx,
-model_int8.onnx, the test runs' work dirs and report.md; it must not exist yet or be empty, so nothing in it is
+AVX512_BF16 / AMX), its INT8 form (quantize_onnx.py, calibrated on --calibration-images training images) on both
+runtimes, and ExecuTorch programs (export_executorch.py, XNNPACK, at the validation image's size; fp32 and INT8
+calibrated on the same images). A form a runtime cannot take is listed with the reason. All run in this process on
+the same preprocessed validation image, one after the other, ``--warmup`` times untimed and then ``--repeat`` times
+(the median is reported), with the same number of threads; the speed-up is against PyTorch fp32 in the same run.
+``--metrics`` also evaluates every form with tools/test.py on the config's test set (one process per form) and adds
+the metric and its change against PyTorch fp32. DIR receives model.onnx, model_int8.onnx, model.pte,
+model_int8.pte, the test runs' work dirs and report.md; it must not exist yet or be empty, so nothing in it is
 replaced.
 """
 import argparse
@@ -48,6 +50,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--repeat', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--threads', type=int, help='threads of every form (default: PyTorch\'s)')
+    parser.add_argument('--no-executorch', action='store_true', help='leave the ExecuTorch forms out (their '
+                        'lowering takes minutes)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings, key=value')
     return parser.parse_args(argv)
 
@@ -66,8 +70,11 @@ def test_metrics(config: str, weights: str, work_dir: str, extra: Sequence[str],
                            *options], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f'tools/test.py {weights} {" ".join(extra)} failed:\n{proc.stderr[-2000:]}')
-    line = next(line for line in proc.stdout.splitlines() if 'Epoch(test)' in line)
-    words = line.split()
+    # the summary: the last line of the test loop (Epoch(test) or, for iteration-based configs, Iter(test))
+    lines = [line for line in proc.stdout.splitlines() if 'Epoch(test)' in line or 'Iter(test)' in line]
+    if not lines:
+        raise RuntimeError(f'tools/test.py {weights} {" ".join(extra)} printed no test summary:\n{proc.stdout[-2000:]}')
+    words = lines[-1].split()
     return {key.rstrip(':'): float(value) for key, value in zip(words, words[1:]) if key.endswith(':')
             and value.replace('.', '', 1).isdigit()}
 
@@ -121,26 +128,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[-1][:150]}'
             continue
         forms.append((name, lambda s=session: s.run(None, feed), file, ['--backend', backend] + ['--bf16'] * bf16))
+    if not args.no_executorch:
+        # ExecuTorch programs at the validation image's size, one image (what an app on a phone runs)
+        calibration = [tuple(torch.from_numpy(f[name]) for name in target.input_names) for f in feeds]
+        for precision, file, observed in (('fp32', 'model.pte', None), ('INT8', 'model_int8.pte', calibration)):
+            name, file = f'executorch {precision}', osp.join(args.out_dir, file)
+            try:
+                from mmlightvit.deploy.executorch_export import export_executorch
+                export_executorch(target, file, tuple(inputs[0].shape[2:]), dynamic=False, calibration=observed,
+                                  calibration_note=f'{len(feeds)} training images')
+                session = runtime_session(file, 'executorch', args.threads)
+            except Exception as err:  # a model ExecuTorch cannot take (a two-stage detector, ...): in the table
+                failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}'
+                continue
+            forms.append((name, lambda s=session: s.run(None, feed), file, []))
     times = {name: median_ms(run, args.warmup, args.repeat) for name, run, _, _ in forms}
-    metric_names = METRICS.get(cfg.get('default_scope'), ())
     results = {}
     if args.metrics:
         for name, _, weights, extra in forms:
             work_dir = osp.join(args.out_dir, 'test_' + name.lower().replace(' ', '_'))
-            results[name] = test_metrics(args.config, weights, work_dir, extra, args.cfg_options)
+            try:
+                results[name] = test_metrics(args.config, weights, work_dir, extra, args.cfg_options)
+            except RuntimeError as err:  # e.g. a one-size program and test images of other sizes
+                results[name] = {}
+                failures[f'{name} (metrics)'] = str(err).strip().splitlines()[-1][:200]
+    # those of the task's metrics the config's evaluator gives (a box-only detector: no mask AP)
+    metric_names = [m for m in METRICS.get(cfg.get('default_scope'), ()) if m in results.get('PyTorch eager fp32', {})]
 
     size, threads = 'x'.join(str(s) for s in inputs[0].shape), torch.get_num_threads()
     lines = [f'Config {osp.basename(args.config)}, checkpoint {osp.basename(args.checkpoint)}; input {size} (one '
              f'validation image, preprocessed{", with its size" if SIZE_INPUT_NAME in feed else ""}); '
              f'{threads} thread{"s" if threads > 1 else ""}; CPU: {cpu_description()}; INT8 weights '
              f'{"8" if cpu_has_vnni() else "7"}-bit, {len(feeds)} calibration images; median of {args.repeat} runs.',
-             '', '| form | latency (ms) | speed-up |' + ''.join(f' {m} | change |' for m in metric_names if results),
-             '| --- | --- | --- |' + ' --- | --- |' * (len(metric_names) if results else 0)]
+             '', '| form | latency (ms) | speed-up |' + ''.join(f' {m} | change |' for m in metric_names),
+             '| --- | --- | --- |' + ' --- | --- |' * len(metric_names)]
     base_ms = times['PyTorch eager fp32']
     for name, _, _, _ in forms:
         row = f'| {name} | {times[name]:.1f} | {base_ms / times[name]:.2f} | '
-        for metric in (metric_names if results else ()):
-            value, base = results[name].get(metric, float('nan')), results['PyTorch eager fp32'].get(metric)
+        for metric in metric_names:
+            value, base = results[name].get(metric, float('nan')), results['PyTorch eager fp32'][metric]
             row += f'{value:.3f} | {value - base:+.3f} | '
         lines.append(row.rstrip())
     lines += [f'| {name} | fails: {reason} |' for name, reason in failures.items()]
