@@ -134,7 +134,8 @@ def main():
     check_dataset_paths(cfg, loaders=('test_dataloader', ))
     check_outputs(cfg, args)
     prepare_run(cfg, training=False, allow_partial_load=args.allow_partial_load)
-    if is_exported_model(args.checkpoint):
+    exported = is_exported_model(args.checkpoint)
+    if exported:
         if args.tta:
             raise ConfigError('--tta runs the PyTorch model over augmented copies; an exported model is tested '
                               'without it.')
@@ -143,7 +144,7 @@ def main():
         cfg.load_from = args.checkpoint
     if args.tta:
         enable_tta(cfg)
-    if args.bf16 and not is_exported_model(args.checkpoint):
+    if args.bf16 and not exported:
         enable_bf16_test(cfg)
     if args.show or args.show_dir:
         enable_visualization(cfg, args.show, args.show_dir, args.wait_time)

@@ -154,11 +154,11 @@ def quantize_int8(module: nn.Module, example: tuple, dynamic_shapes, calibration
                   module_names: Optional[Sequence[str]] = None):
     """``module`` quantized to INT8 for XNNPACK (PT2E: XNNPACKQuantizer, symmetric, weights per channel),
     its activation ranges observed on ``calibration`` (tuples of the module's inputs); ``module_names``: only
-    these submodules (None: all of it)."""
+    these submodules (None: all of it). Rewrites ``module``'s BatchNorm1d layers in place: pass a copy."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                           get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    module = copy.deepcopy(module).eval()
+    module = module.eval()
     replace_batch_norm_1d(module)
     captured = torch.export.export(module, example, dynamic_shapes=dynamic_shapes).module()
     config = get_symmetric_quantization_config(is_per_channel=True)

@@ -50,10 +50,10 @@ class OpenVINOSession:
 
     def __init__(self, onnx_file: str, threads: Optional[int] = None, bf16: bool = False):
         import openvino as ov
-        if bf16 and 'BF16' not in openvino_cpu_capabilities():
+        if bf16 and 'BF16' not in (capabilities := openvino_cpu_capabilities()):
             raise ExportedModelError(
                 'OpenVINO computes in BF16 on CPUs with AVX512_BF16 or AMX instructions; this CPU has neither '
-                f'(its OpenVINO capabilities: {", ".join(openvino_cpu_capabilities())}).')
+                f'(its OpenVINO capabilities: {", ".join(capabilities)}).')
         config = {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads(),
                   'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32'}
         self.model = ov.Core().compile_model(onnx_file, 'CPU', config)
