@@ -63,6 +63,13 @@ def cpu_description() -> str:
             f'{" ".join(shown) or "no AVX-512 / VNNI / AMX"}')
 
 
+def failure_reason(err: Exception, first_line: bool = False) -> str:
+    """One line of ``err`` for the table: its type and its last line (where a runtime's long message ends with the
+    cause), or its first (where an exporter's message starts with it)."""
+    lines = str(err).strip().splitlines() or ['']
+    return f'{type(err).__name__}: {(lines[0] if first_line else lines[-1])[:200]}'
+
+
 def test_metrics(config: str, weights: str, work_dir: str, extra: Sequence[str], cfg_options) -> dict:
     """The summary metrics of ``tools/test.py config weights`` (run in a process of its own)."""
     options = ['--cfg-options', *[f'{k}={v}' for k, v in (cfg_options or {}).items()]] if cfg_options else []
@@ -125,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             session = runtime_session(file, backend, args.threads, bf16)
         except Exception as err:  # a runtime that cannot compile the file (or this CPU lacks BF16): in the table
-            failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[-1][:150]}'
+            failures[name] = failure_reason(err)
             continue
         forms.append((name, lambda s=session: s.run(None, feed), file, ['--backend', backend] + ['--bf16'] * bf16))
     if not args.no_executorch:
@@ -139,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                   calibration_note=f'{len(feeds)} training images')
                 session = runtime_session(file, 'executorch', args.threads)
             except Exception as err:  # a model ExecuTorch cannot take (a two-stage detector, ...): in the table
-                failures[name] = f'{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}'
+                failures[name] = failure_reason(err, first_line=True)
                 continue
             forms.append((name, lambda s=session: s.run(None, feed), file, []))
     times = {name: median_ms(run, args.warmup, args.repeat) for name, run, _, _ in forms}
@@ -151,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results[name] = test_metrics(args.config, weights, work_dir, extra, args.cfg_options)
             except RuntimeError as err:  # e.g. a one-size program and test images of other sizes
                 results[name] = {}
-                failures[f'{name} (metrics)'] = str(err).strip().splitlines()[-1][:200]
+                failures[f'{name} (metrics)'] = failure_reason(err)
     # those of the task's metrics the config's evaluator gives (a box-only detector: no mask AP)
     metric_names = [m for m in METRICS.get(cfg.get('default_scope'), ()) if m in results.get('PyTorch eager fp32', {})]
 
