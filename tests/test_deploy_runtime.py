@@ -118,6 +118,34 @@ def test_openvino_computes_in_float32_unless_bf16_is_asked_for(tmp_path):
             runtime_session(str(path), backend, bf16=True)
 
 
+OPENVINO_THEN_A_SIGNAL = """
+import gc, os, signal, sys
+from mmlightvit.deploy.runtime import openvino_cpu_capabilities, runtime_session
+openvino_cpu_capabilities()
+first = runtime_session(sys.argv[1], 'openvino', threads=1)
+second = runtime_session(sys.argv[1], 'openvino', threads=1)
+del first  # each model's plugin puts back the stack it found when it unloads: the first's, unmapped
+del second
+gc.collect()
+signal.signal(signal.SIGUSR1, lambda number, frame: print('handled'))  # handled on the alternate signal stack
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+
+
+def test_a_signal_after_an_openvino_model_is_gone_is_handled(tmp_path):
+    """OpenVINO's CPU plugin gives the thread an alternate signal stack of its own and, when it unloads, puts back
+    the one it found, which is another model's unmapped stack when two models end in the order they began; a signal
+    handled later (SIGINT's handler, a DataLoader's SIGCHLD) then killed the process with SIGSEGV. Run in a process
+    of its own: without the fix it dies."""
+    path = tmp_path / 'identity.onnx'
+    value = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 4])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'g', [value],
+                                                  [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 4])])),
+              str(path))
+    proc = run_python(['-c', OPENVINO_THEN_A_SIGNAL, str(path)], check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == 'handled', (proc.returncode, proc.stderr[-2000:])
+
+
 def test_tools_test_runs_openvinos_bf16_form(exported, tmp_path):
     out, _ = exported
     first_images = ['--cfg-options', 'test_dataloader.dataset.indices=4']

@@ -9,8 +9,11 @@ pasting masks, resizing logits to the original image, the softmax label) turn it
 the PyTorch model gives, so the config's metrics and visualisers work unchanged. The file type picks the runtime
 (:func:`exported_backend`).
 """
+import contextlib
+import ctypes
 import json
 import os.path as osp
+import sys
 from types import SimpleNamespace
 from typing import List, Optional
 
@@ -34,10 +37,41 @@ BACKENDS = ('onnxruntime', 'openvino', 'executorch')
 BACKENDS_OF_SUFFIX = {'.onnx': ('onnxruntime', 'openvino'), '.pte': ('executorch', )}
 
 
+class _SignalStack(ctypes.Structure):
+    """Linux's ``stack_t``, what ``sigaltstack`` reads and writes."""
+    _fields_ = [('ss_sp', ctypes.c_void_p), ('ss_flags', ctypes.c_int), ('ss_size', ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def signal_stack_kept():
+    """Run the block, then give the calling thread back the alternate signal stack it had before.
+
+    OpenVINO's CPU plugin (2026.4) gives the thread that loads it an alternate signal stack of its own, and when it
+    unloads it unmaps that memory and puts back the stack it found, which is another plugin instance's when two models
+    end in the order they began: the thread is left with an unmapped stack. The next signal handled on the alternate
+    stack (every Python signal handler is: SIGINT's, a DataLoader's SIGCHLD, faulthandler's) then kills the process
+    with a segmentation fault, long after the models are gone. Every OpenVINO call here that can load the plugin runs
+    inside this block, so the plugin's stack is never the thread's outside it.
+    """
+    if not sys.platform.startswith('linux'):  # the struct's layout above is Linux's
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(before), None)
+
+
 def openvino_cpu_capabilities() -> List[str]:
     """What OpenVINO's CPU plugin can compute in on this CPU (``FP32``, ``BF16``, ``INT8``, ...)."""
     import openvino as ov
-    return list(ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
+    with signal_stack_kept():
+        return list(ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
 
 
 class OpenVINOSession:
@@ -56,8 +90,9 @@ class OpenVINOSession:
                 f'(its OpenVINO capabilities: {", ".join(capabilities)}).')
         config = {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads(),
                   'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32'}
-        self.model = ov.Core().compile_model(onnx_file, 'CPU', config)
-        self._request = self.model.create_infer_request()
+        with signal_stack_kept():
+            self.model = ov.Core().compile_model(onnx_file, 'CPU', config)
+            self._request = self.model.create_infer_request()
 
     def get_inputs(self):
         return [SimpleNamespace(name=port.get_any_name()) for port in self.model.inputs]
