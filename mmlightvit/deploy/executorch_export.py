@@ -260,6 +260,9 @@ def export_executorch(target: ExportTarget, out_file: str, shape: Sequence[int] 
             module.nms_in_graph = False
         if calibration is not None:
             module = quantize_int8(module, example, dynamic_shapes, calibration, _int8_module_names(target))
+            # the out variants of the (de)quantize ops that XNNPACK does not take (DINO's, around its deformable
+            # attention), without which to_executorch stops with "Missing out variants"
+            import executorch.kernels.quantized  # noqa: F401
         program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
         buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
     except Exception as err:  # torch.export / quantization / lowering errors
