@@ -155,7 +155,7 @@ def test_dino_exports_to_executorch_at_a_fixed_size(tmp_path):
 
     # INT8: the (de)quantize ops XNNPACK leaves outside its partitions run on ExecuTorch's quantized kernels (the
     # export stopped at "Missing out variants" before); the initial weights score every query about alike, so only
-    # the boxes' range and the scores' scale are compared
+    # the outputs' shape and finiteness, the labels' validity and the best score's scale are compared
     int8 = str(tmp_path / 'dino_int8.pte')
     calibration = [target.example_inputs(torch.randn(1, 3, *EXPORT_SIZE)) for _ in range(2)]
     assert export_executorch(target, int8, EXPORT_SIZE, dynamic=False, calibration=calibration)['precision'] == 'int8'

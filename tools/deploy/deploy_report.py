@@ -27,7 +27,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmlightvit.apis.model import config_without_pretrained
-from mmlightvit.deploy.onnx_export import SIZE_INPUT_NAME, build_export_target, export_onnx, median_ms
+from mmlightvit.deploy.onnx_export import SIZE_INPUT_NAME, build_export_target, export_onnx, median_ms, short_reason
 from mmlightvit.deploy.quantize import calibration_feeds, cpu_has_vnni, cpu_model_and_flags, quantize_onnx
 from mmlightvit.deploy.runtime import runtime_session
 from mmlightvit.engine.amp import BF16_MODULES
@@ -65,9 +65,9 @@ def cpu_description() -> str:
 
 def failure_reason(err: Exception, first_line: bool = False) -> str:
     """One line of ``err`` for the table: its type and its last line (where a runtime's long message ends with the
-    cause), or its first (where an exporter's message starts with it)."""
-    lines = str(err).strip().splitlines() or ['']
-    return f'{type(err).__name__}: {(lines[0] if first_line else lines[-1])[:200]}'
+    cause), or its first (where an exporter's message starts with it: ``short_reason``)."""
+    line = short_reason(err, max_lines=1) if first_line else (str(err).strip().splitlines() or [''])[-1]
+    return f'{type(err).__name__}: {line[:200]}'
 
 
 def test_metrics(config: str, weights: str, work_dir: str, extra: Sequence[str], cfg_options) -> dict:
