@@ -165,6 +165,49 @@ def test_int8_of_named_submodules_quantizes_their_convolutions_and_nothing_after
     assert (got[..., :4] - expected[..., :4]).abs().max() < 0.05 * expected[..., :4].abs().max()
 
 
+def test_int8_graph_keeps_no_contiguous_copy_between_quantized_operators():
+    """Backbones make their features contiguous (for mmcv's RoIAlign). Quantized, that copy sits between a dequantize
+    and a quantize node, and XNNPACK's lowering of SSDLite's EdgeNeXt refused it ("Output node ... is already in the
+    inputs"). The INT8 graph drops the copies, which change no value."""
+    import copy
+
+    import torch
+    import torch.nn as nn
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                          get_symmetric_quantization_config)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from mmlightvit.deploy.executorch_export import drop_contiguous, quantize_int8
+
+    class Features(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.mix, self.head = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, image):
+            x = self.stem(image)
+            x = x + self.mix(x)
+            return self.head(x.transpose(2, 3).contiguous())  # a copy only where the strides need one
+
+    torch.manual_seed(0)
+    model = Features().eval()
+    images = [(torch.rand(1, 3, 16, 16), ) for _ in range(3)]
+    contiguous = torch.ops.aten.contiguous.default
+    observed = prepare_pt2e(torch.export.export(copy.deepcopy(model), images[0]).module(),
+                            XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True)))
+    for image in images:
+        observed(*image)
+    kept = convert_pt2e(observed)  # PT2E's own result: the copy between a dequantize and a quantize node
+    copies = [node for node in kept.graph.nodes if node.target == contiguous]
+    assert copies and all('dequantize' in str(node.args[0].target) for node in copies)
+    with torch.no_grad():
+        expected = kept(*images[1])
+        assert torch.equal(drop_contiguous(kept)(*images[1]), expected)
+    assert not any(node.target == contiguous for node in kept.graph.nodes)
+    quantized = quantize_int8(copy.deepcopy(model), images[0], None, images)
+    assert not any(node.target == contiguous for node in quantized.graph.nodes)
+
+
 def test_files_that_are_no_exported_model_are_refused(fp32_program, classifier, tmp_path):
     config = classifier[0]
     out, _ = fp32_program

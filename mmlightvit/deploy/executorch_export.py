@@ -167,7 +167,20 @@ def quantize_int8(module: nn.Module, example: tuple, dynamic_shapes, calibration
     with torch.no_grad():
         for inputs in calibration:
             observed(*inputs)
-    return convert_pt2e(observed)
+    return drop_contiguous(convert_pt2e(observed))
+
+
+def drop_contiguous(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """``graph_module`` without its ``.contiguous()`` calls on computed tensors. They change no value in an
+    exported graph, and between a dequantize and a quantize node XNNPACK's lowering drops the copy and is left with
+    a partition whose output is its input, which it refuses ("Output node ... is already in the inputs": every
+    backbone's features are made contiguous for mmcv's RoIAlign, and SSDLite's EdgeNeXt outputs reach it so)."""
+    for node in list(graph_module.graph.nodes):
+        if node.target == torch.ops.aten.contiguous.default and node.args[0].op == 'call_function':
+            node.replace_all_uses_with(node.args[0])
+            graph_module.graph.erase_node(node)
+    graph_module.recompile()
+    return graph_module
 
 
 def _submodule_quantizer(module_names: Sequence[str]):

@@ -365,6 +365,14 @@ def take_classes_from_data(cfg: Config, checkpoint_classes: Optional[Sequence[st
     return classes
 
 
+def read_data_config(config: str, cfg_options: Optional[dict] = None) -> Config:
+    """The config with its datasets' classes filled in (``take_classes_from_data``): what a tool that builds the
+    config's datasets outside a runner reads (calibration images, the dataset browser)."""
+    cfg = read_config(config, cfg_options)
+    take_classes_from_data(cfg)
+    return cfg
+
+
 def class_dependent_keys(cfg: Config) -> List[str]:
     """The state-dict keys of the config's model whose shape follows its class count (classifier layers, per-class
     box regressors and mask predictors, label embeddings): those that change shape when every ``num_classes``

@@ -26,12 +26,11 @@ from typing import Optional, Sequence
 import torch
 from mmengine.config import DictAction
 
-from mmlightvit.apis.model import config_without_pretrained
 from mmlightvit.deploy.onnx_export import SIZE_INPUT_NAME, build_export_target, export_onnx, median_ms, short_reason
 from mmlightvit.deploy.quantize import calibration_feeds, cpu_has_vnni, cpu_model_and_flags, quantize_onnx
 from mmlightvit.deploy.runtime import runtime_session
 from mmlightvit.engine.amp import BF16_MODULES
-from mmlightvit.engine.setup import take_classes_from_data
+from mmlightvit.engine.setup import read_data_config
 from mmlightvit.utils.autocast import autocast_children
 from mmlightvit.utils.cli import USER_ERRORS
 
@@ -99,8 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 2
     os.makedirs(args.out_dir, exist_ok=True)
-    cfg = config_without_pretrained(args.config, args.cfg_options)
-    take_classes_from_data(cfg)
+    cfg = read_data_config(args.config, args.cfg_options)
     float_file, int8_file = osp.join(args.out_dir, 'model.onnx'), osp.join(args.out_dir, 'model_int8.onnx')
     export_onnx(target, float_file)
     feeds = calibration_feeds(cfg, args.calibration_images, target.input_names, 'train')

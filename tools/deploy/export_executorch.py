@@ -82,11 +82,8 @@ def default_out(config: str, mode: str, int8: bool) -> str:
 def image_feeds(args, input_names: List[str], count: int, split: str) -> list:
     """``count`` preprocessed images of the config's ``split`` (see ``calibration_feeds``)."""
     from mmlightvit.deploy.quantize import calibration_feeds
-    from mmlightvit.engine.setup import take_classes_from_data
-    from mmlightvit.utils.config import read_config
-    cfg = read_config(args.config, args.cfg_options)
-    take_classes_from_data(cfg)
-    return calibration_feeds(cfg, count, input_names, split)
+    from mmlightvit.engine.setup import read_data_config
+    return calibration_feeds(read_data_config(args.config, args.cfg_options), count, input_names, split)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

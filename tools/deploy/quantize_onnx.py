@@ -25,9 +25,8 @@ import numpy as np
 from mmlightvit.deploy.onnx_export import median_ms, ort_session
 from mmlightvit.deploy.quantize import calibration_feeds, quantize_onnx
 from mmlightvit.deploy.runtime import ExportedModelError, exported_metadata
-from mmlightvit.engine.setup import take_classes_from_data
+from mmlightvit.engine.setup import read_data_config
 from mmlightvit.utils.cli import USER_ERRORS
-from mmlightvit.utils.config import read_config
 from mmlightvit.utils.files import check_output, replace_file_atomically
 
 REDUCE_RANGE = {'auto': 'auto', 'on': True, 'off': False}
@@ -90,8 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         check_output(out, '--out', inputs=[args.config, args.model], overwrite=args.overwrite)
         exported_metadata(args.model)  # a readable exported file, before the data is read
-        cfg = read_config(args.config)
-        take_classes_from_data(cfg)
+        cfg = read_data_config(args.config)
         input_names = [i.name for i in ort_session(args.model, args.threads).get_inputs()]
         feeds = calibration_feeds(cfg, args.calibration_images, input_names, args.split)
         chosen = {}
