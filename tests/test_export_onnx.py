@@ -193,6 +193,27 @@ def run_tool(*args):
     return run_python(['tools/deploy/export_onnx.py', *args], check=False)
 
 
+def test_a_detectors_failed_parity_check_says_how_many_detections_differ():
+    """A detector's parity failure counts the paired detections that differ: a few among many is what an untrained
+    detector's near-equal scores give (another box kept by NMS), most an export that computes something else."""
+
+    class Detections(nn.Module):
+        def forward(self, *inputs):  # ten fixed detections whatever the image
+            boxes = torch.arange(40.).reshape(1, 10, 4)
+            return torch.cat([boxes, torch.full((1, 10, 1), 0.5)], -1), torch.arange(10).reshape(1, 10)
+
+    class OneBoxElsewhere:
+        def run(self, _, feed):
+            dets, labels = (t.numpy() for t in Detections()())
+            dets[0, 3, :4] += 20.0  # another box kept in its place
+            return [dets, labels]
+
+    target = ExportTarget(Detections(), 'detector', ['dets', 'labels'], backbone_type='Toy')
+    result, = compare_with_onnxruntime(target, None, [(32, 32)], warmup=0, repeat=1, session=OneBoxElsewhere())
+    assert not result.passed and result.note == '1 of 10 detections differ'
+    assert 'FAIL (1 of 10 detections differ)' in format_table([result])
+
+
 def test_cli_end_to_end_edgenext_backbone_matches_onnxruntime(tmp_path):
     """The tool on EdgeNeXt-XX-Small (random weights): export, then parity at two sizes with a batch of 2 (the
     second size makes the stem and down-sampling convs pad, which must stay dynamic in the graph)."""
