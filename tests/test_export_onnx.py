@@ -193,7 +193,7 @@ def run_tool(*args):
     return run_python(['tools/deploy/export_onnx.py', *args], check=False)
 
 
-def test_a_detectors_failed_parity_check_says_how_many_detections_differ():
+def test_a_detectors_failed_parity_check_says_how_many_detections_differ(capsys):
     """A detector's parity failure counts the paired detections that differ: a few among many is what an untrained
     detector's near-equal scores give (another box kept by NMS), most an export that computes something else."""
 
@@ -212,6 +212,9 @@ def test_a_detectors_failed_parity_check_says_how_many_detections_differ():
     result, = compare_with_onnxruntime(target, None, [(32, 32)], warmup=0, repeat=1, session=OneBoxElsewhere())
     assert not result.passed and result.note == '1 of 10 detections differ'
     assert 'FAIL (1 of 10 detections differ)' in format_table([result])
+    from mmlightvit.deploy.cli import parity_exit_status
+    assert parity_exit_status([result], 1e-4, 'detector', 'sizes') == 1
+    assert 'failed on 1 of 1 sizes' in capsys.readouterr().err
 
 
 def test_cli_end_to_end_edgenext_backbone_matches_onnxruntime(tmp_path):

@@ -1,11 +1,13 @@
 """The command-line arguments the export tools share (tools/deploy/export_onnx.py, export_executorch.py,
 export_coreml.py): what to export, where to, at which sizes, and how the export is checked against PyTorch."""
 import argparse
+import sys
 from typing import List, Optional, Sequence, Tuple
 
 from mmengine.config import DictAction
 
-from .onnx_export import MODES
+from .onnx_export import MODES, ParityResult
+from .runtime import DETECTOR_KINDS
 
 DEFAULT_CHECK_SHAPES = [(224, 224), (200, 328)]
 
@@ -66,3 +68,18 @@ def check_shapes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> L
                      'runs at that size only: leave out --check-shapes, or export each size in a run of its own '
                      '(--shape H W --out FILE).')
     return shapes
+
+
+def parity_exit_status(results: Sequence[ParityResult], tolerance: float, kind: str, checked: str) -> int:
+    """1 and a note on stderr when a parity check failed (``checked``: what the results are of, e.g. 'sizes'),
+    else 0."""
+    failed = [r for r in results if not r.passed]
+    if not failed:
+        return 0
+    print(f'\nParity check failed on {len(failed)} of {len(results)} {checked} (tolerance {tolerance:g}).',
+          file=sys.stderr)
+    if kind in DETECTOR_KINDS:
+        print('A few differing detections among many are usually near-equal scores (random or barely trained '
+              'weights, INT8 rounding) for which NMS or top-k keep another box; compare the metric on a trained '
+              'checkpoint (tools/test.py CONFIG FILE) before taking it for an export error.', file=sys.stderr)
+    return 1

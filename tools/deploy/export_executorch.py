@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from mmlightvit.deploy.cli import add_check_arguments, add_model_arguments, check_shapes
+from mmlightvit.deploy.cli import add_check_arguments, add_model_arguments, check_shapes, parity_exit_status
 from mmlightvit.deploy.onnx_export import ExportError, build_export_target, compare_with_onnxruntime, format_table
 from mmlightvit.deploy.runtime import ExportedModelError
 from mmlightvit.utils.cli import USER_ERRORS
@@ -132,12 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'\nExecuTorch (XNNPACK, {metadata["precision"]}) vs PyTorch eager (float32) on {inputs}, median of '
               f'{args.repeat} runs after {args.warmup} warm-up runs:')
         print(format_table(results, args.tolerance, runtime='ExecuTorch'))
-    failed = [r for r in results if not r.passed]
-    if failed:
-        print(f'\nParity check failed on {len(failed)} of {len(results)} inputs (tolerance {args.tolerance:g}).',
-              file=sys.stderr)
-        return 1
-    return 0
+    return parity_exit_status(results, args.tolerance, target.kind, 'inputs')
 
 
 if __name__ == '__main__':

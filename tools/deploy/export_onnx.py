@@ -27,10 +27,9 @@ import os.path as osp
 import sys
 from typing import Optional, Sequence
 
-from mmlightvit.deploy.cli import add_check_arguments, add_model_arguments, check_shapes
+from mmlightvit.deploy.cli import add_check_arguments, add_model_arguments, check_shapes, parity_exit_status
 from mmlightvit.deploy.onnx_export import (DEFAULT_OPSET, ExportError, build_export_target, compare_with_onnxruntime,
                                            export_onnx, format_table)
-from mmlightvit.deploy.runtime import DETECTOR_KINDS
 from mmlightvit.utils.cli import USER_ERRORS
 from mmlightvit.utils.files import check_output, replace_file_atomically
 
@@ -78,16 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'\nonnxruntime (CPUExecutionProvider) vs PyTorch eager, median of {args.repeat} runs after '
               f'{args.warmup} warm-up runs:')
         print(format_table(results, args.tolerance))
-    failed = [r for r in results if not r.passed]
-    if failed:
-        print(f'\nParity check failed at {len(failed)} of {len(results)} sizes (tolerance {args.tolerance:g}).',
-              file=sys.stderr)
-        if target.kind in DETECTOR_KINDS:
-            print('A few differing detections among many, with random or barely trained weights, are near-equal '
-                  'scores for which NMS or top-k keep another box (a last-bit difference decides); check with a '
-                  'trained checkpoint before taking it for an export error.', file=sys.stderr)
-        return 1
-    return 0
+    return parity_exit_status(results, args.tolerance, target.kind, 'sizes')
 
 
 if __name__ == '__main__':
