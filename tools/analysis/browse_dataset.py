@@ -14,7 +14,6 @@ import numpy as np
 from mmengine.config import DictAction
 
 from mmlightvit.utils.cli import exit_on_user_error
-from mmlightvit.utils.config import read_config
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
 
@@ -61,15 +60,14 @@ def main(argv=None):
     from mmengine.registry import DATASETS, VISUALIZERS, init_default_scope
 
     from mmlightvit.engine import check_dataset_paths
-    from mmlightvit.engine.setup import take_classes_from_data
-    cfg = read_config(args.config, args.cfg_options)
+    from mmlightvit.engine.setup import read_data_config
+    cfg = read_data_config(args.config, args.cfg_options)
     if args.output_dir:  # before any work: never into the user's files, never into the dataset
         from mmlightvit.utils.files import check_output
         roots = [cfg[name].dataset.get('data_root') for name in SPLITS.values() if cfg.get(name)]
         note = check_output(args.output_dir, '--output-dir', protected=roots, overwrite=args.overwrite, folder=True)
         if note:
             print(note)
-    take_classes_from_data(cfg)
     loader = SPLITS[args.split]
     if not cfg.get(loader):
         raise SystemExit(f'{args.config} has no {loader}')
