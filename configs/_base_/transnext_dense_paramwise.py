@@ -27,5 +27,6 @@ transnext_custom_keys = {
 # Mask2Former adds its decoder's query and level embeddings: full lr, no decay.
 transnext_mask2former_custom_keys = {
     **transnext_custom_keys,
-    **{f'decode_head.{name}': dict(lr_mult=1.0, decay_mult=0.) for name in ('query_embed', 'query_feat', 'level_embed')},
+    **{f'decode_head.{name}': dict(lr_mult=1.0, decay_mult=0.)
+       for name in ('query_embed', 'query_feat', 'level_embed')},
 }

@@ -174,8 +174,10 @@ def render_table(family: str, metafile: dict) -> str:
     lines += [
         '',
         'Generated from [`metafile.yml`](metafile.yml) by',
-        '[`tools/misc/generate_model_zoo.py`](../../tools/misc/generate_model_zoo.py). Params and FLOPs (MACs) measured',
-        'with [`tools/analysis/get_flops.py`](../../tools/analysis/get_flops.py) in the papers\' conventions: detectors at',
+        '[`tools/misc/generate_model_zoo.py`](../../tools/misc/generate_model_zoo.py). Params and FLOPs (MACs) '
+        'measured',
+        'with [`tools/analysis/get_flops.py`](../../tools/analysis/get_flops.py) in the papers\' conventions: '
+        'detectors at',
         '800x1280 with the mask heads on the first 100 RoIs (every stage of a Cascade too), UperNet at 512x2048,',
         'segmentors without their auxiliary head (with it in brackets, as the papers\' UperNet tables count),',
         'classifiers at their test crop, unfused and with every head they train (a paper may count a fused model with',
