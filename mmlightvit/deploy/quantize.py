@@ -85,6 +85,19 @@ class _FeedReader:
         return next(self._feeds, None)
 
 
+def batched_weight_products(onnx_file: str) -> List[str]:
+    """The MatMul nodes of ``onnx_file`` whose weight (a constant second input) has more than two dimensions, as
+    TransNeXt's per-head learnable tokens ``(heads, head_dim, tokens)``. onnxruntime's quantizer gives such a weight
+    one scale per channel of its second dimension, which onnxruntime's QLinearMatMul refuses when it runs ("weight
+    zero point must be a scalar, 1D tensor of size 1, or last to second dimension is 1"); they stay float."""
+    import onnx
+    graph = onnx.load(onnx_file, load_external_data=False).graph
+    weights = {i.name: len(i.dims) for i in graph.initializer}
+    weights.update({n.output[0]: len(a.t.dims) for n in graph.node if n.op_type == 'Constant'
+                    for a in n.attribute if a.name == 'value'})
+    return [n.name for n in graph.node if n.op_type == 'MatMul' and weights.get(n.input[1], 0) > 2]
+
+
 def quantize_onnx(onnx_file: str, out_file: str, feeds: List[Dict[str, np.ndarray]], per_channel: bool = True,
                   reduce_range='auto', symmetric: bool = False) -> dict:
     """Write the INT8 form of ``onnx_file`` to ``out_file``, calibrated on ``feeds``; returns what was chosen.
@@ -96,6 +109,7 @@ def quantize_onnx(onnx_file: str, out_file: str, feeds: List[Dict[str, np.ndarra
     activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
     quantize_static(onnx_file, out_file, _FeedReader(feeds), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel, reduce_range=reduce,
+                    nodes_to_exclude=batched_weight_products(onnx_file) if per_channel else [],
                     activation_type=activation, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={'ActivationSymmetric': symmetric, 'WeightSymmetric': True},
