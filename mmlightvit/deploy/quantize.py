@@ -85,13 +85,11 @@ class _FeedReader:
         return next(self._feeds, None)
 
 
-def batched_weight_products(onnx_file: str) -> List[str]:
-    """The MatMul nodes of ``onnx_file`` whose weight (a constant second input) has more than two dimensions, as
+def batched_weight_products(graph) -> List[str]:
+    """The MatMul nodes of an ONNX ``graph`` whose weight (a constant second input) has more than two dimensions, as
     TransNeXt's per-head learnable tokens ``(heads, head_dim, tokens)``. onnxruntime's quantizer gives such a weight
     one scale per channel of its second dimension, which onnxruntime's QLinearMatMul refuses when it runs ("weight
     zero point must be a scalar, 1D tensor of size 1, or last to second dimension is 1"); they stay float."""
-    import onnx
-    graph = onnx.load(onnx_file, load_external_data=False).graph
     weights = {i.name: len(i.dims) for i in graph.initializer}
     weights.update({n.output[0]: len(a.t.dims) for n in graph.node if n.op_type == 'Constant'
                     for a in n.attribute if a.name == 'value'})
@@ -107,15 +105,15 @@ def quantize_onnx(onnx_file: str, out_file: str, feeds: List[Dict[str, np.ndarra
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     reduce = False if symmetric else (not cpu_has_vnni()) if reduce_range == 'auto' else bool(reduce_range)
     activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
+    source = onnx.load(onnx_file, load_external_data=False)
     quantize_static(onnx_file, out_file, _FeedReader(feeds), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel, reduce_range=reduce,
-                    nodes_to_exclude=batched_weight_products(onnx_file) if per_channel else [],
+                    nodes_to_exclude=batched_weight_products(source.graph) if per_channel else [],
                     activation_type=activation, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={'ActivationSymmetric': symmetric, 'WeightSymmetric': True},
                     use_external_data_format=os.path.getsize(onnx_file) > (1 << 30))
     # the exported model's metadata (kind, preprocessing, classes) carries over, with the precision added
-    source = onnx.load(onnx_file, load_external_data=False)
     quantized = onnx.load(out_file)
     props = {p.key: p.value for p in source.metadata_props}
     props.update({'mmlightvit.precision': 'int8', 'mmlightvit.quantization':
